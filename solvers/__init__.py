@@ -1,0 +1,15 @@
+"""Fixed-grid numerical schemes for du/dt = f(t, u): pure numerics on tensors and callables.
+
+    solvers.available()                    -> registered scheme names
+    solvers.get("lm", k=0.3)               -> a scheme object with .step / .solve
+    solvers.integrate(f, u0, steps=64, scheme="rk4")
+
+This package never imports ``odenets``; ``odenets.build`` joins its schemes to network fields.
+"""
+from .base import Coefficient, DivergenceError, Scheme
+from .integrate import integrate
+from .registry import SCHEMES, available, get, register
+from .reversible import reversible_solve
+
+__all__ = ["Coefficient", "DivergenceError", "Scheme", "SCHEMES", "available", "get", "integrate",
+           "register", "reversible_solve"]

@@ -1,0 +1,178 @@
+"""Base classes of the solver layer: a fixed-grid `Scheme` and the `Coefficient` it declares.
+
+A scheme advances ``du/dt = f(t, u)`` by one step::
+
+    u_next, state = scheme.step(f, t, dt, u, state, **coefficients)
+
+``f`` is the field *for this step* (untied networks pass a different callable per step),
+``state`` is the scheme's explicit history (``None`` before the first step; multistep schemes
+take a one-step start then), and ``coefficients`` are the per-step values of the scalars the
+scheme declares in ``coefficients`` (e.g. LM's ``k``). Nothing is stored on ``self`` during a
+solve, so one scheme object drives any number of unrolled steps.
+
+`Scheme.solve` owns the grid loop (as torchdiffeq's ``FixedGridODESolver`` does); a scheme only
+writes ``step``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import torch
+
+Field = Callable[[float, torch.Tensor], torch.Tensor]
+
+
+class DivergenceError(RuntimeError):
+    """Raised when an iteration inside a scheme diverges or produces NaN/inf."""
+
+
+@dataclass(frozen=True)
+class Coefficient:
+    """A per-step scalar of a scheme (e.g. LM's ``k``), fixed or learnable.
+
+    Learnable values are stored as an unconstrained raw tensor and mapped into the open interval
+    ``bounds = (a, b)`` by ``value = a + (b - a) * sigmoid(raw)``, so training can never leave the
+    valid range. ``init`` is the uniform range that learnable values are drawn from.
+    """
+
+    name: str
+    default: float
+    init: tuple[float, float]
+    bounds: tuple[float, float] | None = None
+    learnable: bool = True
+    doc: str = ""
+
+    def check(self, value: float, scheme: str) -> float:
+        """Validate a fixed value against ``bounds``; returns it as float."""
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"{scheme}: coefficient {self.name}={value} is not finite")
+        if self.bounds is not None and not (self.bounds[0] < value < self.bounds[1]):
+            raise ValueError(
+                f"{scheme}: coefficient {self.name}={value} is outside the open interval "
+                f"{self.bounds}; {self.doc}".rstrip("; "))
+        return value
+
+    def to_value(self, raw: torch.Tensor) -> torch.Tensor:
+        """Map unconstrained raw parameters to values inside ``bounds``."""
+        if self.bounds is None:
+            return raw
+        lo, hi = self.bounds
+        return lo + (hi - lo) * torch.sigmoid(raw)
+
+    def to_raw(self, value: torch.Tensor) -> torch.Tensor:
+        """Inverse of `to_value` (values must lie strictly inside ``bounds``)."""
+        if self.bounds is None:
+            return value
+        lo, hi = self.bounds
+        return torch.logit((value - lo) / (hi - lo))
+
+    def init_raw(self, shape, generator: torch.Generator | None = None, dtype=None) -> torch.Tensor:
+        """Raw values whose `to_value` is uniform on ``init``."""
+        lo, hi = self.init
+        value = lo + (hi - lo) * torch.rand(shape, generator=generator, dtype=dtype or torch.float32)
+        return self.to_raw(value.to(torch.float64)).to(dtype or torch.float32)
+
+
+class Scheme:
+    """A one-step (or multistep) fixed-grid scheme for ``du/dt = f(t, u)``.
+
+    Subclasses set ``name``, ``order``, ``evaluations`` (field evaluations per step) and
+    ``coefficients`` (a tuple of `Coefficient`), and implement ``step``.
+    """
+
+    name: str = ""
+    order: float = 0
+    evaluations: float = 1
+    coefficients: tuple[Coefficient, ...] = ()
+    stochastic: bool = False
+    implicit: bool = False
+
+    def step(self, f: Field, t: float, dt: float, u: torch.Tensor, state, **coefficients):
+        raise NotImplementedError
+
+    def map_state(self, state, fn: Callable[[torch.Tensor], torch.Tensor]):
+        """Apply ``fn`` to every tensor of the history (used at stage transitions, where the
+        history must pass through the same shortcut as ``u``)."""
+        if state is None:
+            return None
+        return tuple(fn(s) for s in state)
+
+    # -- fixed coefficient values -------------------------------------------------------------
+    def fixed_coefficients(self) -> dict[str, float]:
+        """Values used when the caller does not own the coefficients (e.g. `integrate`)."""
+        return {c.name: getattr(self, c.name, None) if getattr(self, c.name, None) is not None
+                else c.default for c in self.coefficients}
+
+    def learnable_coefficients(self) -> tuple[Coefficient, ...]:
+        """Coefficients a network builder should own as parameters (those not fixed by options)."""
+        return tuple(c for c in self.coefficients if c.learnable and getattr(self, c.name, None) is None)
+
+    # -- the grid loop ------------------------------------------------------------------------
+    def solve(self, fields: Sequence[Field], u0: torch.Tensor, t0: float = 0.0, dt: float = 1.0,
+              coefficients: Mapping[str, object] | None = None, state=None,
+              return_path: bool = False, training: bool = True):
+        """Take ``len(fields)`` steps from ``u0``; step ``n`` uses ``fields[n]`` at time
+        ``t0 + n dt``. ``coefficients[name]`` is a scalar or a per-step sequence/tensor indexed
+        by ``n``. Returns ``(u_N, state)``, or ``(path, state)`` with ``path`` of shape
+        ``(N + 1, *u0.shape)`` when ``return_path``."""
+        coefficients = self._per_step(coefficients, len(fields))
+        extra = {"training": training} if self.stochastic else {}
+        u, path = u0, [u0] if return_path else None
+        for n, f in enumerate(fields):
+            coeffs = {name: value[n] if per_step else value
+                      for name, (value, per_step) in coefficients.items()}
+            u, state = self.step(f, t0 + n * dt, dt, u, state, **coeffs, **extra)
+            if return_path:
+                path.append(u)
+        return (torch.stack(path) if return_path else u), state
+
+    def _per_step(self, coefficients, steps):
+        values = dict(self.fixed_coefficients())
+        values.update(coefficients or {})
+        unknown = set(values) - {c.name for c in self.coefficients}
+        if unknown:
+            raise ValueError(f"{self.name}: unknown coefficient(s) {sorted(unknown)}; "
+                             f"this scheme has {[c.name for c in self.coefficients]}")
+        out = {}
+        for name, value in values.items():
+            per_step = isinstance(value, (list, tuple)) or (torch.is_tensor(value) and value.dim() > 0)
+            if per_step and len(value) != steps:
+                raise ValueError(f"{self.name}: coefficient {name} has {len(value)} per-step values "
+                                 f"for {steps} steps")
+            out[name] = (value, per_step)
+        return out
+
+    def __repr__(self):
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
+        return f"{type(self).__name__}({opts})"
+
+    def options(self) -> dict:
+        """The options this scheme was built with (for repr and metadata)."""
+        return {}
+
+
+def check_int(name: str, value, scheme: str, minimum: int = 1) -> int:
+    """Validate an integer option (e.g. ``iterations``, ``steps``) with a clear message."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{scheme}: {name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def check_float(name: str, value, scheme: str, low=None, high=None, closed=(True, True)) -> float:
+    """Validate a real option inside [low, high] (ends open where ``closed`` says so)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{scheme}: {name} must be a real number, got {value!r}") from None
+    ok = math.isfinite(value)
+    if low is not None:
+        ok = ok and (value >= low if closed[0] else value > low)
+    if high is not None:
+        ok = ok and (value <= high if closed[1] else value < high)
+    if not ok:
+        lb, rb = ("[" if closed[0] else "("), ("]" if closed[1] else ")")
+        raise ValueError(f"{scheme}: {name} must lie in {lb}{low}, {high}{rb}, got {value!r}")
+    return value

@@ -1,0 +1,109 @@
+"""Euler-Maruyama for du = f dt + g dW: stochastic depth, shake-shake, Gaussian noise injection."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .base import Coefficient, Scheme, check_float
+
+NOISES = ("bernoulli", "gaussian", "shake")
+P = Coefficient(name="p", default=0.5, init=(0.5, 0.5), learnable=False,
+                doc="survival probability of stochastic depth, in (0, 1]")
+
+
+class EulerMaruyama(Scheme):
+    """Euler-Maruyama. Strong order 1/2 (1 for additive noise), weak order 1; explicit.
+
+    ``noise="gaussian"`` (noise injection)::  u_{n+1} = u_n + dt f + sigma g(t, u) dW_n,
+        dW_n ~ N(0, dt I) or ``bm(t_n, t_{n+1})``; ``diffusion`` g is ``"additive"`` (g = 1,
+        default), ``"field"`` (g = f(t, u)) or a callable ``g(t, u)``.
+    ``noise="bernoulli"`` (stochastic depth)::  u_{n+1} = u_n + eta dt f,  eta ~ Bernoulli(p_n):
+        drift p f, diffusion sqrt(p (1 - p)) f. ``p`` is a per-step coefficient (survival).
+    ``noise="shake"`` (shake-shake; the field is a pair (f1, f2))::
+        u_{n+1} = u_n + dt (eta f1 + (1 - eta) f2),  eta ~ U(0, 1): drift (f1 + f2)/2, noise
+        (eta - 1/2)(f1 - f2). ``shake_backward=True`` uses an independent eta in backward
+        (Gastaldi's Shake-Shake-Image).
+
+    In eval mode (``training=False``) the noise is replaced by its mean, like dropout.
+    ``per_sample=True`` draws one eta per example (dim 0), else one per batch. Noise is drawn on
+    the tensor's device with ``generator``, or with one seeded by ``seed`` (made per device).
+    """
+
+    name = "euler_maruyama"
+    order = 0.5
+    weak_order = 1
+    evaluations = 1
+    stochastic = True
+    coefficients = (P,)
+
+    def __init__(self, noise: str = "gaussian", sigma: float = 1.0, p: float | None = None,
+                 diffusion="additive", bm=None, generator: torch.Generator | None = None,
+                 seed: int | None = None, per_sample: bool = True, shake_backward: bool = True):
+        if noise not in NOISES:
+            raise ValueError(f"euler_maruyama: noise must be one of {list(NOISES)}, got {noise!r}")
+        if not (callable(diffusion) or diffusion in ("additive", "field")):
+            raise ValueError("euler_maruyama: diffusion must be 'additive', 'field' or a callable "
+                             f"g(t, u), got {diffusion!r}")
+        if bm is not None and not callable(bm):
+            raise ValueError(f"euler_maruyama: bm must be a callable bm(t0, t1) -> dW, got {bm!r}")
+        self.noise, self.diffusion, self.bm = noise, diffusion, bm
+        self.sigma = check_float("sigma", sigma, self.name, 0.0, None)
+        self.p = None if p is None else check_float("p", p, self.name, 0.0, 1.0, (False, True))
+        self.generator, self.seed = generator, seed
+        self.per_sample, self.shake_backward = bool(per_sample), bool(shake_backward)
+        self._generators = {}
+        self.evaluations = 2 if noise == "shake" else 1
+
+    def options(self):
+        return dict(noise=self.noise, sigma=self.sigma, p=self.p, per_sample=self.per_sample)
+
+    def _gen(self, device):
+        if self.generator is not None:
+            return self.generator
+        if self.seed is None:
+            return None
+        key = str(device)
+        if key not in self._generators:
+            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generators[key]
+
+    def _eta_shape(self, u):
+        return (u.shape[0],) + (1,) * (u.dim() - 1) if self.per_sample and u.dim() > 1 else ()
+
+    def step(self, f, t, dt, u, state, p=1.0, training=True):
+        if self.noise == "shake":
+            return self._shake(f, t, dt, u, training), state
+        drift = f(t, u)
+        if self.noise == "bernoulli":
+            if not training:
+                return u + (dt * p) * drift, state
+            eta = torch.empty(self._eta_shape(u), device=u.device, dtype=u.dtype)
+            eta.bernoulli_(p, generator=self._gen(u.device))
+            return u + dt * eta * drift, state
+        out = u + dt * drift
+        if not training or self.sigma == 0:
+            return out, state
+        g = drift if self.diffusion == "field" else (
+            self.diffusion(t, u) if callable(self.diffusion) else None)
+        if self.bm is not None:
+            dW = self.bm(t, t + dt)
+        else:
+            dW = torch.randn(u.shape, generator=self._gen(u.device), device=u.device, dtype=u.dtype)
+            dW = dW * math.sqrt(abs(dt))
+        noise = dW if g is None else g * dW
+        return out + self.sigma * noise, state
+
+    def _shake(self, f, t, dt, u, training):
+        if not isinstance(f, (tuple, list)) or len(f) != 2:
+            raise ValueError("euler_maruyama: noise='shake' needs the field of a step to be a pair "
+                             "(f1, f2) of callables")
+        f1, f2 = f[0](t, u), f[1](t, u)
+        if not training:
+            return u + (dt * 0.5) * (f1 + f2)
+        gen, shape = self._gen(u.device), self._eta_shape(u)
+        eta = torch.rand(shape, generator=gen, device=u.device, dtype=u.dtype)
+        if self.shake_backward and torch.is_grad_enabled():
+            eta_b = torch.rand(shape, generator=gen, device=u.device, dtype=u.dtype)
+            eta = eta_b + (eta - eta_b).detach()
+        return u + dt * torch.lerp(f2, f1, eta)

@@ -1,0 +1,35 @@
+"""Explicit Runge-Kutta schemes from a Butcher tableau (midpoint, Heun, RK4 build on it)."""
+from __future__ import annotations
+
+from .base import Scheme
+
+
+class ExplicitRK(Scheme):
+    """An explicit Runge-Kutta scheme given by its Butcher tableau.
+
+        k_i = f(t_n + c_i dt, u_n + dt sum_{j<i} a_ij k_j),   u_{n+1} = u_n + dt sum_i b_i k_i
+
+    Subclasses set ``c``, ``a`` (lower-triangular rows) and ``b``.
+    """
+
+    c: tuple[float, ...] = ()
+    a: tuple[tuple[float, ...], ...] = ()
+    b: tuple[float, ...] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.evaluations = len(cls.b)
+
+    def step(self, f, t, dt, u, state):
+        ks = []
+        for c_i, a_i in zip(self.c, self.a):
+            u_i = u
+            for a_ij, k_j in zip(a_i, ks):
+                if a_ij:
+                    u_i = u_i + (dt * a_ij) * k_j
+            ks.append(f(t + c_i * dt, u_i))
+        out = u
+        for b_i, k_i in zip(self.b, ks):
+            if b_i:
+                out = out + (dt * b_i) * k_i
+        return out, state

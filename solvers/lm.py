@@ -1,0 +1,52 @@
+"""The LM-ResNet two-step linear multistep scheme (Lu et al., 2018)."""
+from __future__ import annotations
+
+import torch
+
+from .base import Coefficient, Scheme, check_float
+
+K = Coefficient(
+    name="k", default=-0.05, init=(-0.1, 0.0), bounds=(-1.0, 1.0),
+    doc="zero-stability of the LM scheme needs |k| < 1 (root -k of rho inside the unit disc)")
+
+
+class LM(Scheme):
+    """Two-step linear multistep scheme of LM-ResNet. Order 1 (for ``(1 + k) u' = f``), explicit.
+
+        u_{n+1} = (1 - k_n) u_n + k_n u_{n-1} + dt f(t_n, u_n)
+
+    computed as ``lerp(u_n, u_{n-1}, k_n) + dt f``. rho(xi) = (xi - 1)(xi + k): zero-stable iff
+    |k| < 1; consistent for ``(1 + k) u_t = f(u)`` (the field is scaled by 1 / (1 + k)).
+    The first step is forward Euler (u_{-1} = u_0). State: ``(u_{n-1},)``.
+
+    ``k=None`` (default) leaves ``k`` to the caller: `odenets.build` owns one learnable k per step,
+    initialised uniformly on ``k_init`` (default U[-0.1, 0], the authors' init) and kept inside
+    (-1, 1) by a sigmoid parametrisation; `integrate` then uses the middle of ``k_init``.
+    A float ``k`` fixes it for every step (a plain two-step scheme). ``per_channel=True`` asks
+    the builder for one k per channel (the authors' ``MResNetC``).
+    """
+
+    name = "lm"
+    order = 1
+    evaluations = 1
+    coefficients = (K,)
+
+    def __init__(self, k: float | None = None, k_init: tuple[float, float] = (-0.1, 0.0),
+                 per_channel: bool = False):
+        self.k = None if k is None else K.check(k, self.name)
+        lo, hi = (check_float("k_init", v, self.name, -1.0, 1.0, (False, False)) for v in k_init)
+        if lo > hi:
+            raise ValueError(f"lm: k_init must be (low, high) with low <= high, got {k_init!r}")
+        self.k_init, self.per_channel = (lo, hi), bool(per_channel)
+        self.coefficients = (Coefficient(K.name, (lo + hi) / 2, (lo, hi), K.bounds, True, K.doc),)
+
+    def options(self):
+        return dict(k=self.k, k_init=self.k_init, per_channel=self.per_channel)
+
+    def step(self, f, t, dt, u, state, k):
+        f_n = f(t, u)
+        if state is None:
+            return u + dt * f_n, (u,)
+        (u_prev,) = state
+        weight = k.to(u.dtype) if torch.is_tensor(k) else float(k)
+        return torch.lerp(u, u_prev, weight) + dt * f_n, (u,)

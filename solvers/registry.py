@@ -1,0 +1,61 @@
+"""The scheme registry: one name -> one `Scheme` class. Adding a scheme = one file + one line."""
+from __future__ import annotations
+
+import difflib
+
+from .ab2 import AB2
+from .backward_euler import BackwardEuler
+from .base import Scheme
+from .euler import Euler
+from .euler_maruyama import EulerMaruyama
+from .heun import Heun
+from .leapfrog import Leapfrog
+from .lm import LM
+from .midpoint import Midpoint
+from .rk4 import RK4
+
+SCHEMES: dict[str, type[Scheme]] = {
+    "euler": Euler,
+    "backward_euler": BackwardEuler,
+    "midpoint": Midpoint,
+    "rk2": Midpoint,
+    "heun": Heun,
+    "rk4": RK4,
+    "ab2": AB2,
+    "lm": LM,
+    "leapfrog": Leapfrog,
+    "euler_maruyama": EulerMaruyama,
+}
+
+
+def available() -> list[str]:
+    """Sorted names of the registered schemes (aliases included)."""
+    return sorted(SCHEMES)
+
+
+def register(name: str, cls: type[Scheme]) -> type[Scheme]:
+    """Register a scheme class under ``name`` (raises if the name is taken)."""
+    if name in SCHEMES:
+        raise ValueError(f"scheme {name!r} is already registered (by {SCHEMES[name].__name__})")
+    SCHEMES[name] = cls
+    return cls
+
+
+def get(name, **options) -> Scheme:
+    """A scheme object by name (``solvers.get("lm", k=0.2)``); a `Scheme` passes through."""
+    if isinstance(name, Scheme):
+        if options:
+            raise ValueError(f"options {sorted(options)} given with an already built scheme {name!r}")
+        return name
+    if name not in SCHEMES:
+        close = difflib.get_close_matches(str(name), SCHEMES, n=3)
+        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+        raise ValueError(f"unknown solver {name!r}{hint}; available: {', '.join(available())}")
+    cls = SCHEMES[name]
+    try:
+        return cls(**options)
+    except TypeError as e:  # unexpected keyword: list what the scheme takes
+        import inspect
+        allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        raise ValueError(f"invalid options {sorted(options)} for solver {name!r}: {e}; "
+                         f"allowed options: {allowed or 'none'}") from None
