@@ -1,0 +1,40 @@
+"""`write_report`: every analysis figure and table into one folder (for ``odenets plot``)."""
+from __future__ import annotations
+
+import os
+
+from .convergence import convergence_table
+from .figures import plot_convergence, plot_lm_coefficients, plot_stability_regions
+from .modified_equation import table_csv, table_markdown
+
+
+def _has_lm(coefficients) -> bool:
+    return any(key == "k" or key.endswith(".k") for key in coefficients)
+
+
+def write_report(out_dir, model=None, coefficients=None) -> dict[str, str]:
+    """Write into ``out_dir``: ``stability_regions.png``, ``convergence.png``,
+    ``convergence.md``; and, for an LM network (``model`` or its ``coefficients`` dict),
+    ``lm_coefficients.png``, ``lm_modified_equation.md`` and ``.csv``. Returns
+    ``{artifact: path}``."""
+    if model is not None and coefficients is not None:
+        raise ValueError("give model or coefficients, not both")
+    os.makedirs(out_dir, exist_ok=True)
+    join = lambda name: os.path.join(out_dir, name)  # noqa: E731
+    paths = {"stability": join("stability_regions.png"), "convergence": join("convergence.png"),
+             "convergence_table": join("convergence.md")}
+    plot_stability_regions(paths["stability"])
+    results = plot_convergence(paths["convergence"])
+    with open(paths["convergence_table"], "w") as fh:
+        fh.write(convergence_table(results))
+    if model is not None:
+        import odenets
+        coefficients = odenets.coefficients(model)
+    if coefficients and _has_lm(coefficients):
+        paths.update(lm=join("lm_coefficients.png"), lm_table=join("lm_modified_equation.md"),
+                     lm_csv=join("lm_modified_equation.csv"))
+        rows = plot_lm_coefficients(coefficients, paths["lm"])
+        with open(paths["lm_table"], "w") as fh:
+            fh.write(table_markdown(rows))
+        table_csv(rows, paths["lm_csv"])
+    return paths
