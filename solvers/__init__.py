@@ -4,12 +4,15 @@
     solvers.get("lm", k=0.3)               -> a scheme object with .step / .solve
     solvers.integrate(f, u0, steps=64, scheme="rk4")
 
+"rk4" is classical RK4; "rk4_38" (Kutta's 3/8 rule) is what torchdiffeq calls ``method="rk4"``.
+
 This package never imports ``odenets``; ``odenets.build`` joins its schemes to network fields.
 """
 from .base import Coefficient, DivergenceError, Scheme
 from .integrate import integrate
 from .registry import SCHEMES, available, get, register
 from .reversible import reversible_solve
+from .shake import shake_mix
 
 __all__ = ["Coefficient", "DivergenceError", "Scheme", "SCHEMES", "available", "get", "integrate",
-           "register", "reversible_solve"]
+           "register", "reversible_solve", "shake_mix"]

@@ -1,4 +1,6 @@
 """Two-step Adams-Bashforth."""
+import torch
+
 from .base import Scheme
 
 
@@ -17,6 +19,6 @@ class AB2(Scheme):
     def step(self, f, t, dt, u, state):
         f_n = f(t, u)
         if state is None:
-            return u + dt * f_n, (f_n,)
+            return torch.add(u, f_n, alpha=dt), (f_n,)
         (f_prev,) = state
-        return u + dt * (1.5 * f_n - 0.5 * f_prev), (f_n,)
+        return torch.add(torch.add(u, f_n, alpha=1.5 * dt), f_prev, alpha=-0.5 * dt), (f_n,)

@@ -16,8 +16,9 @@ class BackwardEuler(Scheme):
     ``u + F(u) + F(F(u))`` for linear F). The iteration converges when Lip(f) dt < 1.
 
     Fast path (``tol=None``, ``check=False``): exactly K iterations, no host syncs.
-    Analysis path: ``tol`` iterates until ``max|v^(j+1) - v^(j)| <= tol`` (at most
-    ``max_iterations``) and ``check=True`` verifies finiteness; both raise `DivergenceError`
+    Analysis path: ``tol`` iterates until ``max|v^(j+1) - v^(j)| <= tol`` (or below the
+    rounding level ``4 eps(dtype) max|v|``, so a float32 state with a tiny tol still stops; at
+    most ``max_iterations``) and ``check=True`` verifies finiteness; both raise `DivergenceError`
     when the iteration produces NaN/inf, grows, or does not converge.
     """
 
@@ -42,19 +43,20 @@ class BackwardEuler(Scheme):
         if self.tol is None:
             v = u
             for _ in range(self.iterations):
-                v = u + dt * f(t1, v)
+                v = torch.add(u, f(t1, v), alpha=dt)
             if self.check:
                 self._check_finite(v, t, self.iterations)
             return v, state
+        eps = 4 * torch.finfo(u.dtype).eps  # below eps * |v| the update is rounding noise
         v, first = u, None
         for j in range(1, self.max_iterations + 1):
-            v_next = u + dt * f(t1, v)
-            delta = (v_next - v).abs().max().item()
+            v_next = torch.add(u, f(t1, v), alpha=dt)
+            delta, size = torch.stack(((v_next - v).abs().max(), v_next.abs().max())).tolist()
             v = v_next
             if delta != delta or delta == float("inf"):
                 self._check_finite(v, t, j)
             first = delta if first is None else first
-            if delta <= self.tol:
+            if delta <= max(self.tol, eps * size):
                 return v, state
             if j >= 3 and delta > 10 * first:
                 raise DivergenceError(

@@ -121,6 +121,10 @@ class Scheme:
         coefficients = self._per_step(coefficients, len(fields))
         extra = {"training": training} if self.stochastic else {}
         u, path = u0, [u0] if return_path else None
+        if not coefficients and not extra and not return_path:  # the common fast path
+            for n, f in enumerate(fields):
+                u, state = self.step(f, t0 + n * dt, dt, u, state)
+            return u, state
         for n, f in enumerate(fields):
             coeffs = {name: value[n] if per_step else value
                       for name, (value, per_step) in coefficients.items()}

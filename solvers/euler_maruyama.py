@@ -6,6 +6,7 @@ import math
 import torch
 
 from .base import Coefficient, Scheme, check_float
+from .shake import shake_mix
 
 NOISES = ("bernoulli", "gaussian", "shake")
 P = Coefficient(name="p", default=0.5, init=(0.5, 0.5), learnable=False,
@@ -16,18 +17,20 @@ class EulerMaruyama(Scheme):
     """Euler-Maruyama. Strong order 1/2 (1 for additive noise), weak order 1; explicit.
 
     ``noise="gaussian"`` (noise injection)::  u_{n+1} = u_n + dt f + sigma g(t, u) dW_n,
-        dW_n ~ N(0, dt I) or ``bm(t_n, t_{n+1})``; ``diffusion`` g is ``"additive"`` (g = 1,
-        default), ``"field"`` (g = f(t, u)) or a callable ``g(t, u)``.
+        dW_n ~ N(0, dt I), or ``bm(t_n, t_{n+1})`` (e.g. a ``torchsde.BrownianInterval``, whose
+        call returns the increment); ``diffusion`` g is ``"additive"`` (g = 1, default),
+        ``"field"`` (g = f(t, u)) or a callable ``g(t, u)`` (diagonal noise: g * dW elementwise).
     ``noise="bernoulli"`` (stochastic depth)::  u_{n+1} = u_n + eta dt f,  eta ~ Bernoulli(p_n):
         drift p f, diffusion sqrt(p (1 - p)) f. ``p`` is a per-step coefficient (survival).
     ``noise="shake"`` (shake-shake; the field is a pair (f1, f2))::
         u_{n+1} = u_n + dt (eta f1 + (1 - eta) f2),  eta ~ U(0, 1): drift (f1 + f2)/2, noise
-        (eta - 1/2)(f1 - f2). ``shake_backward=True`` uses an independent eta in backward
-        (Gastaldi's Shake-Shake-Image).
+        (eta - 1/2)(f1 - f2), variance (f1 - f2)^2 / 12. ``shake_backward=True`` backpropagates
+        with an independent eta' ~ U(0, 1) (Gastaldi's Shake-Shake-Image, see `shake_mix`).
 
     In eval mode (``training=False``) the noise is replaced by its mean, like dropout.
     ``per_sample=True`` draws one eta per example (dim 0), else one per batch. Noise is drawn on
-    the tensor's device with ``generator``, or with one seeded by ``seed`` (made per device).
+    the tensor's device with ``generator``, or with one seeded by ``seed`` (made per device, and
+    kept: one scheme object continues its stream; a new ``solvers.get(..., seed=s)`` restarts it).
     """
 
     name = "euler_maruyama"
@@ -47,6 +50,11 @@ class EulerMaruyama(Scheme):
                              f"g(t, u), got {diffusion!r}")
         if bm is not None and not callable(bm):
             raise ValueError(f"euler_maruyama: bm must be a callable bm(t0, t1) -> dW, got {bm!r}")
+        if noise != "gaussian" and (bm is not None or diffusion != "additive"):
+            raise ValueError(f"euler_maruyama: bm= and diffusion= apply to noise='gaussian' only, "
+                             f"not noise={noise!r}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ValueError(f"euler_maruyama: generator must be a torch.Generator, got {generator!r}")
         self.noise, self.diffusion, self.bm = noise, diffusion, bm
         self.sigma = check_float("sigma", sigma, self.name, 0.0, None)
         self.p = None if p is None else check_float("p", p, self.name, 0.0, 1.0, (False, True))
@@ -54,12 +62,16 @@ class EulerMaruyama(Scheme):
         self.per_sample, self.shake_backward = bool(per_sample), bool(shake_backward)
         self._generators = {}
         self.evaluations = 2 if noise == "shake" else 1
+        self.order = 1 if noise == "gaussian" and diffusion == "additive" else 0.5
 
     def options(self):
         return dict(noise=self.noise, sigma=self.sigma, p=self.p, per_sample=self.per_sample)
 
     def _gen(self, device):
         if self.generator is not None:
+            if self.generator.device.type != device.type:
+                raise ValueError(f"euler_maruyama: generator is on {self.generator.device} but the "
+                                 f"state is on {device}")
             return self.generator
         if self.seed is None:
             return None
@@ -71,28 +83,34 @@ class EulerMaruyama(Scheme):
     def _eta_shape(self, u):
         return (u.shape[0],) + (1,) * (u.dim() - 1) if self.per_sample and u.dim() > 1 else ()
 
-    def step(self, f, t, dt, u, state, p=1.0, training=True):
+    def step(self, f, t, dt, u, state, p=None, training=True):
         if self.noise == "shake":
             return self._shake(f, t, dt, u, training), state
         drift = f(t, u)
         if self.noise == "bernoulli":
-            if not training:
-                return u + (dt * p) * drift, state
-            eta = torch.empty(self._eta_shape(u), device=u.device, dtype=u.dtype)
-            eta.bernoulli_(p, generator=self._gen(u.device))
-            return u + dt * eta * drift, state
-        out = u + dt * drift
+            return self._bernoulli(drift, dt, u, p, training), state
+        out = torch.add(u, drift, alpha=dt)
         if not training or self.sigma == 0:
             return out, state
-        g = drift if self.diffusion == "field" else (
-            self.diffusion(t, u) if callable(self.diffusion) else None)
         if self.bm is not None:
             dW = self.bm(t, t + dt)
         else:
             dW = torch.randn(u.shape, generator=self._gen(u.device), device=u.device, dtype=u.dtype)
             dW = dW * math.sqrt(abs(dt))
-        noise = dW if g is None else g * dW
-        return out + self.sigma * noise, state
+        if self.diffusion == "additive":
+            return torch.add(out, dW, alpha=self.sigma), state
+        g = drift if self.diffusion == "field" else self.diffusion(t, u)
+        return torch.addcmul(out, g, dW, value=self.sigma), state
+
+    def _bernoulli(self, drift, dt, u, p, training):
+        p = (self.p if self.p is not None else P.default) if p is None else p
+        if not torch.is_tensor(p) and not 0.0 < p <= 1.0:
+            raise ValueError(f"euler_maruyama: survival probability p must lie in (0, 1], got {p!r}")
+        if not training:
+            return torch.add(u, drift, alpha=dt * p) if not torch.is_tensor(p) else u + (dt * p) * drift
+        eta = torch.empty(self._eta_shape(u), device=u.device, dtype=drift.dtype)
+        eta.bernoulli_(p, generator=self._gen(u.device))  # p: float or (0-dim) tensor
+        return torch.addcmul(u, eta, drift, value=dt)
 
     def _shake(self, f, t, dt, u, training):
         if not isinstance(f, (tuple, list)) or len(f) != 2:
@@ -100,10 +118,12 @@ class EulerMaruyama(Scheme):
                              "(f1, f2) of callables")
         f1, f2 = f[0](t, u), f[1](t, u)
         if not training:
-            return u + (dt * 0.5) * (f1 + f2)
+            return torch.add(u, f1 + f2, alpha=dt / 2)
         gen, shape = self._gen(u.device), self._eta_shape(u)
-        eta = torch.rand(shape, generator=gen, device=u.device, dtype=u.dtype)
-        if self.shake_backward and torch.is_grad_enabled():
-            eta_b = torch.rand(shape, generator=gen, device=u.device, dtype=u.dtype)
-            eta = eta_b + (eta - eta_b).detach()
-        return u + dt * torch.lerp(f2, f1, eta)
+        dtype = torch.promote_types(f1.dtype, f2.dtype)
+        f1, f2 = f1.to(dtype), f2.to(dtype)
+        eta = torch.rand(shape, generator=gen, device=u.device, dtype=dtype)
+        # eta' is drawn whenever training, so the forward stream does not depend on grad mode
+        eta_b = torch.rand(shape, generator=gen, device=u.device, dtype=dtype) \
+            if self.shake_backward else None
+        return torch.add(u, shake_mix(f1, f2, eta, eta_b), alpha=dt)

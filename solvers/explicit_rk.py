@@ -1,6 +1,8 @@
 """Explicit Runge-Kutta schemes from a Butcher tableau (midpoint, Heun, RK4 build on it)."""
 from __future__ import annotations
 
+import torch
+
 from .base import Scheme
 
 
@@ -9,7 +11,8 @@ class ExplicitRK(Scheme):
 
         k_i = f(t_n + c_i dt, u_n + dt sum_{j<i} a_ij k_j),   u_{n+1} = u_n + dt sum_i b_i k_i
 
-    Subclasses set ``c``, ``a`` (lower-triangular rows) and ``b``.
+    Subclasses set ``c``, ``a`` (lower-triangular rows) and ``b``. Zero entries cost nothing;
+    each nonzero entry is one fused ``torch.add(x, k, alpha=dt * a_ij)`` kernel.
     """
 
     c: tuple[float, ...] = ()
@@ -26,10 +29,10 @@ class ExplicitRK(Scheme):
             u_i = u
             for a_ij, k_j in zip(a_i, ks):
                 if a_ij:
-                    u_i = u_i + (dt * a_ij) * k_j
+                    u_i = torch.add(u_i, k_j, alpha=dt * a_ij)
             ks.append(f(t + c_i * dt, u_i))
         out = u
         for b_i, k_i in zip(self.b, ks):
             if b_i:
-                out = out + (dt * b_i) * k_i
+                out = torch.add(out, k_i, alpha=dt * b_i)
         return out, state

@@ -34,7 +34,7 @@ def integrate(f, u0: torch.Tensor, steps: int, scheme="euler", t0: float = 0.0, 
         fields = f
     else:
         fields = [f] * steps
-    for field in fields:
+    for field in (f if isinstance(f, list) else (f,)):
         parts = field if isinstance(field, tuple) else (field,)
         if not all(callable(p) for p in parts):
             raise ValueError(f"{scheme.name}: the field must be callable f(t, u), got {field!r}")

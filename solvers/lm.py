@@ -15,8 +15,9 @@ class LM(Scheme):
 
         u_{n+1} = (1 - k_n) u_n + k_n u_{n-1} + dt f(t_n, u_n)
 
-    computed as ``lerp(u_n, u_{n-1}, k_n) + dt f``. rho(xi) = (xi - 1)(xi + k): zero-stable iff
-    |k| < 1; consistent for ``(1 + k) u_t = f(u)`` (the field is scaled by 1 / (1 + k)).
+    computed as ``add(lerp(u_n, u_{n-1}, k_n), f, alpha=dt)`` (two kernels).
+    rho(xi) = (xi - 1)(xi + k): zero-stable iff |k| < 1; consistent for ``(1 + k) u_t = f(u)``
+    (the field is scaled by 1 / (1 + k)).
     The first step is forward Euler (u_{-1} = u_0). State: ``(u_{n-1},)``.
 
     ``k=None`` (default) leaves ``k`` to the caller: `odenets.build` owns one learnable k per step,
@@ -43,10 +44,19 @@ class LM(Scheme):
     def options(self):
         return dict(k=self.k, k_init=self.k_init, per_channel=self.per_channel)
 
-    def step(self, f, t, dt, u, state, k):
+    def step(self, f, t, dt, u, state, k=None):
+        """One step; ``k=None`` uses the fixed k (or the default, the middle of ``k_init``)."""
         f_n = f(t, u)
         if state is None:
-            return u + dt * f_n, (u,)
+            return torch.add(u, f_n, alpha=dt), (u,)
         (u_prev,) = state
+        if k is None:
+            k = self.fixed_coefficients()["k"]
         weight = k.to(u.dtype) if torch.is_tensor(k) else float(k)
-        return torch.lerp(u, u_prev, weight) + dt * f_n, (u,)
+        return torch.add(torch.lerp(u, u_prev, weight), f_n, alpha=dt), (u,)
+
+    def effective_step_factor(self, values=None) -> torch.Tensor:
+        """rho'(1) = 1 + k (per step for per-step ``values={"k": tensor}``): the scheme is
+        consistent with ``rho'(1) u_t = f``; None uses the fixed (or default) k."""
+        k = (values or self.fixed_coefficients())["k"]
+        return 1 + torch.as_tensor(k, dtype=torch.float64)

@@ -11,8 +11,10 @@ from .euler_maruyama import EulerMaruyama
 from .heun import Heun
 from .leapfrog import Leapfrog
 from .lm import LM
+from .lmm import LMM
 from .midpoint import Midpoint
 from .rk4 import RK4
+from .rk4_38 import RK4ThreeEighths
 
 SCHEMES: dict[str, type[Scheme]] = {
     "euler": Euler,
@@ -21,8 +23,10 @@ SCHEMES: dict[str, type[Scheme]] = {
     "rk2": Midpoint,
     "heun": Heun,
     "rk4": RK4,
+    "rk4_38": RK4ThreeEighths,
     "ab2": AB2,
     "lm": LM,
+    "lmm": LMM,
     "leapfrog": Leapfrog,
     "euler_maruyama": EulerMaruyama,
 }

@@ -4,16 +4,26 @@ from __future__ import annotations
 import contextlib
 
 import torch
+from torch.autograd.function import once_differentiable
+
+
+def _modules(field):
+    """The nn.Modules behind one step's field: modules, bound methods of modules, or a pair."""
+    out = []
+    for part in (field if isinstance(field, (tuple, list)) else (field,)):
+        owner = part if isinstance(part, torch.nn.Module) else getattr(part, "__self__", None)
+        if isinstance(owner, torch.nn.Module):
+            out.append(owner)
+    return out
 
 
 def _module_params(fields):
-    """Parameters of the fields (modules, or pairs of modules), per step, without duplicates."""
+    """Parameters of the fields' modules, per step, without duplicates (tied steps share)."""
     per_step, seen, flat = [], {}, []
     for f in fields:
-        parts = f if isinstance(f, (tuple, list)) else (f,)
         ps = []
-        for part in parts:
-            for p in (part.parameters() if isinstance(part, torch.nn.Module) else ()):
+        for module in _modules(f):
+            for p in module.parameters():
                 if p.requires_grad:
                     if id(p) not in seen:
                         seen[id(p)] = len(flat)
@@ -25,20 +35,28 @@ def _module_params(fields):
 
 @contextlib.contextmanager
 def _frozen_norm_stats(fields):
-    """Recomputing a step must not update BatchNorm running statistics a second time."""
-    saved = []
+    """Recomputing a step must not update normalisation running statistics a second time.
+
+    ``momentum = 0`` keeps running_mean/var unchanged (also for ``momentum=None``, the cumulative
+    average); ``num_batches_tracked``, which BatchNorm increments regardless, is restored.
+    """
+    saved, seen = [], set()
     for f in fields:
-        for part in (f if isinstance(f, (tuple, list)) else (f,)):
-            if isinstance(part, torch.nn.Module):
-                for m in part.modules():
-                    if isinstance(m, torch.nn.modules.batchnorm._NormBase) and m.training:
-                        saved.append((m, m.momentum))
-                        m.momentum = 0.0
+        for module in _modules(f):
+            for m in module.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._NormBase) and m.training \
+                        and id(m) not in seen:
+                    seen.add(id(m))
+                    count = m.num_batches_tracked
+                    saved.append((m, m.momentum, None if count is None else count.clone()))
+                    m.momentum = 0.0
     try:
         yield
     finally:
-        for m, momentum in saved:
+        for m, momentum, count in saved:
             m.momentum = momentum
+            if count is not None:
+                m.num_batches_tracked.copy_(count)
 
 
 class _ReversibleSolve(torch.autograd.Function):
@@ -51,7 +69,7 @@ class _ReversibleSolve(torch.autograd.Function):
             for n, f in enumerate(fields):
                 u, _ = scheme.step(f, t0 + n * dt, dt, u, None)
         ctx.scheme, ctx.fields, ctx.t0, ctx.dt, ctx.per_step = scheme, fields, t0, dt, per_step
-        ctx.params = params  # leaf parameters, not activations
+        ctx.params = params  # parameters (leaves), not activations: kept by reference
         ctx.device_type = u0.device.type
         ctx.autocast = torch.is_autocast_enabled(ctx.device_type)
         ctx.autocast_dtype = torch.get_autocast_dtype(ctx.device_type)
@@ -59,6 +77,7 @@ class _ReversibleSolve(torch.autograd.Function):
         return u
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_u):
         (u,) = ctx.saved_tensors
         grads = [None] * len(ctx.params)
@@ -86,14 +105,20 @@ class _ReversibleSolve(torch.autograd.Function):
 def reversible_solve(scheme, fields, u0, t0=0.0, dt=1.0, params=None):
     """Integrate with a scheme that has an exact ``inverse``, storing only the final state.
 
-    Backward walks the steps in reverse: ``u_n = inverse(u_{n+1})``, then recomputes step n with
-    autograd on to get ``d u_{n+1} / d (u_n, θ_n)``. Memory is O(1) in the number of steps
-    (besides one step's graph); fields must be deterministic (no dropout), and BatchNorm running
-    statistics are not updated twice. ``params`` defaults to the parameters of module fields.
+    Forward runs all steps under ``no_grad`` and saves ``u_N`` alone. Backward walks the steps in
+    reverse: ``u_n = inverse(u_{n+1})``, then recomputes step n with autograd on to get
+    ``d u_{n+1} / d (u_n, θ_n)``. Memory is O(1) in the number of steps (besides one step's
+    graph); the cost is one inverse and one extra forward per step in backward.
+
+    ``params`` are the tensors gradients flow to besides ``u0``; by default the parameters of
+    fields that are ``nn.Module``s or bound methods of one (per step, so untied steps only
+    recompute their own). Tensors a plain closure captures get NO gradient unless listed in
+    ``params``. Fields must be deterministic (no dropout); BatchNorm running statistics are
+    updated once, in forward, not again during the recomputation. Not twice differentiable.
     """
     if params is None:
         flat, per_step = _module_params(fields)
     else:
-        flat = list(params)
+        flat = [p for p in params if torch.is_tensor(p) and p.requires_grad]
         per_step = [list(range(len(flat)))] * len(fields)
     return _ReversibleSolve.apply(scheme, list(fields), t0, dt, per_step, u0, *flat)

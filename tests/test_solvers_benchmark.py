@@ -1,0 +1,31 @@
+"""Smoke test of benchmarks/solver_overhead.py: it runs, every method evaluates the field the
+expected number of times per step, and the JSON carries the metadata (no timing assertions)."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("torchdiffeq")
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "solver_overhead.py"
+
+
+def test_solver_overhead_smoke(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("solver_overhead", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "overhead.json"
+    threads = torch.get_num_threads()
+    try:  # main() sets torch's thread count for the process clock: restore it for other tests
+        module.main(["--steps", "4", "--repeats", "2", "--warmup", "1", "--out", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    payload = json.loads(out.read_text())
+    for key in ("device", "torch", "seed", "command", "timestamp", "torch_threads"):
+        assert key in payload["env"]
+    rows = payload["results_us_per_step"]["forward_backward"]
+    assert rows["integrate_rk4_38"]["evals_per_step"] == 4 == rows["torchdiffeq_rk4"]["evals_per_step"]
+    assert rows["integrate_euler"]["evals_per_step"] == 1 == rows["torchdiffeq_euler"]["evals_per_step"]
+    assert "euler_torchdiffeq_over_ours_time" in payload["summary"]["forward"]
+    assert "wrote" in capsys.readouterr().out
