@@ -1,0 +1,137 @@
+"""`build`: write a vector field once, unroll it into a network with any scheme.
+
+    flow = odenets.build(BasicField(16), solver="lm", steps=27)     # LM-ResNet stage
+    flow = odenets.build(MLPField(2, time_aware=True), "rk4", steps=8, tied=True)   # an ODE
+
+This is the one place that knows both `solvers` (the update rule) and the field modules.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+
+from torch import nn
+
+import solvers
+
+from .flow import ACTIVATIONS, Flow
+
+
+def _continuous():
+    """`odenets.continuous` when present (it is optional while it is being written)."""
+    try:
+        from . import continuous
+    except ImportError:
+        return None
+    return continuous if hasattr(continuous, "is_continuous") else None
+
+
+def available_solvers() -> list[str]:
+    """Fixed-grid scheme names (`solvers.available()`) plus continuous solvers, if installed."""
+    names = list(solvers.available())
+    cont = _continuous()
+    if cont is not None:
+        names += [n for n in cont.continuous_solvers() if n not in names]
+    return names
+
+
+def _fresh_copy(module: nn.Module) -> nn.Module:
+    """A deep copy re-initialised by ``reset_parameters()`` on every submodule that has one."""
+    clone = copy.deepcopy(module)
+    for m in clone.modules():
+        if hasattr(m, "reset_parameters") and callable(m.reset_parameters):
+            m.reset_parameters()
+    return clone
+
+
+def _make_fields(field, steps: int, tied: bool) -> list[nn.Module]:
+    if isinstance(field, (list, tuple)):
+        if tied:
+            raise ValueError("tied=True shares one field; got a list of per-step fields")
+        if len(field) != steps or not all(isinstance(m, nn.Module) for m in field):
+            raise ValueError(f"a list of fields must hold steps={steps} nn.Modules, got "
+                             f"{len(field)} items")
+        return list(field)
+    if isinstance(field, nn.Module):
+        return [field] if tied else [_fresh_copy(field) for _ in range(steps)]
+    if callable(field):
+        made = [field() for _ in range(1 if tied else steps)]
+        if not all(isinstance(m, nn.Module) for m in made):
+            raise ValueError(f"the field factory must return an nn.Module, got "
+                             f"{type(made[0]).__name__}")
+        return made
+    raise ValueError(f"field must be an nn.Module, a zero-argument factory returning one, or a "
+                     f"list of steps modules; got {type(field).__name__}")
+
+
+def build(field, solver="euler", steps: int | None = None, tied: bool | None = None, *,
+          t_span: tuple[float, float] | None = None, activation=None,
+          coefficients: dict | None = None, channels: int | None = None,
+          **solver_opts) -> nn.Module:
+    """Unroll ``field`` into a `Flow` of ``steps`` steps of ``solver``.
+
+    field: an ``nn.Module`` computing f(u) (or f(t, u) if it has ``time_aware = True``), a
+        zero-argument factory returning one, or a list of ``steps`` modules used as they are.
+        Fields never add the skip connection; the scheme does.
+    tied: False (default for fixed-grid schemes, like ResNet blocks): ``steps`` independent,
+        freshly initialised copies (``reset_parameters`` on a deep copy, or one factory call per
+        step). True: one shared field, a true ODE. None picks False for fixed-grid schemes and
+        leaves the choice to `odenets.continuous` for continuous solvers.
+    t_span: (t0, t1), so dt = (t1 - t0) / steps. Default (0, steps) untied (dt = 1: ResNet's
+        ``u + f(u)`` exactly) and (0, 1) tied (an ODE on [0, 1]).
+    activation: None, "relu" or a callable applied after every step, u_{n+1} = sigma(Phi(u_n))
+        (post-activation ResNets, He et al. 2016a); not with reversible solvers.
+    coefficients: fixed per-step values for scheme coefficients (scalar or ``steps`` values,
+        checked against the coefficient's bounds), stored as buffers; e.g. stochastic depth's
+        survival ``{"p": [...]}``. Other declared learnable coefficients become parameters.
+    channels: size of dim 1 of u, needed for per-channel coefficients (``lm`` per_channel=True).
+    solver_opts: options of the scheme (``solvers.get(solver, **solver_opts)``).
+
+    A solver name that is not a fixed-grid scheme is handed to ``odenets.continuous`` when it
+    knows it (``build_continuous(field, solver, steps, tied, t_span, **solver_opts)``).
+    """
+    if isinstance(solver, str) and solver not in solvers.available():
+        cont = _continuous()
+        if cont is not None and cont.is_continuous(solver):
+            fixed_grid_only = [k for k, v in (("activation", activation),
+                                              ("coefficients", coefficients)) if v is not None]
+            if fixed_grid_only:
+                raise ValueError(f"{solver!r} is a continuous solver; {fixed_grid_only} apply to "
+                                 f"fixed-grid schemes only (for a network: post_activation=False, "
+                                 f"e.g. a preact_* preset, and no survival schedule)")
+            kwargs = dict(solver_opts)
+            if t_span is not None:
+                kwargs["t_span"] = t_span
+            if tied is not None:
+                kwargs["tied"] = tied
+            return cont.build_continuous(field, solver, steps=steps, **kwargs)
+        names = available_solvers()
+        close = difflib.get_close_matches(solver, names, n=3)
+        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+        raise ValueError(f"unknown solver {solver!r}{hint}; available: {', '.join(names)}")
+    scheme = solvers.get(solver, **solver_opts)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"{scheme.name}: steps must be an integer >= 1, got {steps!r}")
+    tied = bool(tied)
+    if activation is not None and not (activation in ACTIVATIONS or callable(activation)):
+        raise ValueError(f"activation must be None, one of {sorted(ACTIVATIONS)} or a callable, "
+                         f"got {activation!r}")
+    t0, t1 = t_span if t_span is not None else (0.0, 1.0 if tied else float(steps))
+    fields = _make_fields(field, steps, tied)
+    return Flow(fields, scheme, steps, tied=tied, t0=t0, dt=(float(t1) - float(t0)) / steps,
+                activation=activation, coefficients=coefficients, channels=channels)
+
+
+def coefficients(model: nn.Module) -> dict[str, list[float]]:
+    """Learned scheme coefficients of every flow in ``model``, for plotting.
+
+    Keys are ``"<flow path>.<name>"`` (e.g. ``"stages.1.flow.k"``; just ``"k"`` for a bare
+    flow), values the per-step values (per-channel coefficients averaged over channels).
+    """
+    out = {}
+    for path, module in model.named_modules():
+        if isinstance(module, Flow):
+            for name, value in module.coefficients().items():
+                value = value.float().mean(dim=1) if value.dim() == 2 else value.float()
+                out[f"{path}.{name}" if path else name] = value.tolist()
+    return out

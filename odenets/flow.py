@@ -1,0 +1,218 @@
+"""`Flow`: a field unrolled by a fixed-grid scheme into a network, u_0 -> u_N.
+
+The flow owns the per-step field modules and the scheme's learnable coefficients (LM's k_n as
+one raw parameter tensor of shape (steps,) or (steps, C)); the scheme owns the update rule and
+the loop (`Scheme.solve`). Built by `odenets.build`.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from solvers.base import Scheme
+
+ACTIVATIONS = {"relu": torch.relu}
+
+
+class _Call(nn.Module):
+    """Adapts a field ``module(u)`` to the scheme's calling convention ``f(t, u)``. An
+    `nn.Module` (not a closure) so reversible solves can find the step's parameters."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, t, u):
+        return self.module(u)
+
+
+class _TimeCall(_Call):
+    """Adapts a time-aware field ``module(t, u)`` (attribute ``time_aware = True``)."""
+
+    def forward(self, t, u):
+        return self.module(t, u)
+
+
+def _wrap(module: nn.Module) -> nn.Module:
+    return (_TimeCall if getattr(module, "time_aware", False) else _Call)(module)
+
+
+def needs_pair(scheme: Scheme) -> bool:
+    """Whether the scheme takes a pair of fields per step (leapfrog's (F, G), shake noise)."""
+    return scheme.name == "leapfrog" or (scheme.name == "euler_maruyama"
+                                         and getattr(scheme, "noise", None) == "shake")
+
+
+class PostActivated(Scheme):
+    """The inner scheme's step followed by an activation: u_{n+1} = sigma(Phi_n(u_n)).
+
+    This is the post-activation ResNet of He et al. (2016a), ``relu(u + f(u))``: a forward-Euler
+    step composed with the projection sigma (for ReLU, onto the non-negative orthant). The
+    history of multistep schemes holds the activated states. Coefficients, order and
+    evaluations are the inner scheme's. Schemes with their own ``solve`` (lmm's vectorised loop,
+    leapfrog's memory-saving reversible loop) are run one step at a time through it; a
+    reversible scheme then loses its memory saving, since sigma is not invertible.
+    """
+
+    def __init__(self, inner: Scheme, activation):
+        self.inner, self.activation = inner, activation
+        self._own_solve = type(inner).solve is not Scheme.solve
+        for attr in ("name", "order", "evaluations", "coefficients", "stochastic", "implicit"):
+            setattr(self, attr, getattr(inner, attr))
+
+    def step(self, f, t, dt, u, state, **kwargs):
+        u, state = self.inner.step(f, t, dt, u, state, **kwargs)
+        return self.activation(u), state
+
+    def solve(self, fields, u0, t0=0.0, dt=1.0, coefficients=None, state=None,
+              return_path=False, training=True):
+        if not self._own_solve:
+            return super().solve(fields, u0, t0, dt, coefficients, state, return_path, training)
+        u, path = u0, [u0] if return_path else None
+        for n, f in enumerate(fields):
+            coeffs = {k: v[n:n + 1] if isinstance(v, (list, tuple)) or (
+                torch.is_tensor(v) and v.dim() > 0) else v for k, v in (coefficients or {}).items()}
+            u, state = self.inner.solve([f], u, t0 + n * dt, dt, coeffs, state, training=training)
+            u = self.activation(u)
+            if return_path:
+                path.append(u)
+        return (torch.stack(path) if return_path else u), state
+
+    def map_state(self, state, fn):
+        return self.inner.map_state(state, fn)
+
+    def fixed_coefficients(self):
+        return self.inner.fixed_coefficients()
+
+    def learnable_coefficients(self):
+        return self.inner.learnable_coefficients()
+
+    def options(self):
+        return self.inner.options()
+
+
+class Flow(nn.Module):
+    """u_N = Phi_{N-1} o ... o Phi_0 (u_0): ``steps`` steps of ``scheme`` on the fields.
+
+    Step n uses ``fields[n]`` at time ``t_n = t0 + n dt`` (one shared module when ``tied``).
+    ``forward(u, state=None, return_state=False)`` accepts and returns the scheme's history
+    (e.g. LM's u_{n-1}) so a network can carry it across stage transitions.
+
+    Coefficients: every `solvers.Coefficient` the scheme declares learnable (and not fixed here)
+    is one raw parameter ``raw[name]`` of shape (steps,) — (steps, channels) when the scheme has
+    ``per_channel=True`` — mapped into its open bounds by ``Coefficient.to_value`` (a sigmoid)
+    once per forward. So a learnable LM k_n always lies in (-1, 1) (zero-stability; in float32
+    a raw value beyond about +-17 rounds onto the bound itself); fixed values outside the
+    bounds are rejected with a ValueError, nothing is clamped. Fixed per-step schedules (e.g. the
+    survival probabilities p_n of stochastic depth) are buffers ``coef_<name>``.
+    """
+
+    def __init__(self, fields, scheme: Scheme, steps: int, tied: bool = False, t0: float = 0.0,
+                 dt: float = 1.0, activation=None, coefficients=None, channels: int | None = None):
+        super().__init__()
+        self.scheme, self.steps, self.tied = scheme, steps, bool(tied)
+        self.t0, self.dt = float(t0), float(dt)
+        self.activation = activation
+        self._stepper = scheme if activation is None else PostActivated(scheme, ACTIVATIONS.get(
+            activation, activation))
+        self.blocks = nn.ModuleList(fields)
+        pair = needs_pair(scheme)
+        calls = [self._calls_for(m, pair) for m in self.blocks]
+        self._calls = calls * steps if self.tied else calls
+        self._fixed = self._register_fixed(coefficients or {})
+        self._learnable = tuple(c for c in scheme.learnable_coefficients()
+                                if c.name not in self._fixed)
+        self.raw = nn.ParameterDict()
+        per_channel = bool(getattr(scheme, "per_channel", False))
+        if per_channel and self._learnable and not channels:
+            raise ValueError(f"{scheme.name}: per_channel=True needs channels= (the size of "
+                             f"dim 1 of u) to shape one coefficient per channel")
+        shape = (steps, channels) if per_channel else (steps,)
+        for c in self._learnable:
+            self.raw[c.name] = nn.Parameter(c.init_raw(shape))
+
+    # -- construction helpers -------------------------------------------------------------------
+    def _calls_for(self, module, pair):
+        if not pair:
+            return _wrap(module)
+        if not hasattr(module, "branches"):
+            raise ValueError(
+                f"solver {self.scheme.name!r} ({self.scheme!r}) takes a pair of fields per step, "
+                f"but the field {type(module).__name__} has no `branches`; use "
+                f"odenets.fields.Coupled(F, G) for leapfrog or TwoBranch(f1, f2) for shake noise")
+        return tuple(_wrap(b) for b in module.branches)
+
+    def _register_fixed(self, coefficients):
+        declared = {c.name: c for c in self.scheme.coefficients}
+        fixed = []
+        for name, value in coefficients.items():
+            if name not in declared:
+                raise ValueError(f"{self.scheme.name}: unknown coefficient {name!r}; this scheme "
+                                 f"declares {sorted(declared) or 'none'}")
+            values = torch.as_tensor(value, dtype=torch.float32).flatten()
+            if values.numel() == 1:
+                values = values.expand(self.steps).clone()
+            if values.numel() != self.steps:
+                raise ValueError(f"{self.scheme.name}: coefficient {name} has {values.numel()} "
+                                 f"values for steps={self.steps}")
+            for v in values.tolist():
+                declared[name].check(v, self.scheme.name)
+            self.register_buffer(f"coef_{name}", values)
+            fixed.append(name)
+        return tuple(fixed)
+
+    # -- forward ----------------------------------------------------------------------------------
+    def coefficient_values(self, like: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Current per-step values (with grad): learnable ones through their sigmoid map,
+        fixed schedules as stored. Per-channel values are shaped to broadcast against ``like``."""
+        values = {}
+        for c in self._learnable:
+            v = c.to_value(self.raw[c.name])
+            if v.dim() == 2 and like is not None:
+                v = v.view(v.shape + (1,) * (like.dim() - 2))
+            values[c.name] = v
+        for name in self._fixed:
+            values[name] = getattr(self, f"coef_{name}")
+        return values
+
+    def forward(self, u, state=None, return_state: bool = False):
+        coeffs = {name: v.unbind(0) for name, v in self.coefficient_values(u).items()}
+        u, state = self._stepper.solve(self._calls, u, self.t0, self.dt, coeffs, state,
+                                       training=self.training)
+        return (u, state) if return_state else u
+
+    # -- accessors --------------------------------------------------------------------------------
+    @property
+    def fields(self) -> list[nn.Module]:
+        """The per-step field modules (the same module ``steps`` times when tied)."""
+        return list(self.blocks) * self.steps if self.tied else list(self.blocks)
+
+    @property
+    def evaluations(self) -> float:
+        """Field evaluations per forward: steps x the scheme's evaluations per step."""
+        return self.steps * self.scheme.evaluations
+
+    def coefficients(self) -> dict[str, torch.Tensor]:
+        """Detached current values of the learnable coefficients, shape (steps,) or (steps, C)."""
+        return {c.name: c.to_value(self.raw[c.name]).detach() for c in self._learnable}
+
+    @torch.no_grad()
+    def set_coefficients(self, **values):
+        """Set learnable coefficients (scalar or per-step values strictly inside their bounds)."""
+        learnable = {c.name: c for c in self._learnable}
+        for name, value in values.items():
+            if name not in learnable:
+                raise ValueError(f"{self.scheme.name}: {name!r} is not a learnable coefficient of "
+                                 f"this flow; learnable: {sorted(learnable) or 'none'}")
+            c, raw = learnable[name], self.raw[name]
+            value = torch.as_tensor(value, dtype=torch.float64)
+            for v in value.flatten().tolist():
+                c.check(v, self.scheme.name)
+            if value.dim() == 1 and raw.dim() == 2 and len(value) == self.steps:
+                value = value[:, None]   # one value per step for every channel
+            raw.copy_(c.to_raw(value.to(raw.device)).to(raw.dtype).expand_as(raw))
+
+    def extra_repr(self):
+        act = f", activation={self.activation!r}" if self.activation is not None else ""
+        return (f"solver={self.scheme!r}, steps={self.steps}, tied={self.tied}, t0={self.t0:g}, "
+                f"dt={self.dt:g}{act}")

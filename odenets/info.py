@@ -1,0 +1,85 @@
+"""Metadata of a model: parameters, field evaluations and multiply-accumulates per forward.
+
+MACs are counted by forward hooks on every Conv and Linear module during one eval-mode
+forward on zeros of ``input_size``, so they count the calls that actually happen: a scheme
+with more field evaluations per step (RK4: 4, backward Euler with K iterations: K) counts
+more. Conv MACs = output elements x (C_in / groups) x kernel area; Linear: output elements x
+in_features. Elementwise work (BN, ReLU, the scheme's additions) is not counted.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .flow import Flow
+
+
+def _mac_hook(counter):
+    def hook(module, inputs, output):
+        if isinstance(module, nn.modules.conv._ConvNd):
+            per_out = module.in_channels // module.groups * math.prod(module.kernel_size)
+        else:
+            per_out = module.in_features
+        counter[0] += output.numel() * per_out
+    return hook
+
+
+def count_macs(model: nn.Module, input_size=(1, 3, 32, 32)) -> int:
+    """Multiply-accumulates of one eval-mode forward of ``model`` on a zero input."""
+    counter = [0]
+    handles = [m.register_forward_hook(_mac_hook(counter)) for m in model.modules()
+               if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
+    was_training = model.training
+    param = next(model.parameters(), None)
+    x = torch.zeros(input_size, device=param.device if param is not None else None)
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return counter[0]
+
+
+def evaluations(model: nn.Module) -> float:
+    """Field evaluations per forward: sum over fixed-grid flows of steps x evaluations per step,
+    plus one per transition block. Continuous (adaptive) flows are not counted here; their
+    cost shows in the measured MACs."""
+    total = 0.0
+    for m in model.modules():
+        if isinstance(m, Flow):
+            total += m.evaluations
+    total += len(getattr(model, "transitions", ()))
+    return total
+
+
+def info(model, input_size=(1, 3, 32, 32), **create_options) -> dict:
+    """Metadata of a preset name (built with ``create_options``) or a model.
+
+    Returns ``{"name", "params", "coefficients", "blocks", "evaluations", "macs", "input_size",
+    "solver"}``: trainable parameters (scheme coefficients included), how many of them are scheme
+    coefficients, residual blocks (flow steps + transitions), field evaluations per forward,
+    multiply-accumulates for ``input_size`` (batch included) and the scheme.
+    """
+    name = model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
+    if isinstance(model, str):
+        from .models import create
+        if len(input_size) == 4:
+            create_options.setdefault("in_channels", input_size[1])
+        model = create(model, **create_options)
+    flows = [m for m in model.modules() if isinstance(m, Flow)]
+    coeffs = sum(p.numel() for f in flows for p in f.raw.values())
+    return {
+        "name": name,
+        "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "coefficients": coeffs,
+        "blocks": sum(f.steps for f in flows) + len(getattr(model, "transitions", ())),
+        "evaluations": evaluations(model),
+        "macs": count_macs(model, input_size),
+        "input_size": tuple(input_size),
+        "solver": repr(flows[0].scheme) if flows else None,
+    }

@@ -1,0 +1,188 @@
+"""The one network builder every preset uses: stem -> [transition + flow] per stage -> head.
+
+    NetConfig(block="basic", depths=(3, 3, 3), widths=(16, 32, 64), solver="lm")  # LM-ResNet-20
+
+A stage of depth d is d residual blocks: a `Transition` first when the stride or width changes,
+then a `Flow` of the remaining steps (all d steps when the shape is unchanged).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from ..build import _continuous, build
+from ..flow import Flow
+from ..fields import Coupled, TwoBranch, make_block
+from .transitions import HISTORIES, Transition, make_shortcut
+
+PAIRS = (None, "shake", "coupled")
+
+
+@dataclass
+class NetConfig:
+    block: str = "basic"                 # field family: basic | preact | bottleneck | resnext
+    block_options: dict = field(default_factory=dict)  # e.g. cardinality=8 for resnext
+    depths: tuple = (3, 3, 3)            # residual blocks per stage (a transition included)
+    widths: tuple = (16, 32, 64)         # output channels of each stage
+    strides: tuple = (1, 2, 2)           # stride of each stage's first block
+    stem: str = "cifar"                  # cifar: conv3x3 | imagenet: conv7x7/2 + maxpool 3x3/2
+    stem_width: int | None = None        # stem output channels (None: widths[0])
+    shortcut: str = "A"                  # transitions: A = subsample + zero-pad, B = 1x1 conv + BN
+    post_activation: bool = True         # relu(u + f(u)) per block (He 2016a); False: u + f(u)
+    solver: str = "euler"                # scheme of every flow (see solvers.available())
+    solver_options: dict = field(default_factory=dict)  # e.g. iterations=2, noise="bernoulli"
+    history: str = "project"             # multistep history at transitions: project | restart
+    survival: float | None = None        # stochastic depth: p decays linearly 1 -> survival
+    pair: str | None = None              # None | "shake" (2 half-width branches) | "coupled" (rev)
+    tied: bool = False                   # one shared field per flow: an ODE, dt = 1 / steps
+                                         # (continuous solvers: always tied, t in [0, 1])
+    num_classes: int = 10                # classifier outputs
+    in_channels: int = 3                 # input image channels
+
+    def check(self):
+        n = len(self.depths)
+        if not (len(self.widths) == len(self.strides) == n) or n == 0:
+            raise ValueError(f"depths, widths and strides must have one entry per stage, got "
+                             f"{self.depths}, {self.widths}, {self.strides}")
+        if any(d < 1 for d in self.depths):
+            raise ValueError(f"every stage needs depth >= 1, got depths={self.depths}")
+        if self.history not in HISTORIES:
+            raise ValueError(f"unknown history {self.history!r}; available: {', '.join(HISTORIES)}")
+        if self.pair not in PAIRS:
+            raise ValueError(f"unknown pair {self.pair!r}; available: {PAIRS}")
+        if self.stem not in ("cifar", "imagenet"):
+            raise ValueError(f"unknown stem {self.stem!r}; available: cifar, imagenet")
+        if self.survival is not None and not 0.0 < self.survival <= 1.0:
+            raise ValueError(f"survival must lie in (0, 1], got {self.survival}")
+
+
+def _stem(cfg: NetConfig) -> nn.Sequential:
+    width = cfg.stem_width or cfg.widths[0]
+    if cfg.stem == "imagenet":
+        layers = dict(conv=nn.Conv2d(cfg.in_channels, width, 7, 2, 3, bias=False),
+                      bn=nn.BatchNorm2d(width), relu=nn.ReLU(inplace=True),
+                      pool=nn.MaxPool2d(3, 2, 1))
+    elif cfg.block != "preact":
+        layers = dict(conv=nn.Conv2d(cfg.in_channels, width, 3, 1, 1, bias=False),
+                      bn=nn.BatchNorm2d(width), relu=nn.ReLU(inplace=True))
+    else:  # pre-activation: the first block's BN-ReLU follows the stem convolution
+        layers = dict(conv=nn.Conv2d(cfg.in_channels, width, 3, 1, 1, bias=False))
+    return nn.Sequential(OrderedDict(layers))
+
+
+def _head(cfg: NetConfig, channels: int) -> nn.Sequential:
+    layers = {} if cfg.block != "preact" else dict(bn=nn.BatchNorm2d(channels), relu=nn.ReLU())
+    layers.update(pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(),
+                  fc=nn.Linear(channels, cfg.num_classes))
+    return nn.Sequential(OrderedDict(layers))
+
+
+def _flow_field(cfg: NetConfig, channels: int) -> nn.Module:
+    """The field of one flow step: one block, or a pair for shake / reversible schemes."""
+    if cfg.pair is None:
+        return make_block(cfg.block, channels, channels, 1, **cfg.block_options)
+    if cfg.pair == "shake":  # two branches of half the hidden width: ~ the parameters of one block
+        return TwoBranch(*(make_block(cfg.block, channels, channels, 1, hidden=channels // 2,
+                                      **cfg.block_options) for _ in range(2)))
+    if channels % 2:
+        raise ValueError(f"pair='coupled' splits channels in halves; width {channels} is odd")
+    half = channels // 2  # F, G: C/2 -> C -> C/2, together the 3x3 weights of one C -> C block
+    return Coupled(*(make_block(cfg.block, half, half, 1, hidden=channels, **cfg.block_options)
+                     for _ in range(2)))
+
+
+def _survival(cfg: NetConfig) -> list[float] | None:
+    """Stochastic depth's linear decay p_l = 1 - l / L (1 - p_L), l = 1..L over all blocks."""
+    if cfg.survival is None:
+        return None
+    total = sum(cfg.depths)
+    return [1.0 - (l / total) * (1.0 - cfg.survival) for l in range(1, total + 1)]
+
+
+def _is_continuous(solver) -> bool:
+    cont = _continuous()
+    return cont is not None and cont.is_continuous(solver)
+
+
+class Stage(nn.Module):
+    """An optional `Transition` followed by an optional `Flow`; passes the scheme state on."""
+
+    def __init__(self, transition: nn.Module | None, flow: nn.Module | None):
+        super().__init__()
+        self.transition, self.flow = transition, flow
+
+    def forward(self, u, state=None):
+        if self.transition is not None:
+            u, state = self.transition(u, state)
+        if isinstance(self.flow, Flow):
+            u, state = self.flow(u, state=state, return_state=True)
+        elif self.flow is not None:   # a continuous-depth flow (odenets.continuous): no history
+            u, state = self.flow(u), None
+        return u, state
+
+
+class Network(nn.Module):
+    """x -> stem -> stages (transitions + flows, scheme history carried across) -> head."""
+
+    def __init__(self, cfg: NetConfig):
+        super().__init__()
+        cfg.check()
+        self.config = cfg
+        self.stem = _stem(cfg)
+        survival = _survival(cfg)
+        act = "relu" if cfg.post_activation else None
+        continuous = _is_continuous(cfg.solver)
+        if continuous and (cfg.post_activation or survival is not None):
+            raise ValueError(f"solver {cfg.solver!r} is continuous: it needs post_activation=False "
+                             f"(e.g. a preact_* preset) and no survival schedule")
+        channels, block_index, stages = cfg.stem_width or cfg.widths[0], 0, []
+        for depth, width, stride in zip(cfg.depths, cfg.widths, cfg.strides):
+            flow, transition = None, None
+            needs_transition = stride != 1 or width != channels
+            steps = depth - needs_transition
+            if steps:
+                options = dict(cfg.solver_options)
+                coeffs = None
+                if survival is not None:
+                    start = block_index + needs_transition
+                    coeffs = {"p": survival[start:start + steps]}
+                if continuous:  # ODE-Net style: one tied field per stage over t in [0, 1]
+                    flow = build(lambda: _flow_field(cfg, width), cfg.solver,
+                                 options.pop("steps", None), tied=True, **options)
+                else:
+                    flow = build(lambda: _flow_field(cfg, width), cfg.solver, steps, tied=cfg.tied,
+                                 activation=act, coefficients=coeffs, channels=width, **options)
+            if needs_transition:
+                field_ = make_block(cfg.block, channels, width, stride, **cfg.block_options)
+                scheme = flow.scheme if isinstance(flow, Flow) else None
+                shortcut = make_shortcut(cfg.shortcut, channels, width, stride)
+                transition = Transition(field_, shortcut, scheme, cfg.history, act)
+            stages.append(Stage(transition, flow))
+            channels, block_index = width, block_index + depth
+        self.stages = nn.ModuleList(stages)
+        self.head = _head(cfg, channels)
+        self._init_weights()
+
+    def _init_weights(self):
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        u, state = self.stem(x), None
+        for stage in self.stages:
+            u, state = stage(u, state)
+        return self.head(u)
+
+    @property
+    def flows(self) -> list[nn.Module]:
+        return [s.flow for s in self.stages if s.flow is not None]
+
+    @property
+    def transitions(self) -> list[nn.Module]:
+        return [s.transition for s in self.stages if s.transition is not None]
