@@ -10,14 +10,7 @@ ALL = odenets.list_models()
 CIFAR_N = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18, 164: 27}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster and immune to spin-waiting when the 2 cores
-    are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def n_params(m):

@@ -14,14 +14,13 @@ observed order is minus the least-squares slope of ``log(error)`` against ``log(
 from __future__ import annotations
 
 import math
-import warnings
 
 import torch
 
 import solvers
 from solvers.leapfrog import Leapfrog
 
-from .stability import deterministic_schemes
+from .stability import deterministic_schemes, for_each_scheme
 
 DEFAULT_STEPS = (8, 16, 32, 64, 128)
 
@@ -85,20 +84,8 @@ def convergence_all(schemes=None, steps=DEFAULT_STEPS, lam: float = -1.0, t1: fl
     names / ``(name, options)`` pairs; ``skip_errors`` warns and skips a scheme that cannot run
     on the test problems (instead of raising)."""
     entries = deterministic_schemes() if schemes is None else list(schemes)
-    out = []
-    for entry in entries:
-        name, options = entry if isinstance(entry, tuple) else (entry, {})
-        if isinstance(name, str) and name not in solvers.available():
-            raise ValueError(f"unknown scheme {name!r}; available: {', '.join(solvers.available())}")
-        if isinstance(name, str) and solvers.SCHEMES[name].stochastic:
-            continue
-        try:
-            out.append(convergence(name, options, steps, lam, t1))
-        except (ValueError, TypeError, RuntimeError) as e:
-            if not skip_errors:
-                raise
-            warnings.warn(f"convergence of {name} {options or ''} skipped: {e}")
-    return out
+    return for_each_scheme(entries, lambda name, options: convergence(name, options, steps, lam, t1),
+                           "convergence", skip_errors)
 
 
 def convergence_table(results: list[dict]) -> str:

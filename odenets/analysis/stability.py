@@ -194,20 +194,28 @@ def stability_regions(schemes=None, re=(-3.5, 1.5), im=(-3.0, 3.0), n: int = 401
     ``skip_errors`` skips (with a warning) a scheme whose step cannot be linearised here, e.g.
     one registered later that needs a pair of fields; by default it raises."""
     names = deterministic_schemes() if schemes is None else list(schemes)
-    for name in names:
-        if name not in solvers.available():
+    entries = [(name, options) for name in names for options in VARIANTS.get(name, [{}])]
+    return for_each_scheme(entries, lambda name, options: stability_region(name, options, re, im, n),
+                           "stability region", skip_errors)
+
+
+def for_each_scheme(entries, compute, what: str, skip_errors: bool = False) -> list:
+    """``compute(name, options)`` for each deterministic entry (a name or ``(name, options)``),
+    checking names first. ``skip_errors`` turns a failure into a warning naming ``what``."""
+    entries = [e if isinstance(e, tuple) else (e, {}) for e in entries]
+    for name, _ in entries:
+        if isinstance(name, str) and name not in solvers.available():
             raise ValueError(f"unknown scheme {name!r}; available: {', '.join(solvers.available())}")
     out = []
-    for name in names:
-        if solvers.SCHEMES[name].stochastic:
+    for name, options in entries:
+        if isinstance(name, str) and solvers.SCHEMES[name].stochastic:
             continue
-        for options in VARIANTS.get(name, [{}]):
-            try:
-                out.append(stability_region(name, options, re, im, n))
-            except (ValueError, TypeError, RuntimeError) as e:
-                if not skip_errors:
-                    raise
-                warnings.warn(f"stability region of {name} {options or ''} skipped: {e}")
+        try:
+            out.append(compute(name, options))
+        except (ValueError, TypeError, RuntimeError) as e:
+            if not skip_errors:
+                raise
+            warnings.warn(f"{what} of {name} {options or ''} skipped: {e}")
     return out
 
 
