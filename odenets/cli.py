@@ -1,0 +1,79 @@
+"""The ``odenets`` command line (also ``python -m odenets``).
+
+Subcommands are modules of `odenets.commands`, found at start-up: a module there that defines
+
+    HELP = "one line for `odenets --help`"
+    ORDER = 50                       # optional: position in the help listing (low first)
+    def add_parser(subparsers): ...  # returns subparsers.add_parser(NAME, ...) with its flags
+    def run(args) -> int | None: ... # the exit status (None = 0)
+
+is a subcommand named after the module (``bench.py`` -> ``odenets bench``; underscores become
+dashes). Adding a subcommand is adding a file; nothing here changes. Command modules import
+heavy dependencies inside ``run`` so that ``odenets --help`` stays fast.
+
+Errors that are the user's (bad names or values, missing data, a diverged run) print one line,
+``odenets CMD: error: ...``, and exit with status 2 (3 for a diverged run); set ODENETS_DEBUG=1
+for the full traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+
+from . import commands
+
+
+def subcommands() -> list:
+    """The subcommand modules, sorted by (ORDER, name)."""
+    mods = []
+    for m in pkgutil.iter_modules(commands.__path__):
+        if m.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"{commands.__name__}.{m.name}")
+        if callable(getattr(mod, "add_parser", None)) and callable(getattr(mod, "run", None)):
+            mods.append(mod)
+    return sorted(mods, key=lambda mod: (getattr(mod, "ORDER", 50), mod.__name__))
+
+
+def command_name(module) -> str:
+    return module.__name__.rsplit(".", 1)[-1].replace("_", "-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    parser = argparse.ArgumentParser(
+        prog="odenets", description="Deep networks as numerical ODE solvers: train, inspect and "
+        "compare ResNet / LM-ResNet / ... presets.",
+        epilog="Run `odenets COMMAND --help` for the options of one command.")
+    parser.add_argument("--version", action="version", version=f"odenets {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in subcommands():
+        p = mod.add_parser(sub)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from .train.epoch import TrainingDivergedError
+    try:
+        return args._run(args) or 0
+    except KeyboardInterrupt:
+        print(f"odenets {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (TrainingDivergedError, ValueError, FileNotFoundError) as e:
+        if os.environ.get("ODENETS_DEBUG"):
+            raise
+        print(f"odenets {args.command}: error: {e}", file=sys.stderr)
+        return 3 if isinstance(e, TrainingDivergedError) else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

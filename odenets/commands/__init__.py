@@ -1,0 +1,1 @@
+"""Subcommands of the ``odenets`` command line, one module each (see `odenets.cli`)."""

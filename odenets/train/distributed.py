@@ -1,0 +1,99 @@
+"""Multi-process training with ``torchrun`` (DistributedDataParallel).
+
+``torchrun --nproc_per_node G -m odenets train ...`` sets RANK, WORLD_SIZE, LOCAL_RANK and
+MASTER_ADDR/PORT; `setup` joins the process group (NCCL on CUDA, gloo on CPU) and picks the
+device ``cuda:LOCAL_RANK``. Each rank holds the dataset on its device and takes its own shard
+of every epoch's permutation (`odenets.data.Loader`); DDP averages gradients, so all ranks keep
+identical weights. Only rank 0 writes files. Without WORLD_SIZE > 1 everything is a no-op.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    owns_group: bool = False  # we called init_process_group, so we destroy it
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """'auto' -> cuda:LOCAL_RANK if CUDA is available, else cpu; explicit names are checked."""
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} requested but CUDA is not available here; use cpu")
+        if device.index is None:
+            device = torch.device(f"cuda:{local_rank}")
+    elif device.type not in ("cpu", "mps", "xpu"):
+        raise ValueError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def setup(device_name: str = "auto") -> tuple[Dist, torch.device]:
+    """Join the torchrun process group if there is one; returns (`Dist`, device)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 and not (dist.is_available() and dist.is_initialized()):
+        return Dist(), resolve_device(device_name)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name, local_rank)
+    owns = False
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        owns = True
+    return Dist(dist.get_rank(), dist.get_world_size(), local_rank, owns), device
+
+
+def teardown(info: Dist) -> None:
+    if info.owns_group and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce(tensor: torch.Tensor, info: Dist, op=None) -> torch.Tensor:
+    """Sum (or ``op``) ``tensor`` over ranks in place; identity in a single process."""
+    if info.enabled:
+        dist.all_reduce(tensor, op=op or dist.ReduceOp.SUM)
+    return tensor
+
+
+def all_gather_object(obj, info: Dist) -> list:
+    if not info.enabled:
+        return [obj]
+    out = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj, info: Dist):
+    """Rank 0's ``obj`` on every rank."""
+    if not info.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier(info: Dist) -> None:
+    if info.enabled:
+        dist.barrier()

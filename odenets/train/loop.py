@@ -1,0 +1,161 @@
+"""`train(cfg)`: data, model, optimiser, the epoch loop, checkpoints and metrics of one run.
+
+Reproducibility: weights are initialised after ``torch.manual_seed(seed + rank)``, then the
+global RNG is re-seeded from (seed, rank) so that training noise does not depend on how much
+randomness the initialisation used; the data order and augmentation of epoch e are functions of
+(seed, e, rank); the torch RNG state (model noise such as dropout or stochastic depth) is saved
+in every checkpoint and restored on resume. A run
+resumed from its last checkpoint therefore replays exactly what the killed run would have done,
+and on CPU reaches bit-identical weights.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .. import data as datasets
+from . import checkpoint, distributed, rundir
+from .config import TrainConfig
+from .epoch import TrainingDivergedError, evaluate, train_epoch
+from .model import build_model, coefficients, count_parameters
+from .optim import build_optimizer
+
+
+def train(cfg: TrainConfig, *, model: nn.Module | None = None, resume: bool = False) -> dict:
+    """Run (or with ``resume``, continue) training as ``cfg`` says; returns the summary dict.
+
+    ``model`` replaces ``cfg.model`` by a ready module (tests, notebooks). Raises
+    `TrainingDivergedError` if the loss becomes NaN/inf (the last good checkpoint is kept).
+    """
+    cfg.validate()
+    spec = datasets.get_spec(cfg.dataset)
+    info, device = distributed.setup(cfg.device)
+    try:
+        return _train(cfg, spec, info, device, model, resume)
+    finally:
+        distributed.teardown(info)
+
+
+def _train(cfg, spec, info, device, model, resume):
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    run_dir = Path(distributed.broadcast_object(cfg.run_dir or str(rundir.default_run_dir(cfg)), info))
+    cfg.run_dir = str(run_dir)
+    ckpt_path = run_dir / checkpoint.NAME
+    if not resume and ckpt_path.exists():
+        raise ValueError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or "
+                         "choose another --run-dir")
+    # data first: a missing dataset should fail before any model work
+    train_data = datasets.load_dataset(cfg.dataset, "train", cfg.data_dir, cfg.subset)
+    test_data = datasets.load_dataset(cfg.dataset, "test", cfg.data_dir, cfg.test_subset)
+    torch.manual_seed(cfg.seed + info.rank)
+    if model is None:
+        model = build_model(cfg, train_data.num_classes, train_data.channels)
+    torch.manual_seed(_training_seed(cfg.seed, info.rank))  # independent of what init consumed
+    raw = model.to(device)
+    if cfg.channels_last:
+        raw = raw.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(raw, cfg)
+    augment = spec.augment if cfg.augment else None
+    loader_args = dict(device=device, seed=cfg.seed, rank=info.rank, world_size=info.world_size,
+                       channels_last=cfg.channels_last)
+    train_loader = datasets.Loader(train_data, cfg.batch_size, train=True, augment=augment, **loader_args)
+    test_loader = datasets.Loader(test_data, cfg.eval_batch_size * info.world_size, train=False, **loader_args)
+    total_steps = cfg.epochs * len(train_loader)
+
+    start_epoch, history = 0, []
+    if resume and not ckpt_path.exists():
+        print(f"odenets: {run_dir} has no checkpoint yet (the run stopped during its first epoch); "
+              "starting it from the beginning", file=sys.stderr)
+    elif resume:
+        state = checkpoint.load(ckpt_path)  # CPU: RNG states must stay CPU tensors
+        raw.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, history = state["epoch"], list(state["history"])
+        rng = state["rng"]
+        checkpoint.set_rng_state(rng[info.rank] if len(rng) == info.world_size else rng[0])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if info.main:
+        rundir.write_json(run_dir / rundir.CONFIG, cfg.to_dict())
+        rundir.rewrite_metrics(run_dir, history)
+
+    eval_model = torch.compile(raw) if cfg.compile else raw
+    train_model = eval_model
+    if info.enabled:
+        ids = [device.index] if device.type == "cuda" else None
+        train_model = nn.parallel.DistributedDataParallel(eval_model, device_ids=ids)
+    bar = _progress_bar(cfg, info, len(train_loader))
+    log = (bar.write if bar is not None else print) if info.main else (lambda line: None)
+    log(f"{cfg.model}: {count_parameters(raw):,} parameters, {len(train_data)} training / "
+        f"{len(test_data)} test images of {cfg.dataset} on {device} x{info.world_size}, "
+        f"epochs {start_epoch + 1}..{cfg.epochs}, run directory {run_dir}")
+    summary = dict(model=cfg.model, dataset=cfg.dataset, params=count_parameters(raw),
+                   train_images=len(train_data), test_images=len(test_data),
+                   device=str(device), world_size=info.world_size, torch=torch.__version__,
+                   command=" ".join(sys.argv), run_dir=str(run_dir))
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            if bar is not None:
+                bar.reset(total=len(train_loader))
+                bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
+            stats = train_epoch(train_model, train_loader, optimizer, epoch, epoch * len(train_loader),
+                                total_steps, cfg, info, device, bar)
+            _average_buffers(raw, info)
+            test = evaluate(eval_model, test_loader, cfg, info, device)
+            record = dict(epoch=epoch + 1, **stats, test_loss=test["loss"], test_acc=test["acc"],
+                          lr=optimizer.param_groups[0]["lr"], coefficients=coefficients(raw))
+            history.append(record)
+            rng = distributed.all_gather_object(checkpoint.rng_state(), info)
+            if info.main:
+                checkpoint.save_atomic(dict(
+                    version=1, epoch=epoch + 1, model=raw.state_dict(), optimizer=optimizer.state_dict(),
+                    schedule=dict(name=cfg.schedule, step=(epoch + 1) * len(train_loader), total=total_steps),
+                    rng=rng, history=history, config=cfg.to_dict()), ckpt_path)
+                rundir.append_metrics(run_dir, record)
+                log(f"epoch {epoch + 1}: train loss {stats['train_loss']:.4f} acc "
+                    f"{stats['train_acc']:.4f} | test loss {test['loss']:.4f} acc "
+                    f"{test['acc']:.4f} | {stats['img_per_s']:.0f} img/s")
+    except TrainingDivergedError as e:
+        last = history[-1]["epoch"] if history else 0
+        e.args = (f"{e.args[0]} Last good checkpoint: {ckpt_path} (epoch {last})" if last else
+                  f"{e.args[0]} No checkpoint was written.",)
+        if info.main:
+            rundir.write_json(run_dir / rundir.SUMMARY, dict(summary, status="diverged", error=str(e),
+                                                             epochs_done=last, history=history))
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    summary.update(status="finished", epochs_done=len(history), final=history[-1] if history else None,
+                   best_test_acc=max((r["test_acc"] for r in history), default=None),
+                   train_seconds=sum(r["train_seconds"] for r in history), config=cfg.to_dict())
+    if info.main:
+        rundir.write_json(run_dir / rundir.SUMMARY, summary)
+    return summary
+
+
+def _training_seed(seed: int, rank: int) -> int:
+    return (seed * 1_000_003 + 7919 * (rank + 1)) % (2 ** 63)
+
+
+def _progress_bar(cfg, info, total):
+    if not (cfg.progress and info.main):
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, unit="step", dynamic_ncols=True, leave=False, file=sys.stderr)
+
+
+@torch.no_grad()
+def _average_buffers(model: nn.Module, info: distributed.Dist) -> None:
+    """Average floating-point buffers (BatchNorm running statistics) over ranks, so every rank
+    evaluates and saves the same model."""
+    if not info.enabled:
+        return
+    for buf in model.buffers():
+        if buf.is_floating_point():
+            distributed.all_reduce(buf, info)
+            buf /= info.world_size

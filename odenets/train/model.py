@@ -1,0 +1,78 @@
+"""Building the network a `TrainConfig` names, and reading its learned scheme coefficients.
+
+``cfg.model`` is a preset name (``odenets.list_models()``) built by ``odenets.create(name,
+num_classes=, in_channels=, **cfg.model_args)`` (plus ``solver=cfg.solver`` when given), or
+``"package.module:function"``, a factory called with the same keywords, for models that live
+outside odenets. The ``odenets`` functions are looked up at call time.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+
+from torch import nn
+
+
+def _unknown(kind: str, name: str, valid) -> ValueError:
+    valid = sorted(valid)
+    close = difflib.get_close_matches(name, valid, n=3)
+    hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+    return ValueError(f"unknown {kind} {name!r}{hint}; available: {', '.join(valid)}")
+
+
+def check_model_name(name: str) -> None:
+    """Raise ValueError listing the presets if ``name`` is neither a preset nor 'module:fn'."""
+    if ":" in name:
+        return
+    import odenets
+    if not hasattr(odenets, "list_models"):
+        raise ValueError(f"model {name!r}: this odenets build has no model registry yet; pass a "
+                         "'module:function' factory")
+    names = odenets.list_models()
+    if name not in names:
+        raise _unknown("model", name, names)
+
+
+def check_solver_name(name: str) -> None:
+    import odenets
+    names = odenets.available_solvers()
+    if name not in names:
+        raise _unknown("solver", name, names)
+
+
+def build_model(cfg, num_classes: int, in_channels: int) -> nn.Module:
+    """The network for ``cfg`` (see the module docstring)."""
+    kwargs = dict(cfg.model_args)
+    if ":" in cfg.model:
+        module_name, _, fn_name = cfg.model.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), fn_name)
+        except (ImportError, AttributeError) as e:
+            raise ValueError(f"cannot load model factory {cfg.model!r}: {e}") from None
+        if cfg.solver is not None:
+            kwargs["solver"] = cfg.solver
+        model = factory(num_classes=num_classes, in_channels=in_channels, **kwargs)
+    else:
+        import odenets
+        check_model_name(cfg.model)
+        if cfg.solver is not None:
+            check_solver_name(cfg.solver)
+            kwargs["solver"] = cfg.solver
+        model = odenets.create(cfg.model, num_classes=num_classes, in_channels=in_channels, **kwargs)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model {cfg.model!r} gave a {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def coefficients(model: nn.Module) -> dict:
+    """Learned scheme coefficients (e.g. LM's k_n per block, keyed by stage), as plain floats;
+    empty for models without any."""
+    import odenets
+    if not hasattr(odenets, "coefficients"):
+        return {}
+    return {str(k): [float(x) if not isinstance(x, (list, tuple)) else [float(y) for y in x]
+                     for x in v] for k, v in odenets.coefficients(model).items()}
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,58 @@
+"""The files of a run directory.
+
+    config.json      the TrainConfig (what ``--resume`` reads back)
+    checkpoint.pt    the last completed epoch (see `checkpoint`)
+    metrics.jsonl    one JSON record per epoch: losses, accuracies, lr, time, img/s, coefficients
+    summary.json     written at the end (status "finished" or "diverged")
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+CONFIG, METRICS, SUMMARY = "config.json", "metrics.jsonl", "summary.json"
+
+
+def default_run_dir(cfg) -> Path:
+    model = cfg.model.replace(":", "_").replace("/", "_")
+    return Path("runs") / f"{model}-{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def write_json(path, obj) -> None:
+    """Write ``obj`` as indented JSON, atomically (temp file + rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path) -> dict:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} not found: is {path.parent} a run directory?") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+
+
+def append_metrics(run_dir, record: dict) -> None:
+    with open(Path(run_dir) / METRICS, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def rewrite_metrics(run_dir, history: list[dict]) -> None:
+    """Make metrics.jsonl hold exactly ``history`` (used on resume, from the checkpoint)."""
+    path = Path(run_dir) / METRICS
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
+    os.replace(tmp, path)
+
+
+def read_metrics(run_dir) -> list[dict]:
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: is {run_dir} a run directory?")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,135 @@
+"""The `odenets` command line: subcommands, help, error messages, train -> eval -> plot, compare."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import odenets
+from odenets import cli
+
+TINY = ["--model", "fixtures.tiny_models:tiny", "--dataset", "synthetic", "--subset", "256",
+        "--test-subset", "100", "--batch-size", "32", "--no-progress"]
+
+
+def run_cli(capsys, *argv):
+    status = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_entry_point_and_help():
+    result = subprocess.run([sys.executable, "-m", "odenets", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for name in ("train", "compare", "list", "info", "eval", "plot"):
+        assert f"    {name} " in result.stdout
+
+
+def test_every_command_module_is_registered():
+    names = [cli.command_name(m) for m in cli.subcommands()]
+    modules = sorted(p.stem for p in Path(odenets.commands.__file__).parent.glob("[!_]*.py"))
+    assert sorted(names) == sorted(m.replace("_", "-") for m in modules)
+
+
+def test_list(capsys):
+    status, out, _ = run_cli(capsys, "list")
+    assert status == 0
+    assert "lm_resnet20" in out and "euler_maruyama" in out and "fashion-mnist" in out
+    status, out, _ = run_cli(capsys, "list", "models", "--pattern", "lm_resnet*")
+    assert out.split() == odenets.list_models("lm_resnet*")
+
+
+def test_info(capsys):
+    status, out, _ = run_cli(capsys, "info", "resnet20", "--dataset", "cifar10", "--json")
+    meta = json.loads(out)
+    assert status == 0 and meta["params"] == odenets.info("resnet20")["params"]
+    assert meta["macs"] > 0 and meta["evaluations"] > 0
+    status, out, _ = run_cli(capsys, "info", "lm_resnet20", "--dataset", "fashion-mnist")
+    assert status == 0 and "macs" in out and "(1, 1, 28, 28)" in out
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["train", "--model", "resnet21"], ["unknown model 'resnet21'", "resnet20", "lm_resnet20"]),
+    (["train", "--dataset", "mnist"], ["unknown dataset 'mnist'", "fashion-mnist", "cifar10"]),
+    (["train", "--solver", "eulr"], ["unknown solver 'eulr'", "euler", "lm"]),
+    (["train", "--schedule", "linear"], ["unknown schedule", "cosine", "onecycle"]),
+    (["info", "nonet"], ["unknown model 'nonet'", "resnet56"]),
+    (["compare", "--models", "resnet20,nonet"], ["unknown model 'nonet'"]),
+    (["eval", "/nonexistent/run"], ["config.json not found"]),
+    (["train", "--device", "tpu", "--dataset", "synthetic"], ["unknown device 'tpu'", "cpu, cuda"]),
+])
+def test_bad_names_give_one_line_listing_valid_ones(capsys, argv, expected):
+    status, out, err = run_cli(capsys, *argv)
+    assert status == 2 and "Traceback" not in err
+    assert err.startswith(f"odenets {argv[0]}: error: ")
+    for text in expected:
+        assert text in err
+
+
+def test_missing_dataset_says_how_to_get_it(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("ODENETS_DATA", raising=False)
+    status, _, err = run_cli(capsys, "train", "--dataset", "cifar10", "--data-dir", str(tmp_path),
+                             "--run-dir", str(tmp_path / "run"))
+    assert status == 2 and "CIFAR-10 not found" in err and "cifar-10-python.tar.gz" in err
+
+
+def test_bad_flag_values_are_argparse_errors(capsys):
+    for argv in (["train", "--epochs", "two"], ["train", "--model-arg", "noequals"],
+                 ["train", "--milestones", "a,b"]):
+        with pytest.raises(SystemExit) as e:
+            cli.main(argv)
+        assert e.value.code == 2
+        assert "error: argument" in capsys.readouterr().err
+
+
+def test_train_eval_plot_resume(capsys, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    run = tmp_path / "run"
+    status, out, err = run_cli(capsys, "train", *TINY, "--epochs", "1", "--run-dir", str(run))
+    assert status == 0, err
+    assert "test accuracy" in out and str(run) in out
+    status, out, err = run_cli(capsys, "train", "--resume", str(run), "--epochs", "2")
+    assert status == 0, err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs_done"] == 2 and summary["config"]["subset"] == 256  # kept from config.json
+    status, out, _ = run_cli(capsys, "eval", str(run))
+    result = json.loads(out)
+    assert status == 0 and result["epoch"] == 2 and result["images"] == 1000  # the whole test split
+    status, out, _ = run_cli(capsys, "eval", str(run), "--subset", "100")  # the run's test subset
+    assert json.loads(out)["acc"] == pytest.approx(summary["final"]["test_acc"], abs=1e-9)
+    status, out, _ = run_cli(capsys, "plot", str(run), "--out", str(tmp_path / "plots"))
+    assert status == 0 and (tmp_path / "plots" / "curves.png").stat().st_size > 1000
+    assert "coefficients.png" not in out  # the tiny model has no scheme coefficients
+
+
+def test_plot_lm_coefficients(tmp_path):
+    from odenets.plot import plot_run
+    from odenets.train.rundir import append_metrics
+    for epoch in (1, 2, 3):
+        append_metrics(tmp_path, dict(epoch=epoch, train_loss=1 / epoch, test_loss=1.1 / epoch,
+                                      train_acc=0.5, test_acc=0.4, coefficients={
+                                          "stages.0.flow.k": [-0.05 * epoch, 0.01],
+                                          "stages.1.flow.k": [[0.1, 0.2], [0.0, 0.1]]}))
+    paths = plot_run(tmp_path)
+    assert [p.name for p in paths] == ["curves.png", "coefficients.png"]
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
+
+
+def test_compare(capsys, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    status, out, err = run_cli(capsys, "compare", "--models",
+                               "fixtures.tiny_models:tiny,fixtures.tiny_models:crash_at_never",
+                               *TINY[2:], "--epochs", "1", "--out", str(tmp_path))
+    assert status == 2 and "cannot load model factory" in err  # checked before any training
+    status, out, err = run_cli(capsys, "compare", "--models", "resnet20,lm_resnet20", "--dataset",
+                               "synthetic", "--subset", "64", "--test-subset", "64",
+                               "--batch-size", "32", "--epochs", "1", "--no-progress",
+                               "--out", str(tmp_path))
+    assert status == 0, err
+    table = json.loads((tmp_path / "compare.json").read_text())
+    assert [r["model"] for r in table["rows"]] == ["resnet20", "lm_resnet20"]
+    assert table["rows"][1]["params"] == odenets.info("lm_resnet20")["params"]
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("model"))
+    assert lines[header + 2].split()[0] == "resnet20" and lines[header + 3].split()[0] == "lm_resnet20"
