@@ -6,9 +6,15 @@
                       right, each block's k_n against epoch. Written only when the run recorded
                       coefficients. The paper reads k_n as the size of the momentum term
                       (1 - k_n)(dt/2) u_tt of the modified equation (DESIGN.md section 2).
+``roots.png``         for LM / lmm networks: the learned roots of each block's characteristic
+                      polynomial rho (other than the root at 1) in the complex plane, with the
+                      unit circle (zero-stability keeps them inside), one panel per stage.
+``lm_coefficients.png`` (+ ``lm_table.md``) for LM networks: k_n and the modified-equation
+                      coefficients (1 + k_n) and (1 - k_n)/2 per block (`odenets.analysis`).
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 
@@ -78,6 +84,59 @@ def plot_coefficients(history: list[dict], path) -> Path | None:
     return Path(path)
 
 
+def _multistep_flows(model):
+    """``(path, flow)`` for every flow of ``model`` whose scheme is LM or lmm."""
+    from .flow import Flow
+    return [(path, m) for path, m in model.named_modules()
+            if isinstance(m, Flow) and m.scheme.name in ("lm", "lmm")]
+
+
+def plot_roots(model, path) -> Path | None:
+    """Learned roots of rho per block in the complex plane (see the module docstring)."""
+    from solvers.lmm import roots_per_step
+    flows = _multistep_flows(model)
+    if not flows:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(flows), figsize=(3.6 * len(flows), 3.6), squeeze=False)
+    angles = [2 * math.pi * i / 200 for i in range(201)]
+    cmap = plt.get_cmap("viridis")
+    for ax, (name, flow) in zip(axes[0], flows):
+        roots = roots_per_step(flow.scheme, flow.coefficients()).detach()
+        steps = roots.shape[0]
+        ax.plot([math.cos(a) for a in angles], [math.sin(a) for a in angles], color="grey", lw=0.8)
+        ax.plot([1], [0], "kx", ms=7, label="root at 1 (consistency)")
+        for n in range(steps):
+            r = roots[n]
+            ax.scatter(r.real.numpy(), r.imag.numpy(), s=14, color=cmap(n / max(1, steps - 1)),
+                       label="block 0 ... last (dark to light)" if n == 0 else None)
+        ax.set(xlabel="Re", ylabel="Im", title=f"{name or 'flow'} ({flow.scheme.name})",
+               aspect="equal", xlim=(-1.15, 1.15), ylim=(-1.15, 1.15))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=6, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_model(model, out_dir) -> list[Path]:
+    """Figures of a trained model's scheme: learned roots (LM/lmm) and, for LM, the
+    modified-equation coefficients with their table."""
+    out, paths = Path(out_dir), []
+    roots = plot_roots(model, out / "roots.png")
+    if roots is not None:
+        paths.append(roots)
+    if any(flow.scheme.name == "lm" for _, flow in _multistep_flows(model)):
+        from . import analysis
+        from .build import coefficients
+        coeffs = coefficients(model)
+        analysis.plot_lm_coefficients(coeffs, out / "lm_coefficients.png")
+        (out / "lm_table.md").write_text(analysis.table_markdown(analysis.lm_table(coeffs)))
+        paths += [out / "lm_coefficients.png", out / "lm_table.md"]
+    return paths
+
+
 def plot_run(run_dir, out_dir=None) -> list[Path]:
     """Write the run's PNG plots (see the module docstring); returns their paths."""
     from .train.rundir import read_metrics
@@ -88,4 +147,10 @@ def plot_run(run_dir, out_dir=None) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [plot_curves(history, out / "curves.png")]
     coeff = plot_coefficients(history, out / "coefficients.png")
-    return paths + ([coeff] if coeff else [])
+    paths += [coeff] if coeff else []
+    from .train import checkpoint
+    if (Path(run_dir) / checkpoint.NAME).exists():
+        from .train.model import load_run_model
+        model, _, _ = load_run_model(run_dir)
+        paths += plot_model(model, out)
+    return paths

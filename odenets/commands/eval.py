@@ -23,18 +23,13 @@ def run(args) -> int:
     import torch
 
     from .. import data as datasets
-    from ..train import checkpoint, distributed
-    from ..train.config import TrainConfig
+    from ..train import distributed
     from ..train.epoch import evaluate
-    from ..train.model import build_model
-    from ..train.rundir import CONFIG, read_json
+    from ..train.model import load_run_model
     run_dir = Path(args.run_dir)
-    cfg = TrainConfig.from_dict(read_json(run_dir / CONFIG))
-    state = checkpoint.load(run_dir / checkpoint.NAME)
+    model, cfg, state = load_run_model(run_dir)
     device = distributed.resolve_device(args.device)
     split = datasets.load_dataset(cfg.dataset, args.split, args.data_dir or cfg.data_dir, args.subset)
-    model = build_model(cfg, split.num_classes, split.channels)
-    model.load_state_dict(state["model"])
     model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -76,3 +76,21 @@ def coefficients(model: nn.Module) -> dict:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def load_run_model(run_dir, map_location="cpu"):
+    """``(model, cfg, state)``: the network of a run directory with its last checkpoint's
+    weights. Classes and input channels come from the dataset's spec, so no data is read."""
+    from pathlib import Path
+
+    from ..data.registry import get_spec
+    from . import checkpoint
+    from .config import TrainConfig
+    from .rundir import CONFIG, read_json
+    run_dir = Path(run_dir)
+    cfg = TrainConfig.from_dict(read_json(run_dir / CONFIG))
+    state = checkpoint.load(run_dir / checkpoint.NAME, map_location=map_location)
+    spec = get_spec(cfg.dataset)
+    model = build_model(cfg, spec.num_classes, spec.input_size[0])
+    model.load_state_dict(state["model"])
+    return model, cfg, state
