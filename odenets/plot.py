@@ -9,7 +9,7 @@
 ``roots.png``         for LM / lmm networks: the learned roots of each block's characteristic
                       polynomial rho (other than the root at 1) in the complex plane, with the
                       unit circle (zero-stability keeps them inside), one panel per stage.
-``lm_coefficients.png`` (+ ``lm_table.md``) for LM networks: k_n and the modified-equation
+``lm_coefficients.png`` (+ ``lm_modified_equation.md/.csv``) for LM networks: k_n and the modified-equation
                       coefficients (1 + k_n) and (1 - k_n)/2 per block (`odenets.analysis`).
 """
 from __future__ import annotations
@@ -127,13 +127,9 @@ def plot_model(model, out_dir) -> list[Path]:
     roots = plot_roots(model, out / "roots.png")
     if roots is not None:
         paths.append(roots)
-    if any(flow.scheme.name == "lm" for _, flow in _multistep_flows(model)):
-        from . import analysis
-        from .build import coefficients
-        coeffs = coefficients(model)
-        analysis.plot_lm_coefficients(coeffs, out / "lm_coefficients.png")
-        (out / "lm_table.md").write_text(analysis.table_markdown(analysis.lm_table(coeffs)))
-        paths += [out / "lm_coefficients.png", out / "lm_table.md"]
+    from .analysis import write_lm_report
+    from .build import coefficients
+    paths += [Path(p) for p in write_lm_report(out, coefficients(model)).values()]
     return paths
 
 

@@ -9,7 +9,7 @@ from .convergence import convergence, convergence_all, convergence_table, observ
 from .figures import plot_convergence, plot_lm_coefficients, plot_stability_regions
 from .modified_equation import (lm_coefficients, lm_modified_equation, lm_table, table_csv,
                                 table_markdown)
-from .report import write_report
+from .report import write_lm_report, write_report
 from .stability import (amplification, analytic_radius, deterministic_schemes,
                         real_stability_interval, stability_region, stability_regions, step_matrix)
 
@@ -17,4 +17,4 @@ __all__ = ["amplification", "analytic_radius", "convergence", "convergence_all",
            "deterministic_schemes", "lm_coefficients", "lm_modified_equation", "lm_table",
            "observed_order", "plot_convergence", "plot_lm_coefficients", "plot_stability_regions",
            "real_stability_interval", "stability_region", "stability_regions", "step_matrix",
-           "table_csv", "table_markdown", "write_report"]
+           "table_csv", "table_markdown", "write_lm_report", "write_report"]

@@ -30,11 +30,21 @@ def write_report(out_dir, model=None, coefficients=None) -> dict[str, str]:
     if model is not None:
         import odenets
         coefficients = odenets.coefficients(model)
-    if coefficients and _has_lm(coefficients):
-        paths.update(lm=join("lm_coefficients.png"), lm_table=join("lm_modified_equation.md"),
-                     lm_csv=join("lm_modified_equation.csv"))
-        rows = plot_lm_coefficients(coefficients, paths["lm"])
-        with open(paths["lm_table"], "w") as fh:
-            fh.write(table_markdown(rows))
-        table_csv(rows, paths["lm_csv"])
+    paths.update(write_lm_report(out_dir, coefficients or {}))
+    return paths
+
+
+def write_lm_report(out_dir, coefficients) -> dict[str, str]:
+    """For an LM network's ``coefficients`` (`odenets.coefficients`): ``lm_coefficients.png``,
+    ``lm_modified_equation.md`` and ``.csv`` (k_n, 1 + k_n, (1 - k_n)/2 per block). Writes
+    nothing and returns ``{}`` when there is no LM k."""
+    if not _has_lm(coefficients):
+        return {}
+    join = lambda name: os.path.join(out_dir, name)  # noqa: E731
+    paths = dict(lm=join("lm_coefficients.png"), lm_table=join("lm_modified_equation.md"),
+                 lm_csv=join("lm_modified_equation.csv"))
+    rows = plot_lm_coefficients(coefficients, paths["lm"])
+    with open(paths["lm_table"], "w") as fh:
+        fh.write(table_markdown(rows))
+    table_csv(rows, paths["lm_csv"])
     return paths
