@@ -1,0 +1,200 @@
+"""Shared pieces of the training benchmarks (compare_schemes.py, sde_noise.py).
+
+    recipe = Recipe.preset("quick", dataset="fashion-mnist")
+    row, model = train_one("lm_resnet20", seed=0, recipe=recipe)      # one run, model kept
+    stats = mean_std([r["test_acc"] for r in rows])
+
+Every run goes through `odenets.train.train` (same loader, optimiser, schedule and evaluation
+as ``odenets train``) in a temporary run directory that is deleted afterwards. The model is
+built here, after ``torch.manual_seed(seed)``, exactly as `train` would build it, so that
+callers can evaluate it further (e.g. under input noise) once training is done.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import odenets  # noqa: E402
+from odenets import data as datasets  # noqa: E402
+from odenets.train import TrainConfig, train  # noqa: E402
+
+CONFIGS = ("tiny", "quick", "full")
+
+
+@dataclass
+class Recipe:
+    """One training recipe shared by every model of a benchmark (the 'same budget')."""
+
+    dataset: str = "fashion-mnist"     # dataset name (odenets list datasets)
+    data_dir: str | None = None        # where the dataset files are (None: default places)
+    epochs: int = 1                    # passes over the (sub)set
+    subset: int | None = None          # training images per epoch (None: all)
+    test_subset: int | None = None     # test images (None: all)
+    batch_size: int = 128              # SGD batch
+    lr: float = 0.1                    # peak learning rate
+    schedule: str = "onecycle"         # odenets.train schedule name
+    weight_decay: float = 5e-4         # L2 on conv/linear weights
+    device: str = "auto"               # auto: cuda if available
+    amp: str = "auto"                  # bf16 autocast on CUDA, off on CPU
+    compile: bool = False              # torch.compile the model
+    augment: bool = True               # the dataset's crop/flip
+
+    @classmethod
+    def preset(cls, config: str, dataset: str = "fashion-mnist", **overrides) -> "Recipe":
+        """The recipe of a named configuration.
+
+        tiny:  smoke tests, a few seconds (64 images, 1 epoch).
+        quick: the committed CPU results; one short pass over a fixed 2,560-image subset (batch 32,
+               lr 0.05, cosine, no augmentation: what learns most in 80 steps), 1,000 test
+               images, so a whole benchmark finishes in ~10 minutes on 2 CPU cores.
+        full:  the GPU configuration: the whole training set, the paper's step schedule
+               (lr 0.1, /10 at 50% and 75%), 160 epochs on CIFAR, 30 on Fashion-MNIST.
+        """
+        if config not in CONFIGS:
+            raise ValueError(f"unknown configuration {config!r}; available: {', '.join(CONFIGS)}")
+        if config == "tiny":
+            base = dict(epochs=1, subset=64, test_subset=64, batch_size=32, lr=0.05)
+        elif config == "quick":
+            base = dict(epochs=1, subset=2560, test_subset=1000, batch_size=32, lr=0.05,
+                        schedule="cosine", augment=False)
+        else:
+            cifar = dataset.startswith("cifar")
+            base = dict(epochs=160 if cifar else 30, schedule="step", lr=0.1, weight_decay=1e-4)
+        recipe = cls(dataset=dataset, **base)
+        return dataclasses.replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def default_dataset(dataset: str | None, data_dir: str | None) -> str:
+    """Fashion-MNIST unless ``--data-dir`` is given (then CIFAR-10), or what ``--dataset`` says."""
+    if dataset:
+        datasets.get_spec(dataset)  # ValueError listing the datasets
+        return dataset
+    return "cifar10" if data_dir else "fashion-mnist"
+
+
+def model_meta(name: str, dataset: str, **overrides) -> dict:
+    """Parameters, field evaluations per forward and MACs per image of preset ``name``."""
+    spec = datasets.get_spec(dataset)
+    meta = odenets.info(name, input_size=(1, *spec.input_size), num_classes=spec.num_classes,
+                        **overrides)
+    return {k: meta[k] for k in ("params", "coefficients", "blocks", "evaluations", "macs")}
+
+
+def set_threads(threads: int | None) -> None:
+    """``torch.set_num_threads(threads)`` when given (ValueError unless a positive integer)."""
+    if threads is None:
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"--threads must be a positive integer, got {threads!r}")
+    torch.set_num_threads(threads)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def train_one(name: str, seed: int, recipe: Recipe, overrides: dict | None = None, keep_model=False):
+    """Train preset ``name`` (with `NetConfig` ``overrides``) once; returns ``(row, model)``.
+
+    row: test_acc, train_seconds (training epochs only), wall_seconds (data, training and
+    evaluation), img_per_s (training images / training seconds), params, seed. ``model`` is the
+    trained module (eval mode, on the training device) when ``keep_model``, else None.
+    """
+    overrides = dict(overrides or {})
+    spec = datasets.get_spec(recipe.dataset)
+    tmp = Path(tempfile.mkdtemp(prefix="odenets-bench-"))
+    cfg = TrainConfig(model=name, dataset=recipe.dataset, data_dir=recipe.data_dir, subset=recipe.subset,
+                      test_subset=recipe.test_subset, epochs=recipe.epochs, batch_size=recipe.batch_size,
+                      lr=recipe.lr, schedule=recipe.schedule, weight_decay=recipe.weight_decay,
+                      augment=recipe.augment, amp=recipe.amp, compile=recipe.compile,
+                      device=recipe.device, seed=seed, run_dir=str(tmp / "run"), progress=False,
+                      model_args=overrides, log_every=50)
+    start = time.perf_counter()
+    try:
+        torch.manual_seed(seed)
+        model = odenets.create(name, num_classes=spec.num_classes, in_channels=spec.input_size[0],
+                               **overrides)
+        summary = train(cfg, model=model)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    wall = time.perf_counter() - start
+    final = summary["final"]
+    images = final["train_images"] * summary["epochs_done"]
+    row = dict(seed=seed, test_acc=final["test_acc"], test_loss=final["test_loss"],
+               train_acc=final["train_acc"], train_seconds=summary["train_seconds"],
+               wall_seconds=wall, img_per_s=images / summary["train_seconds"],
+               params=summary["params"], coefficients=final.get("coefficients") or {})
+    model.eval()
+    return row, (model if keep_model else None)
+
+
+def mean_std(values) -> dict:
+    """``{"mean", "std", "n", "values"}`` (sample standard deviation; 0 for a single value)."""
+    values = [float(v) for v in values]
+    if not values:
+        return dict(mean=None, std=None, n=0, values=[])
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return dict(mean=statistics.fmean(values), std=std, n=len(values), values=values)
+
+
+def pm(stats: dict, scale: float = 100.0, digits: int = 2) -> str:
+    """'mean ± std' of a `mean_std` dict (accuracies shown in percent by default)."""
+    if stats.get("mean") is None:
+        return "—"
+    return f"{stats['mean'] * scale:.{digits}f} ± {stats['std'] * scale:.{digits}f}"
+
+
+def significant(a: dict, b: dict, z: float = 2.0) -> bool:
+    """Whether two `mean_std` results differ by more than ``z`` standard errors of the difference."""
+    if a["n"] < 2 or b["n"] < 2:
+        return False
+    se = math.sqrt(a["std"] ** 2 / a["n"] + b["std"] ** 2 / b["n"])
+    return abs(a["mean"] - b["mean"]) > z * se if se > 0 else a["mean"] != b["mean"]
+
+
+def markdown_table(headers, rows) -> str:
+    """A GitHub markdown table; ``rows`` are sequences of cells (converted with str)."""
+    lines = ["| " + " | ".join(map(str, headers)) + " |",
+             "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def parse_list(text: str, kind=str) -> list:
+    """'a,b,c' -> [kind(a), kind(b), kind(c)] (ValueError naming the bad item)."""
+    out = []
+    for item in (t.strip() for t in str(text).split(",")):
+        if not item:
+            continue
+        try:
+            out.append(kind(item))
+        except ValueError:
+            raise ValueError(f"bad list item {item!r} in {text!r} (expected {kind.__name__})") from None
+    if not out:
+        raise ValueError(f"empty list {text!r}")
+    return out
+
+
+def pyplot():
+    """matplotlib.pyplot with the non-interactive Agg backend."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt

@@ -1,0 +1,230 @@
+"""Write benchmarks/results/RESULTS.md from the committed benchmark JSON files.
+
+Reads every ``compare_schemes_*.json``, ``speed_*.json``, ``sde_noise_*.json`` (and, when
+present, ``solver_overhead_*.json``) under benchmarks/results/ and renders their tables, the
+goals of the speed benchmark (met / not met), links to the plots, and the paper's CIFAR-10
+numbers (Lu et al. 2018, DESIGN.md section 5): beside ours where the setting matches (CIFAR-10,
+full recipe), otherwise in a separate reference table with the parameter counts of our CIFAR-10
+presets, which do not depend on the training setting.
+
+    python benchmarks/report.py            # rewrites benchmarks/results/RESULTS.md
+
+Also home of the speed benchmark's goal checks and markdown (`speed_goals`, `speed_markdown`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS  # noqa: E402
+from _train_common import markdown_table, pyplot  # noqa: E402
+
+# DESIGN.md section 5: CIFAR-10 test accuracy %, basic blocks, and ResNet parameter counts.
+PAPER_CIFAR10 = {20: (91.25, 91.67, "0.27M"), 32: (92.49, 92.82, "0.46M"), 44: (92.83, 92.98, "0.66M"),
+                 56: (93.03, 93.69, "0.85M"), 110: (93.63, None, "1.7M")}
+PAPER = "Lu, Zhong, Li, Dong, ICML 2018, Table (CIFAR-10, basic blocks)"
+
+
+# -- speed: goals and markdown ---------------------------------------------------------------------
+def slope(xs, ys) -> float:
+    """Least-squares slope of ys against xs."""
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    den = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den if den else 0.0
+
+
+def speed_goals(results: dict, memory: dict) -> list[dict]:
+    """The issue's speed/memory goals, each with the measured value and met / not met."""
+    out = []
+
+    def ratio(key, num, den, target, goal):
+        rows = results[key]
+        a, b = rows.get(num, {}), rows.get(den, {})
+        if "s_per_step" not in a or "s_per_step" not in b:
+            return
+        pairs = [x / y for x, y in zip(a.get("times_s", []), b.get("times_s", []))]
+        if len(pairs) > 1:  # rounds interleave the models: per-round ratios are paired samples
+            value, q = statistics.median(pairs), statistics.quantiles(pairs, n=4)
+            spread = f" (median of {len(pairs)} per-round ratios, IQR {q[0]:.3f}-{q[2]:.3f})"
+        else:
+            value, spread = a["s_per_step"] / b["s_per_step"], ""
+        out.append(dict(goal=goal, setting=key, measured=f"time ratio {num}/{den} = {value:.3f}{spread}",
+                        value=value, target=target, met=value <= target))
+    for key in results:
+        if key.startswith("resnet56/"):
+            ratio(key, "resnet56", "hand_resnet56", 1.02, "unrolled resnet56 within 2% of hand-written")
+            ratio(key, "lm_resnet56", "resnet56", 1.05, "lm_resnet56 within 5% of resnet56")
+        elif key.startswith("ode/"):
+            ratio(key, "ours_euler", "torchdiffeq_euler", 1.0, "faster than torchdiffeq fixed-grid (euler)")
+            ratio(key, "ours_rk4_38", "torchdiffeq_rk4", 1.0, "faster than torchdiffeq fixed-grid (rk4)")
+        elif key.startswith("resnet50/"):
+            ratio(key, "resnet50", "torchvision_resnet50", 1.02, "our resnet50 within 2% of torchvision")
+    if memory.get("resnet") and memory.get("rev_resnet"):
+        fit = {f: slope([m["blocks"] for m in memory[f].values()],
+                        [m["saved_tensor_bytes"] for m in memory[f].values()]) for f in ("resnet", "rev_resnet")}
+        value = fit["rev_resnet"] / fit["resnet"] if fit["resnet"] else None
+        out.append(dict(goal="reversible activation memory flat in depth (slope < 10% of Euler's)",
+                        setting="saved tensors, fp32, eager",
+                        measured=f"bytes/block: euler {fit['resnet']:.0f}, reversible {fit['rev_resnet']:.0f}",
+                        value=value, target=0.1, met=value is not None and value < 0.1))
+    return out
+
+
+def plot_memory(memory: dict, stem: Path) -> str:
+    """memory-vs-depth PNG beside ``stem``; returns its file name."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for family, label in (("resnet", "resnet (Euler)"), ("rev_resnet", "rev_resnet (reversible)")):
+        depths = sorted(memory[family], key=int)
+        ax.plot([int(d) for d in depths], [memory[family][d]["saved_tensor_bytes"] / 2**20 for d in depths],
+                marker="o", label=label)
+    ax.set_xlabel("depth")
+    ax.set_ylabel("activation memory (MiB saved for backward)")
+    ax.set_title("activation memory vs depth (one training forward)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = stem.with_name(f"{stem.name}_memory_vs_depth.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+def speed_markdown(payload: dict) -> str:
+    env, cfg = payload["env"], payload["config"]
+    lines = [f"# Training-step speed and memory ({env['device']})", "",
+             f"torch {env['torch']}, {env['torch_threads']} thread(s), batch {cfg['batch']}, channels_last "
+             f"{cfg['channels_last']}; {cfg['rounds']} interleaved rounds of {cfg['iters']} step(s) after "
+             f"{cfg['warmup']} warm-up steps; medians. {payload['note']}",
+             f"Command: `{env['command']}`", ""]
+    skipped = [k for k, v in payload["skipped"].items() if v]
+    if skipped:
+        lines += [f"Skipped (not installed): {', '.join(skipped)}.", ""]
+    lines += ["## Goals", "", markdown_table(["goal", "setting", "measured", "met"],
+              [[g["goal"], g["setting"], g["measured"], "yes" if g["met"] else "**no**"]
+               for g in payload["goals"]]), ""]
+    for key, rows in payload["results"].items():
+        gpu = any(r.get("peak_allocated_bytes") for r in rows.values())
+        errors = {name: r["error"] for name, r in rows.items() if "error" in r}
+        rows = {name: r for name, r in rows.items() if "error" not in r}
+        head = ["model", "ms/step", "IQR ms", "img/s", "params", "MMACs/img", "activations MiB"]
+        head += ["peak MiB", "TFLOP/s", "of peak"] if gpu else ["GFLOP/s"]
+        body = []
+        for name, r in rows.items():
+            row = [name, f"{1e3 * r['s_per_step']:.1f}", f"{1e3 * r['iqr_s']:.1f}", f"{r['img_per_s']:.0f}",
+                   f"{r['params']:,}", f"{r['macs_per_image'] / 1e6:.1f}", f"{r['saved_tensor_bytes'] / 2**20:.1f}"]
+            if gpu:
+                frac = r.get("fraction_of_peak")
+                row += [f"{r['peak_allocated_bytes'] / 2**20:.0f}", f"{r['achieved_tflops']:.1f}",
+                        "—" if frac is None else f"{100 * frac:.1f}%"]
+            else:
+                row += [f"{1e3 * r['achieved_tflops']:.1f}"]
+            body.append(row)
+        lines += [f"## {key}", "", markdown_table(head, body), ""]
+        lines += [f"- {name} failed: `{err}`" for name, err in errors.items()] + ([""] if errors else [])
+    mem = payload.get("memory_vs_depth") or {}
+    if mem:
+        depths = sorted(mem["resnet"], key=int)
+        lines += ["## Activation memory vs depth (MiB saved for backward, one forward)", "",
+                  markdown_table(["depth"] + depths,
+                                 [[f] + [f"{mem[f][d]['saved_tensor_bytes'] / 2**20:.1f}" for d in depths]
+                                  for f in ("resnet", "rev_resnet")]), ""]
+        lines += [f"![memory vs depth]({p})" for p in payload.get("plots", [])] + [""]
+    return "\n".join(lines)
+
+
+# -- RESULTS.md ------------------------------------------------------------------------------------
+def paper_section(compare: list[dict]) -> str:
+    """The paper's CIFAR-10 table, beside our depth sweep where the setting matches."""
+    import odenets
+    lines = ["## The paper's numbers", "", f"Source: {PAPER} (DESIGN.md section 5)."]
+    matching = [p for p in compare if p["recipe"]["dataset"] == "cifar10" and p["config"] == "full"]
+    ours = {}
+    for p in matching:
+        for name, m in p["models"].items():
+            ours[name] = f"{100 * m['test_acc']['mean']:.2f} ± {100 * m['test_acc']['std']:.2f}"
+    if not matching:
+        lines += ["", "No committed run matches the paper's setting (CIFAR-10, full recipe) yet: the "
+                  "committed runs are short CPU runs on Fashion-MNIST, so only the architecture "
+                  "(parameter counts, which do not depend on the training) is compared here.", ""]
+    head = ["depth", "paper ResNet %", "paper LM-ResNet %", "paper params", "our resnet params (CIFAR-10)",
+            "our lm_resnet params"]
+    if matching:
+        head += ["our ResNet %", "our LM-ResNet %"]
+    rows = []
+    for depth, (res, lm, params) in PAPER_CIFAR10.items():
+        row = [depth, f"{res:.2f}", "—" if lm is None else f"{lm:.2f}", params]
+        for fam in ("resnet", "lm_resnet"):
+            row.append(f"{odenets.info(f'{fam}{depth}', input_size=(1, 3, 32, 32))['params'] / 1e6:.3f}M")
+        if matching:
+            row += [ours.get(f"resnet{depth}", "—"), ours.get(f"lm_resnet{depth}", "—")]
+        rows.append(row)
+    return "\n".join(lines + [markdown_table(head, rows), ""])
+
+
+def load(pattern: str, results: Path) -> list[dict]:
+    out = []
+    for path in sorted(results.glob(pattern)):
+        if "_tiny_" in path.name:  # smoke-test output, not results
+            continue
+        payload = json.loads(path.read_text())
+        payload["_file"] = path.name
+        out.append(payload)
+    return out
+
+
+def demote(text: str) -> str:
+    """Lower every markdown heading one level (sections inside RESULTS.md)."""
+    return "\n".join("#" + line if line.startswith("#") else line for line in text.splitlines())
+
+
+def build_report(results: Path = RESULTS) -> str:
+    import compare_schemes
+    import sde_noise
+    compare = load("compare_schemes_*.json", results)
+    speed = load("speed_*.json", results)
+    sde = load("sde_noise_*.json", results)
+    devices = sorted({p["env"]["device_type"] for p in compare + speed + sde})
+    lines = ["# Benchmark results", "",
+             "Generated by `python benchmarks/report.py` from the JSON files in this directory; do "
+             "not edit by hand. Each section names its device, torch version, seeds and command.", ""]
+    if devices == ["cpu"]:
+        lines += ["No GPU was available when these results were made: all numbers are from CPU "
+                  "runs (short training runs on Fashion-MNIST for the accuracy benchmarks). The "
+                  "scripts are GPU-ready (CUDA-event timing, max_memory_allocated, bf16 autocast, "
+                  "torch.compile, device-named result files); the full configurations are meant "
+                  "for a GPU.", ""]
+    for p in compare:
+        lines += [demote(compare_schemes.markdown(p)), ""]
+        lines += [f"![{name}]({name})" for name in p.get("plots", [])] + [""]
+    lines += [paper_section(compare)]
+    for p in sde:
+        lines += [demote(sde_noise.markdown(p)), ""]
+        lines += [f"![{name}]({name})" for name in p.get("plots", [])] + [""]
+    for p in speed:
+        lines += [demote(speed_markdown(p)), ""]
+    for p in load("solver_overhead_*.json", results):
+        rows = [[mode, k, "—" if v is None else f"{v:.2f}"] for mode, s in p["summary"].items() for k, v in s.items()]
+        lines += [f"## Solver overhead per step ({p['env']['device']}, from `{p['_file']}`)", "",
+                  markdown_table(["mode", "quantity", "value"], rows), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv=None) -> Path:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--results", default=str(RESULTS), help="directory holding the JSON files")
+    p.add_argument("--out", default=None, help="output file (default RESULTS/RESULTS.md)")
+    args = p.parse_args(argv)
+    results = Path(args.results)
+    out = Path(args.out) if args.out else results / "RESULTS.md"
+    out.write_text(build_report(results))
+    print(f"wrote {out}")
+    return out
+
+
+if __name__ == "__main__":
+    main()

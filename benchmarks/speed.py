@@ -1,0 +1,360 @@
+"""What does the solver abstraction cost? Training-step speed and activation memory.
+
+Compares one training step (forward + backward + SGD step, batch ``--batch``) of:
+  resnet56 group:  a plain hand-written PyTorch ResNet-56 (`HandResNet`, same layers, option-A
+                   shortcuts, post-activation) vs ``odenets.create("resnet56")`` (goal: within
+                   2%) vs ``lm_resnet56`` (goal: within 5% of resnet56);
+  ode group:       one basic field (conv-BN-ReLU-conv-BN, 16 channels, 32x32) unrolled over
+                   ``--ode-steps`` tied steps by ``odenets.build(..., "euler")`` vs torchdiffeq's
+                   fixed-grid ``odeint(method="euler", step_size=1/N)`` on the same field, and
+                   our ``rk4_38`` vs torchdiffeq's ``rk4`` (both Kutta's 3/8 rule) (goal: faster);
+  resnet50 group:  torchvision's resnet50 vs ours (only when torchvision is importable);
+in eager mode and under ``torch.compile``, in fp32 and (CUDA) bf16 autocast.
+
+Timing: ``--warmup`` steps per model, then ``--rounds`` rounds that time ``--iters`` steps of
+every model of a group in turn (order rotated each round), so machine load hits all alike;
+medians, interquartile ranges and ratios of medians are reported. CUDA: CUDA-event timing and
+``torch.cuda.max_memory_allocated``; achieved TFLOP/s = 6 x MACs x images/s (forward MACs
+counted by `odenets.info.count_macs`, backward ~2x forward) as a fraction of the device peak.
+CPU: activation memory is the bytes of tensors autograd saves for backward (parameters
+excluded), counted with ``torch.autograd.graph.saved_tensors_hooks``.
+
+Memory vs depth: resnet{20,...,110} (Euler, activations stored) vs rev_resnet (reversible
+leapfrog, activations recomputed): the reversible scheme's activation memory should be flat in
+depth while Euler's grows linearly; a least-squares slope (bytes per residual block) is reported.
+
+Writes benchmarks/results/speed_<device>.{json,md} and speed_<device>_memory_vs_depth.png.
+
+    python benchmarks/speed.py                         # CPU: eager, fp32
+    python benchmarks/speed.py --device cuda           # GPU: eager + compile, fp32 + bf16
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import env_info, result_path, synchronize, write_json  # noqa: E402
+from _train_common import parse_list, set_threads  # noqa: E402
+from report import plot_memory, speed_goals, speed_markdown  # noqa: E402
+
+import odenets  # noqa: E402
+from odenets.fields import BasicField  # noqa: E402
+from odenets.info import count_macs  # noqa: E402
+
+try:
+    from torchdiffeq import odeint
+except ImportError:
+    odeint = None
+try:
+    import torchvision
+except ImportError:
+    torchvision = None
+
+
+# -- the hand-written baseline ---------------------------------------------------------------------
+class HandBlock(nn.Module):
+    """relu(S(x) + bn2(conv2(relu(bn1(conv1(x)))))), S = option-A subsample + zero-pad."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.stride, self.pad = stride, cout - cin
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        s = x[:, :, ::self.stride, ::self.stride] if self.stride > 1 else x
+        if self.pad:
+            s = F.pad(s, (0, 0, 0, 0, 0, self.pad))
+        return F.relu(out + s)
+
+
+class HandResNet(nn.Module):
+    """CIFAR ResNet-(6n+2) of He et al. (2016a) in plain PyTorch, the layers of odenets' resnet."""
+
+    def __init__(self, n=9, num_classes=10, in_channels=3):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(16)
+        blocks, cin = [], 16
+        for width, stride in ((16, 1), (32, 2), (64, 2)):
+            for i in range(n):
+                blocks.append(HandBlock(cin, width, stride if i == 0 else 1))
+                cin = width
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(64, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x):
+        x = self.blocks(F.relu(self.bn(self.conv(x))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class TorchdiffeqFlow(nn.Module):
+    """u(1) of u' = field(u) by torchdiffeq's fixed-grid ``odeint`` with step 1/steps."""
+
+    def __init__(self, field, steps, method):
+        super().__init__()
+        self.field, self.steps, self.method = field, steps, method
+
+    def forward(self, u):
+        t = torch.tensor([0.0, 1.0], device=u.device)
+        return odeint(lambda t, v: self.field(v), u, t, method=self.method,
+                      options=dict(step_size=1.0 / self.steps))[-1]
+
+
+# -- the cases ---------------------------------------------------------------------------------------
+def groups(args) -> dict:
+    """group -> {case: (model factory, input shape without batch, batch)}."""
+    cifar = (3, 32, 32)
+    out = {"resnet56": {
+        "hand_resnet56": (lambda: HandResNet(9), cifar, args.batch),
+        "resnet56": (lambda: odenets.create("resnet56"), cifar, args.batch),
+        "lm_resnet56": (lambda: odenets.create("lm_resnet56"), cifar, args.batch)}}
+    n, field_shape = args.ode_steps, (16, 32, 32)
+    ode = {"ours_euler": (lambda: odenets.build(BasicField(16), "euler", steps=n, tied=True), field_shape, args.batch),
+           "ours_rk4_38": (lambda: odenets.build(BasicField(16), "rk4_38", steps=n, tied=True), field_shape, args.batch)}
+    if odeint is not None:
+        ode["torchdiffeq_euler"] = (lambda: TorchdiffeqFlow(BasicField(16), n, "euler"), field_shape, args.batch)
+        ode["torchdiffeq_rk4"] = (lambda: TorchdiffeqFlow(BasicField(16), n, "rk4"), field_shape, args.batch)
+    out["ode"] = ode
+    if torchvision is not None and not args.skip_resnet50:
+        big = (3, 224, 224)
+        out["resnet50"] = {"torchvision_resnet50": (lambda: torchvision.models.resnet50(), big, args.batch50),
+                           "resnet50": (lambda: odenets.create("resnet50", num_classes=1000), big, args.batch50)}
+    return {g: v for g, v in out.items() if g in args.groups}
+
+
+def loss_of(out, y):
+    return F.cross_entropy(out.float(), y) if out.dim() == 2 else out.float().square().mean()
+
+
+class Case:
+    """A model, its optimiser and a fixed batch; ``step()`` is one training step."""
+
+    def __init__(self, factory, shape, batch, device, mode, dtype, channels_last):
+        torch.manual_seed(0)
+        self.model = factory().to(device)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = self.model.to(memory_format=fmt)
+        self.macs = count_macs(self.model, (1, *shape))
+        self.params = sum(p.numel() for p in self.model.parameters())
+        self.x = torch.randn(batch, *shape, device=device).contiguous(memory_format=fmt)
+        self.y = torch.randint(0, 10, (batch,), device=device)
+        self.batch, self.device = batch, torch.device(device)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9)
+        self.run = torch.compile(self.model) if mode == "compile" else self.model
+        self.autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if dtype == "bf16"
+                         else contextlib.nullcontext())
+        self.model.train()
+
+    def step(self):
+        self.opt.zero_grad(set_to_none=True)
+        with self.autocast:
+            loss = loss_of(self.run(self.x), self.y)
+        loss.backward()
+        self.opt.step()
+
+    def timed(self, iters) -> float:
+        """Seconds per step over ``iters`` steps (CUDA events on GPU)."""
+        if self.device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(iters):
+                self.step()
+            end.record()
+            torch.cuda.synchronize(self.device)
+            return start.elapsed_time(end) / 1e3 / iters
+        t = time.perf_counter()
+        for _ in range(iters):
+            self.step()
+        return (time.perf_counter() - t) / iters
+
+    def memory(self) -> dict:
+        """Activation memory of one step: saved-tensor bytes (eager model); on CUDA also the peak
+        allocated during one step of what is timed (compiled or not)."""
+        out = dict(saved_tensor_bytes=saved_bytes(self.model, self.x, self.y, self.autocast))
+        if self.device.type == "cuda":
+            synchronize(self.device)
+            base = torch.cuda.memory_allocated(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.step()
+            synchronize(self.device)
+            out.update(peak_allocated_bytes=torch.cuda.max_memory_allocated(self.device),
+                       peak_above_resident_bytes=torch.cuda.max_memory_allocated(self.device) - base)
+        return out
+
+
+def saved_bytes(model, x, y=None, autocast=contextlib.nullcontext()) -> int:
+    """Bytes of the distinct non-parameter storages autograd saves in one forward of ``model``."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen = {}
+
+    def pack(t):
+        try:
+            storage = t.untyped_storage()
+            key, size = storage.data_ptr(), storage.nbytes()
+        except (RuntimeError, NotImplementedError):  # e.g. tensors without storage
+            key, size = id(t), t.numel() * t.element_size()
+        if key not in params:
+            seen[key] = max(seen.get(key, 0), size)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast:
+        out = model(x)
+        loss = loss_of(out, y) if y is not None else out.float().sum()
+    del loss, out
+    return sum(seen.values())
+
+
+# -- device peaks ------------------------------------------------------------------------------------
+PEAKS = {  # dense tensor-core FLOP/s: (bf16, tf32, fp32 non-tensor), from NVIDIA data sheets
+    "H200": (989e12, 495e12, 67e12), "H100 PCIe": (756e12, 378e12, 51e12),
+    "H100": (989e12, 495e12, 67e12), "A100": (312e12, 156e12, 19.5e12)}
+
+
+def peak_flops(device, dtype) -> float | None:
+    """The device's peak for ``dtype`` (fp32 counts TF32 when cuDNN may use it); None off-GPU."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, (bf16, tf32, fp32) in PEAKS.items():
+        if key in name:
+            return bf16 if dtype == "bf16" else (tf32 if torch.backends.cudnn.allow_tf32 else fp32)
+    return None
+
+
+# -- measuring ---------------------------------------------------------------------------------------
+def measure_group(cases: dict, args, device, mode, dtype) -> dict:
+    built, failed = {}, {}
+    for name, (factory, shape, batch) in cases.items():
+        try:
+            c = Case(factory, shape, batch, device, mode, dtype, args.channels_last)
+            for _ in range(args.warmup):
+                c.step()
+            synchronize(device)
+            built[name] = c
+        except Exception as e:  # torch.compile may not handle every model; eager must work
+            if mode != "compile":
+                raise
+            failed[name] = dict(error=f"{type(e).__name__}: {str(e)[:300]}")
+    times = {name: [] for name in built}
+    names = list(built)
+    for r in range(args.rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            times[name].append(built[name].timed(args.iters))
+    rows = {}
+    for name, c in built.items():
+        ts = times[name]
+        q = statistics.quantiles(ts, n=4) if len(ts) > 1 else [ts[0]] * 3
+        med = statistics.median(ts)
+        rows[name] = dict(s_per_step=med, iqr_s=q[2] - q[0], min_s=min(ts), times_s=ts, img_per_s=c.batch / med,
+                          batch=c.batch, params=c.params, macs_per_image=c.macs,
+                          achieved_tflops=6 * c.macs * c.batch / med / 1e12, **c.memory())
+        peak = peak_flops(device, dtype)
+        rows[name]["fraction_of_peak"] = None if peak is None else rows[name]["achieved_tflops"] * 1e12 / peak
+    return {**rows, **failed}
+
+
+def memory_vs_depth(args, device) -> dict:
+    """Saved-tensor bytes (and CUDA peak) of one training forward, resnet vs rev_resnet by depth."""
+    out = {}
+    for family in ("resnet", "rev_resnet"):
+        out[family] = {}
+        for depth in args.memory_depths:
+            case = Case(lambda: odenets.create(f"{family}{depth}"), (3, 32, 32), args.batch, device,
+                        "eager", "fp32", args.channels_last)
+            mem = case.memory()
+            mem["blocks"] = odenets.info(case.model, input_size=(1, 3, 32, 32))["blocks"]
+            out[family][depth] = mem
+            del case
+    return out
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch", type=int, default=None, help="batch (default 32 CPU, 128 CUDA)")
+    p.add_argument("--batch50", type=int, default=None, help="resnet50 batch (default 4 CPU, 64 CUDA)")
+    p.add_argument("--ode-steps", type=int, default=8, help="steps of the ODE group (a power of 2)")
+    p.add_argument("--groups", default="resnet56,ode,resnet50", help="groups to measure")
+    p.add_argument("--modes", default=None, help="eager,compile (default: both on CUDA, eager on CPU)")
+    p.add_argument("--dtypes", default=None, help="fp32,bf16 (default: both on CUDA, fp32 on CPU)")
+    p.add_argument("--memory-depths", default="20,32,44,56,110", help="depths of the memory sweep ('none': skip)")
+    p.add_argument("--rounds", type=int, default=None, help="timed rounds (default 30)")
+    p.add_argument("--iters", type=int, default=None, help="steps per round (default 1 CPU, 10 CUDA)")
+    p.add_argument("--warmup", type=int, default=None, help="warm-up steps per model (default 2 CPU, 10 CUDA)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--skip-resnet50", action="store_true", help="skip the torchvision comparison")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    p.add_argument("--out-dir", default=None, help="directory for the results (default benchmarks/results)")
+    args = p.parse_args(argv)
+    set_threads(args.threads)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {args.device!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: CUDA is not available here; use --device cpu")
+    gpu = device.type == "cuda"
+    for key, cpu_value, gpu_value in (("batch", 32, 128), ("batch50", 4, 64), ("rounds", 30, 30),
+                                      ("iters", 1, 10), ("warmup", 2, 10)):
+        if getattr(args, key) is None:
+            setattr(args, key, gpu_value if gpu else cpu_value)
+    args.groups = parse_list(args.groups)
+    bad = sorted(set(args.groups) - {"resnet56", "ode", "resnet50"})
+    if bad:
+        raise ValueError(f"unknown group(s) {bad}; available: ode, resnet50, resnet56")
+    args.modes = parse_list(args.modes or ("eager,compile" if gpu else "eager"))
+    args.dtypes = parse_list(args.dtypes or ("fp32,bf16" if gpu else "fp32"))
+    if set(args.modes) - {"eager", "compile"} or set(args.dtypes) - {"fp32", "bf16"}:
+        raise ValueError("--modes takes eager,compile and --dtypes fp32,bf16")
+    args.memory_depths = [] if args.memory_depths == "none" else parse_list(args.memory_depths, int)
+    start = time.perf_counter()
+    results = {}
+    for group, cases in groups(args).items():
+        for mode in args.modes:
+            for dtype in args.dtypes:
+                key = f"{group}/{mode}/{dtype}"
+                print(f"measuring {key} ...", flush=True)
+                results[key] = measure_group(cases, args, device, mode, dtype)
+    memory = memory_vs_depth(args, device) if args.memory_depths else {}
+    payload = dict(benchmark="speed", env=env_info(device, 0), config={k: v for k, v in vars(args).items()},
+                   results=results, memory_vs_depth=memory, wall_seconds=None,
+                   skipped={"torchvision": torchvision is None, "torchdiffeq": odeint is None},
+                   note=("CPU run: no GPU was available for these numbers; the script is GPU-ready "
+                         "(CUDA events, max_memory_allocated, bf16 autocast, torch.compile)."
+                         if not gpu else "GPU run."))
+    payload["goals"] = speed_goals(results, memory)
+    payload["wall_seconds"] = time.perf_counter() - start
+    path = result_path("speed", device)
+    if args.out_dir:
+        path = Path(args.out_dir) / path.name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stem = path.with_suffix("")
+    payload["plots"] = [plot_memory(memory, stem)] if memory else []
+    write_json(path, payload)
+    text = speed_markdown(payload)
+    stem.with_suffix(".md").write_text(text + "\n")
+    print(text)
+    print(f"wrote {path}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""``odenets bench schemes|speed|sde|report [ARGS...]``: run a benchmark script of benchmarks/.
+
+    odenets bench schemes --quick        # benchmarks/compare_schemes.py --quick
+    odenets bench speed --device cuda    # benchmarks/speed.py --device cuda
+    odenets bench sde --quick            # benchmarks/sde_noise.py --quick
+    odenets bench report                 # benchmarks/report.py (rewrites results/RESULTS.md)
+
+Everything after the benchmark's name goes to the script's own parser (``odenets bench schemes
+--help`` shows its flags). The scripts live in the source checkout's ``benchmarks/`` directory
+(found next to the ``odenets`` package, or named by ``$ODENETS_BENCHMARKS``); they are loaded by
+path and their ``main(argv)`` is called.
+"""
+from __future__ import annotations
+
+import argparse
+
+HELP = "run a benchmark: schemes (accuracy per parameter/FLOP/second), speed, sde, report"
+ORDER = 60
+SCRIPTS = {"schemes": "compare_schemes.py", "speed": "speed.py", "sde": "sde_noise.py",
+           "report": "report.py"}
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser("bench", help=HELP, description=__doc__.split("\n\n")[0],
+                              epilog="Options after NAME belong to the script, e.g. "
+                              "`odenets bench schemes --help`.")
+    p.add_argument("name", metavar="NAME", help=f"one of {', '.join(SCRIPTS)}")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the benchmark script")
+    return p
+
+
+def benchmarks_dir():
+    """The benchmarks/ directory of the source checkout (ValueError if there is none)."""
+    import os
+    from pathlib import Path
+    env = os.environ.get("ODENETS_BENCHMARKS")
+    where = Path(env) if env else Path(__file__).resolve().parents[2] / "benchmarks"
+    if not (where / "_common.py").is_file():
+        raise ValueError(f"no benchmarks directory at {where}: `odenets bench` needs a source checkout "
+                         "(pip install -e .) or ODENETS_BENCHMARKS=/path/to/benchmarks")
+    return where
+
+
+def load_script(name: str):
+    """Import benchmark ``name`` (a key of SCRIPTS) from its file; returns the module."""
+    import importlib.util
+    import sys
+    if name not in SCRIPTS:
+        raise ValueError(f"unknown benchmark {name!r}; available: {', '.join(SCRIPTS)}")
+    where = benchmarks_dir()
+    if str(where) not in sys.path:
+        sys.path.insert(0, str(where))
+    module_name = SCRIPTS[name][:-3]
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, where / SCRIPTS[name])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(args) -> int:
+    module = load_script(args.name)
+    module.main(list(args.args))
+    return 0
