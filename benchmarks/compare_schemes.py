@@ -36,8 +36,8 @@ from _train_common import (Recipe, default_dataset, markdown_table, mean_std, mo
 
 import odenets  # noqa: E402
 
-SCHEMES = ("resnet", "lm_resnet", "poly_resnet", "rk2_resnet", "ab2_resnet", "rev_resnet",
-           "sd_resnet", "shake_resnet")
+SCHEMES = ("resnet", "lm_resnet", "lmm3_resnet", "lmm4_resnet", "poly_resnet", "rk2_resnet",
+           "ab2_resnet", "rev_resnet", "sd_resnet", "shake_resnet")
 SWEEP = ("resnet", "lm_resnet")
 SWEEP_DEPTHS = (20, 32, 44, 56)
 
