@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import check_int
+from .base import DivergenceError, check_int
 from .registry import get
 
 
@@ -39,5 +39,25 @@ def integrate(f, u0: torch.Tensor, steps: int, scheme="euler", t0: float = 0.0, 
         if not all(callable(p) for p in parts):
             raise ValueError(f"{scheme.name}: the field must be callable f(t, u), got {field!r}")
     dt = (float(t1) - float(t0)) / steps
-    out, _ = scheme.solve(fields, u0, float(t0), dt, coefficients, None, return_path, training)
+    try:
+        out, _ = scheme.solve(fields, u0, float(t0), dt, coefficients, None, return_path, training)
+    except RuntimeError as error:
+        _diagnose_shapes(scheme.name, fields[0], u0, float(t0), error)
+        raise
     return out
+
+
+def _diagnose_shapes(name, field, u0, t0, error):
+    """After a failed solve: if the field does not return a tensor shaped like its input, say
+    so (instead of torch's broadcasting error from inside the scheme)."""
+    if isinstance(field, tuple) or isinstance(error, DivergenceError):
+        return
+    try:
+        with torch.no_grad():
+            out = field(t0, u0)
+    except Exception:  # the field itself fails on u0: torch's own message is the right one
+        return
+    if not torch.is_tensor(out) or out.shape != u0.shape:
+        got = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
+        raise ValueError(f"{name}: the field must return a tensor shaped like u (f(t, u) -> "
+                         f"{tuple(u0.shape)}), but f(t0, u0) returned {got}") from error

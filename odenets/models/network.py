@@ -174,6 +174,11 @@ class Network(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x):
+        if x.dim() != 4 or x.shape[1] != self.config.in_channels:
+            raise ValueError(
+                f"{type(self).__name__} expects images of shape (N, {self.config.in_channels}, H, W), "
+                f"got {tuple(x.shape)}" + (f"; for {x.shape[1]}-channel images create it with "
+                                           f"in_channels={x.shape[1]}" if x.dim() == 4 else ""))
         u, state = self.stem(x), None
         for stage in self.stages:
             u, state = stage(u, state)
