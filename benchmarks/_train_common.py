@@ -198,3 +198,20 @@ def pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
+
+
+def save_results(payload: dict, name: str, device, out_dir, plot, markdown) -> Path:
+    """Write ``<name>_<device>.json`` (in ``out_dir`` or benchmarks/results/), its plots (names
+    stored in ``payload["plots"]``) and markdown beside it; print the markdown."""
+    from _common import result_path, write_json
+    path = result_path(name, device)
+    if out_dir:
+        path = Path(out_dir) / path.name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stem = path.with_suffix("")
+    payload["plots"] = plot(payload, stem)
+    write_json(path, payload)
+    stem.with_suffix(".md").write_text(markdown(payload) + "\n")
+    print(markdown(payload))
+    print(f"wrote {path}, {stem.name}.md and {', '.join(payload['plots'])}")
+    return path

@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import env_info, result_path, write_json  # noqa: E402
-from _train_common import (Recipe, default_dataset, markdown_table, mean_std, model_meta,  # noqa: E402
+from _common import env_info  # noqa: E402
+from _train_common import (Recipe, save_results, default_dataset, markdown_table, mean_std, model_meta,  # noqa: E402
                            parse_list, pm, pyplot, resolve_device, set_threads, significant,
                            train_one)
 
@@ -261,17 +261,7 @@ def main(argv=None) -> dict:
                    summary=summarise(models, args, depths),
                    note=("CPU results from short runs; no GPU was available when they were made." if
                          device.type == "cpu" else "GPU run."))
-    path = result_path(stem_name, device)
-    if args.out_dir:
-        path = Path(args.out_dir) / path.name
-        path.parent.mkdir(parents=True, exist_ok=True)
-    stem = path.with_suffix("")
-    payload["plots"] = plot(payload, stem)
-    write_json(path, payload)
-    md = stem.with_suffix(".md")
-    md.write_text(markdown(payload) + "\n")
-    print(markdown(payload))
-    print(f"wrote {path}, {md.name} and {', '.join(payload['plots'])}")
+    save_results(payload, stem_name, device, args.out_dir, plot, markdown)
     return payload
 
 

@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import env_info, result_path, write_json  # noqa: E402
-from _train_common import (Recipe, default_dataset, markdown_table, mean_std, parse_list, pm,  # noqa: E402
+from _common import env_info  # noqa: E402
+from _train_common import (Recipe, save_results, default_dataset, markdown_table, mean_std, parse_list, pm,  # noqa: E402
                            pyplot, resolve_device, set_threads, significant, train_one)
 
 import odenets  # noqa: E402
@@ -284,16 +284,7 @@ def main(argv=None) -> dict:
                    depth=args.depth, recipe=recipe.to_dict(), input_noise_levels=keys, variants=out,
                    sd_equivalence=sd_equivalence(args.sd_samples, args.depth) if args.sd_samples else None,
                    wall_seconds=time.perf_counter() - start)
-    path = result_path(f"sde_noise_{args.config}", device)
-    if args.out_dir:
-        path = Path(args.out_dir) / path.name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    stem = path.with_suffix("")
-    payload["plots"] = plot(payload, stem)
-    write_json(path, payload)
-    stem.with_suffix(".md").write_text(markdown(payload) + "\n")
-    print(markdown(payload))
-    print(f"wrote {path}")
+    save_results(payload, f"sde_noise_{args.config}", device, args.out_dir, plot, markdown)
     return payload
 
 
