@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 
 from torch import nn
 
@@ -80,7 +81,8 @@ def build(field, solver="euler", steps: int | None = None, tied: bool | None = N
     t_span: (t0, t1), so dt = (t1 - t0) / steps. Default (0, steps) untied (dt = 1: ResNet's
         ``u + f(u)`` exactly) and (0, 1) tied (an ODE on [0, 1]).
     activation: None, "relu" or a callable applied after every step, u_{n+1} = sigma(Phi(u_n))
-        (post-activation ResNets, He et al. 2016a); not with reversible solvers.
+        (post-activation ResNets, He et al. 2016a). A reversible solver (leapfrog) then runs
+        step by step and loses its memory saving, since sigma is not invertible.
     coefficients: fixed per-step values for scheme coefficients (scalar or ``steps`` values,
         checked against the coefficient's bounds), stored as buffers; e.g. stochastic depth's
         survival ``{"p": [...]}``. Other declared learnable coefficients become parameters.
@@ -116,10 +118,23 @@ def build(field, solver="euler", steps: int | None = None, tied: bool | None = N
     if activation is not None and not (activation in ACTIVATIONS or callable(activation)):
         raise ValueError(f"activation must be None, one of {sorted(ACTIVATIONS)} or a callable, "
                          f"got {activation!r}")
-    t0, t1 = t_span if t_span is not None else (0.0, 1.0 if tied else float(steps))
+    t0, t1 = _check_t_span(scheme.name, t_span) if t_span is not None else \
+        (0.0, 1.0 if tied else float(steps))
     fields = _make_fields(field, steps, tied)
     return Flow(fields, scheme, steps, tied=tied, t0=t0, dt=(float(t1) - float(t0)) / steps,
                 activation=activation, coefficients=coefficients, channels=channels)
+
+
+def _check_t_span(name: str, t_span) -> tuple[float, float]:
+    """``(t0, t1)`` as two finite, distinct floats (else a ValueError naming the problem)."""
+    try:
+        t0, t1 = (float(t) for t in t_span)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: t_span must be a pair (t0, t1) of real numbers, got "
+                         f"{t_span!r}") from None
+    if not (math.isfinite(t0) and math.isfinite(t1)) or t0 == t1:
+        raise ValueError(f"{name}: t_span must be two distinct finite times, got {t_span!r}")
+    return t0, t1
 
 
 def coefficients(model: nn.Module) -> dict[str, list[float]]:

@@ -149,7 +149,11 @@ class Flow(nn.Module):
             if name not in declared:
                 raise ValueError(f"{self.scheme.name}: unknown coefficient {name!r}; this scheme "
                                  f"declares {sorted(declared) or 'none'}")
-            values = torch.as_tensor(value, dtype=torch.float32).flatten()
+            try:
+                values = torch.as_tensor(value, dtype=torch.float32).flatten()
+            except (TypeError, ValueError, RuntimeError):
+                raise ValueError(f"{self.scheme.name}: coefficient {name} must be a number or "
+                                 f"steps={self.steps} numbers, got {value!r}") from None
             if values.numel() == 1:
                 values = values.expand(self.steps).clone()
             if values.numel() != self.steps:
@@ -205,12 +209,22 @@ class Flow(nn.Module):
                 raise ValueError(f"{self.scheme.name}: {name!r} is not a learnable coefficient of "
                                  f"this flow; learnable: {sorted(learnable) or 'none'}")
             c, raw = learnable[name], self.raw[name]
-            value = torch.as_tensor(value, dtype=torch.float64)
+            try:
+                value = torch.as_tensor(value, dtype=torch.float64)
+            except (TypeError, ValueError, RuntimeError):
+                raise ValueError(f"{self.scheme.name}: {name} must be a number or a tensor/sequence "
+                                 f"of numbers, got {value!r}") from None
             for v in value.flatten().tolist():
                 c.check(v, self.scheme.name)
             if value.dim() == 1 and raw.dim() == 2 and len(value) == self.steps:
                 value = value[:, None]   # one value per step for every channel
-            raw.copy_(c.to_raw(value.to(raw.device)).to(raw.dtype).expand_as(raw))
+            try:
+                value = value.expand_as(raw)
+            except RuntimeError:
+                raise ValueError(f"{self.scheme.name}: {name} needs a scalar or values of shape "
+                                 f"{tuple(raw.shape)} (steps={self.steps}), got shape "
+                                 f"{tuple(value.shape)}") from None
+            raw.copy_(c.to_raw(value.to(raw.device)).to(raw.dtype))
 
     def extra_repr(self):
         act = f", activation={self.activation!r}" if self.activation is not None else ""

@@ -33,7 +33,8 @@ def count_macs(model: nn.Module, input_size=(1, 3, 32, 32)) -> int:
                if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
     was_training = model.training
     param = next(model.parameters(), None)
-    x = torch.zeros(input_size, device=param.device if param is not None else None)
+    x = torch.zeros(input_size, device=param.device if param is not None else None,
+                    dtype=param.dtype if param is not None and param.is_floating_point() else None)
     try:
         model.eval()
         with torch.no_grad():

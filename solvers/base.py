@@ -16,6 +16,7 @@ writes ``step``.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -140,12 +141,19 @@ class Scheme:
         if unknown:
             raise ValueError(f"{self.name}: unknown coefficient(s) {sorted(unknown)}; "
                              f"this scheme has {[c.name for c in self.coefficients]}")
+        specs = {c.name: c for c in self.coefficients}
         out = {}
         for name, value in values.items():
             per_step = isinstance(value, (list, tuple)) or (torch.is_tensor(value) and value.dim() > 0)
             if per_step and len(value) != steps:
                 raise ValueError(f"{self.name}: coefficient {name} has {len(value)} per-step values "
                                  f"for {steps} steps")
+            for v in (value if per_step else (value,)):  # numbers only: tensors would need a sync
+                if not torch.is_tensor(v):
+                    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                        raise ValueError(f"{self.name}: coefficient {name} must be a number, a "
+                                         f"tensor or a per-step sequence of them, got {v!r}")
+                    specs[name].check(v, self.name)
             out[name] = (value, per_step)
         return out
 

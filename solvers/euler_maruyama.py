@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -53,12 +54,14 @@ class EulerMaruyama(Scheme):
         if noise != "gaussian" and (bm is not None or diffusion != "additive"):
             raise ValueError(f"euler_maruyama: bm= and diffusion= apply to noise='gaussian' only, "
                              f"not noise={noise!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise ValueError(f"euler_maruyama: seed must be None or an integer, got {seed!r}")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise ValueError(f"euler_maruyama: generator must be a torch.Generator, got {generator!r}")
         self.noise, self.diffusion, self.bm = noise, diffusion, bm
         self.sigma = check_float("sigma", sigma, self.name, 0.0, None)
         self.p = None if p is None else check_float("p", p, self.name, 0.0, 1.0, (False, True))
-        self.generator, self.seed = generator, seed
+        self.generator, self.seed = generator, None if seed is None else int(seed)
         self.per_sample, self.shake_backward = bool(per_sample), bool(shake_backward)
         self._generators = {}
         self.evaluations = 2 if noise == "shake" else 1

@@ -37,6 +37,8 @@ class Leapfrog(Scheme):
     def __init__(self, variant: str = "verlet", dim: int | None = None, memory_efficient: bool = True):
         if variant not in ("verlet", "revnet"):
             raise ValueError(f"leapfrog: variant must be one of ['revnet', 'verlet'], got {variant!r}")
+        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int)):
+            raise ValueError(f"leapfrog: dim must be None or an integer, got {dim!r}")
         self.variant, self.dim, self.memory_efficient = variant, dim, bool(memory_efficient)
         self.order = 2 if variant == "verlet" else 1
         # F+G together cost one full-width field; Verlet evaluates F twice.
@@ -48,6 +50,9 @@ class Leapfrog(Scheme):
     # -- halves ---------------------------------------------------------------------------------
     def _split(self, u):
         dim = self.dim if self.dim is not None else (1 if u.dim() > 1 else 0)
+        if not -u.dim() <= dim < u.dim():
+            raise ValueError(f"leapfrog: dim={dim} is out of range for a state of shape "
+                             f"{tuple(u.shape)} (valid: {-u.dim()} .. {u.dim() - 1})")
         size = u.shape[dim]
         if size % 2:
             raise ValueError(f"leapfrog: the state must split into two equal halves along dim {dim}, "

@@ -35,6 +35,8 @@ class LM(Scheme):
     def __init__(self, k: float | None = None, k_init: tuple[float, float] = (-0.1, 0.0),
                  per_channel: bool = False):
         self.k = None if k is None else K.check(k, self.name)
+        if isinstance(k_init, (str, bytes)) or not hasattr(k_init, "__len__") or len(k_init) != 2:
+            raise ValueError(f"lm: k_init must be a pair (low, high) inside (-1, 1), got {k_init!r}")
         lo, hi = (check_float("k_init", v, self.name, -1.0, 1.0, (False, False)) for v in k_init)
         if lo > hi:
             raise ValueError(f"lm: k_init must be (low, high) with low <= high, got {k_init!r}")

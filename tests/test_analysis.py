@@ -140,6 +140,8 @@ def test_convergence_table_lists_every_scheme():
     assert table.count("\n") == 4 and "| rk4 | 4 |" in table
     with pytest.raises(ValueError, match="at least two"):
         analysis.convergence("euler", steps=(8,))
+    with pytest.raises(ValueError, match="steps must be a sequence of positive step counts"):
+        analysis.convergence("euler", steps="ab")
 
 
 # -- LM modified equation -----------------------------------------------------------------------------

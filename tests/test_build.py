@@ -206,6 +206,22 @@ def test_errors_name_the_choices():
     assert set(solvers.available()) <= set(odenets.available_solvers())
 
 
+def test_bad_t_span_and_coefficient_values_give_value_errors():
+    with pytest.raises(ValueError, match=r"t_span must be a pair \(t0, t1\)"):
+        build(nn.Linear(2, 2), "euler", steps=2, t_span=(0.0,))
+    with pytest.raises(ValueError, match="t_span must be two distinct finite times"):
+        build(nn.Linear(2, 2), "euler", steps=2, t_span=(1.0, 1.0))
+    with pytest.raises(ValueError, match="coefficient k must be a number or steps=3 numbers"):
+        build(MLPField(2), "lm", steps=3, coefficients={"k": "a"})
+    flow = build(MLPField(2), "lm", steps=3)
+    with pytest.raises(ValueError, match=r"k needs a scalar or values of shape \(3,\)"):
+        flow.set_coefficients(k=[0.1, 0.2])
+    with pytest.raises(ValueError, match="k must be a number"):
+        flow.set_coefficients(k="a")
+    flow.set_coefficients(k=[0.1, 0.2, -0.3])
+    assert torch.allclose(flow.coefficients()["k"], torch.tensor([0.1, 0.2, -0.3]), atol=1e-6)
+
+
 class _CountOps(TorchDispatchMode):
     def __init__(self):
         super().__init__()

@@ -132,6 +132,11 @@ def test_trajectory_times_and_total_nfe_over_a_network():
     path = flow(torch.ones(2, dtype=torch.float64), times=times)
     assert path.shape == (4, 2)
     assert torch.allclose(path[:, 0], torch.exp(-torch.tensor(times, dtype=torch.float64)), atol=1e-7)
+    as_tensor = flow(torch.ones(2, dtype=torch.float64), times=torch.tensor(times))
+    assert torch.equal(as_tensor, path)
+    for bad in ([1.0, 0.5, 0.7], [0.0], "ab", [0.0, float("nan")]):
+        with pytest.raises(ValueError, match="times must"):
+            flow(torch.ones(2, dtype=torch.float64), times=bad)
     net = nn.Sequential(flow, build_continuous(nn.Tanh(), "ode:euler", steps=3))
     net(torch.ones(2, dtype=torch.float64))
     assert total_nfe(net)["forward"] == flow.nfe["forward"] + 3

@@ -54,6 +54,10 @@ def test_mlp_field_and_time_awareness():
         MLPField(3, activation="nope")
     with pytest.raises(ValueError, match="depth"):
         MLPField(3, depth=0)
+    with pytest.raises(ValueError, match="hidden must be an integer >= 1"):
+        MLPField(3, hidden=0)
+    with pytest.raises(ValueError, match="dim must be an integer >= 1"):
+        MLPField(0)
 
 
 def test_two_branch_is_the_mean_and_coupled_is_separable():

@@ -49,6 +49,19 @@ def test_registry_lists_and_rejects():
         odenets.create("lm_resnet20", history="forget")
 
 
+@pytest.mark.parametrize("override,message", [
+    (dict(strides=(0, 2, 2)), r"strides must be an integer >= 1"),
+    (dict(widths=(16, 32.5, 64)), r"widths must be an integer >= 1"),
+    (dict(depths=(0, 3, 3)), r"depths must be an integer >= 1"),
+    (dict(num_classes=0), r"num_classes must be an integer >= 1"),
+    (dict(in_channels=None), r"in_channels must be an integer >= 1"),
+    (dict(survival="half"), r"survival must lie in \(0, 1\]"),
+])
+def test_bad_config_values_are_rejected_when_built(override, message):
+    with pytest.raises(ValueError, match=message):
+        odenets.create("sd_resnet20", **override)
+
+
 def test_overrides_and_solver_options_merge():
     cfg = get_config("poly_resnet20", solver_options={"check": True})
     assert cfg.solver_options == {"iterations": 2, "check": True}

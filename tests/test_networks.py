@@ -105,6 +105,26 @@ def test_noise_in_train_mode_only(name):
     assert torch.equal(c, d)
 
 
+@pytest.mark.parametrize("name", ["sd_resnet20", "shake_resnet20"])
+def test_seeded_noise_is_one_stream_for_the_whole_network(name):
+    """solver_options={"seed": s}: reproducible whatever the global RNG does, and the flows of
+    different stages do not repeat each other's draws (one generator, not one copy per flow)."""
+    cpu = torch.device("cpu")
+    model = odenets.create(name, solver_options={"seed": 0})
+    draws = [torch.rand(16, generator=f.scheme._gen(cpu)) for f in model.flows]
+    assert len(draws) == 3
+    assert not torch.equal(draws[0], draws[1]) and not torch.equal(draws[1], draws[2])
+    x = torch.randn(4, 3, 8, 8)
+    outputs = []
+    for global_seed in (1, 2):
+        torch.manual_seed(0)
+        model = odenets.create(name, solver_options={"seed": 0})
+        torch.manual_seed(global_seed)
+        with torch.no_grad():
+            outputs.append(model(x))
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("name", ["resnet20", "lm_resnet20", "shake_resnet20", "rev_resnet20"])
 def test_bf16_autocast_and_channels_last(name):
     torch.manual_seed(0)
@@ -192,6 +212,18 @@ def test_config_validation():
         odenets.create("sd_resnet20", survival=0.0)
     with pytest.raises(ValueError, match="odd"):
         odenets.create("rev_resnet20", widths=(15, 30, 60))
+
+
+def test_seeded_sde_stages_get_different_brownian_streams():
+    if "sde:euler" not in odenets.available_solvers():
+        pytest.skip("odenets.continuous is not available")
+    model = odenets.create("preact_resnet20", solver="sde:euler",
+                           solver_options=dict(seed=3, steps=2))
+    entropies = [int(torch.randint(0, 2 ** 31 - 1, (1,), generator=f._generator))
+                 for f in model.flows]
+    assert len(set(entropies)) == len(entropies) == 3
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        odenets.create("preact_resnet20", solver="sde:euler", solver_options=dict(seed="a", steps=2))
 
 
 def test_continuous_solver_in_a_network():

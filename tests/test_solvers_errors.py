@@ -112,3 +112,31 @@ def test_backward_euler_nan_is_reported():
     with pytest.raises(solvers.DivergenceError, match="NaN/inf"):
         solvers.integrate(nan_field, U0, 2, scheme="backward_euler", check=True)
     assert issubclass(solvers.DivergenceError, RuntimeError)
+
+
+def test_fixed_coefficient_numbers_are_checked_against_their_bounds():
+    """integrate(coefficients=...) with numbers is checked like solvers.get(k=...): an LM k
+    outside (-1, 1) is not zero-stable and must not run silently."""
+    with pytest.raises(ValueError, match=r"k=2.0 is outside the open interval \(-1.0, 1.0\)"):
+        solvers.integrate(F, U0, 4, scheme="lm", coefficients={"k": 2.0})
+    with pytest.raises(ValueError, match=r"k=1.5 is outside"):
+        solvers.integrate(F, U0, 4, scheme="lm", coefficients={"k": [0.1, 0.2, 1.5, 0.0]})
+    with pytest.raises(ValueError, match="coefficient k must be a number"):
+        solvers.integrate(F, U0, 4, scheme="lm", coefficients={"k": "a"})
+    with pytest.raises(ValueError, match=r"r1=0.995 is outside"):
+        solvers.integrate(F, U0, 4, scheme="lmm", history=2, coefficients={"r1": 0.995})
+    ok = solvers.integrate(F, U0, 4, scheme="lm", coefficients={"k": [0.1, 0.2, -0.5, 0.0]})
+    assert torch.isfinite(ok).all()
+
+
+def test_option_types_give_value_errors():
+    with pytest.raises(ValueError, match=r"dim=5 is out of range .* \(valid: -2 \.\. 1\)"):
+        solvers.integrate(F, torch.ones(4, 4), 2, scheme="leapfrog", dim=5)
+    with pytest.raises(ValueError, match="dim must be None or an integer"):
+        solvers.get("leapfrog", dim="1")
+    with pytest.raises(ValueError, match="seed must be None or an integer"):
+        solvers.get("euler_maruyama", seed="0")
+    with pytest.raises(ValueError, match=r"k_init must be a pair \(low, high\)"):
+        solvers.get("lm", k_init=(0.5,))
+    with pytest.raises(ValueError, match=r"k_init must be a pair \(low, high\)"):
+        solvers.get("lm", k_init=-0.1)

@@ -64,7 +64,10 @@ def convergence(scheme, options=None, steps=DEFAULT_STEPS, lam: float = -1.0, t1
     if built.stochastic:
         raise ValueError(f"{built.name}: convergence here is for deterministic schemes; "
                          f"{built.name} is stochastic")
-    steps = [int(n) for n in steps]
+    try:
+        steps = [int(n) for n in steps]
+    except (TypeError, ValueError):
+        raise ValueError(f"steps must be a sequence of positive step counts, got {steps!r}") from None
     if len(steps) < 2 or any(n < 1 for n in steps):
         raise ValueError(f"steps must hold at least two positive step counts, got {steps!r}")
     field, u0, exact = test_problem(built, lam, t1)

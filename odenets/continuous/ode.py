@@ -228,7 +228,15 @@ class ODEFlow(nn.Module):
             raise ValueError(f"{self.solver_name}: scipy_solver integrates numpy arrays and cannot "
                              f"backpropagate; use adjoint=True, or call it under torch.no_grad()")
         t_dtype = torch.float64 if u0.dtype == torch.float64 else torch.float32  # no bf16 clocks
-        t = torch.tensor(self.t_span if times is None else times, dtype=t_dtype, device=u0.device)
+        if times is not None:
+            times = _times(self.solver_name, "times", times.detach().cpu() if torch.is_tensor(times)
+                           else times)
+            steps = times[1:] - times[:-1]
+            if len(times) < 2 or not bool((steps > 0).all() or (steps < 0).all()) or \
+                    not bool(torch.isfinite(times).all()):
+                raise ValueError(f"{self.solver_name}: times must hold at least two finite, strictly "
+                                 f"increasing (or strictly decreasing) times, got {times.tolist()}")
+        t = torch.as_tensor(self.t_span if times is None else times, dtype=t_dtype, device=u0.device)
         self.func.begin_forward()
         kwargs = dict(rtol=self.rtol, atol=self.atol, method=self.method, options=dict(self.options))
         if self.adjoint:

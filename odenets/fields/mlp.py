@@ -22,8 +22,9 @@ class MLPField(nn.Module):
         if activation not in ACTIVATIONS:
             raise ValueError(f"MLPField: activation must be one of {sorted(ACTIVATIONS)}, "
                              f"got {activation!r}")
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-            raise ValueError(f"MLPField: depth must be an integer >= 1, got {depth!r}")
+        for name, value in (("dim", dim), ("hidden", hidden), ("depth", depth)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"MLPField: {name} must be an integer >= 1, got {value!r}")
         self.time_aware = bool(time_aware)
         sizes = [dim + self.time_aware] + [hidden] * (depth - 1) + [dim]
         layers = []

@@ -46,15 +46,23 @@ class NetConfig:
         if not (len(self.widths) == len(self.strides) == n) or n == 0:
             raise ValueError(f"depths, widths and strides must have one entry per stage, got "
                              f"{self.depths}, {self.widths}, {self.strides}")
-        if any(d < 1 for d in self.depths):
-            raise ValueError(f"every stage needs depth >= 1, got depths={self.depths}")
+        for name in ("depths", "widths", "strides"):
+            values = getattr(self, name)
+            if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+                raise ValueError(f"every entry of {name} must be an integer >= 1 (every stage needs "
+                                 f"depth >= 1), got {name}={values}")
+        for name in ("num_classes", "in_channels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if self.history not in HISTORIES:
             raise ValueError(f"unknown history {self.history!r}; available: {', '.join(HISTORIES)}")
         if self.pair not in PAIRS:
             raise ValueError(f"unknown pair {self.pair!r}; available: {PAIRS}")
         if self.stem not in ("cifar", "imagenet"):
             raise ValueError(f"unknown stem {self.stem!r}; available: cifar, imagenet")
-        if self.survival is not None and not 0.0 < self.survival <= 1.0:
+        if self.survival is not None and (isinstance(self.survival, bool) or not isinstance(
+                self.survival, (int, float)) or not 0.0 < self.survival <= 1.0):
             raise ValueError(f"survival must lie in (0, 1], got {self.survival}")
 
 
@@ -138,6 +146,7 @@ class Network(nn.Module):
             raise ValueError(f"solver {cfg.solver!r} is continuous: it needs post_activation=False "
                              f"(e.g. a preact_* preset) and no survival schedule")
         channels, block_index, stages = cfg.stem_width or cfg.widths[0], 0, []
+        scheme = None  # built by the first flow, then shared: one noise stream (seed=) per network
         for depth, width, stride in zip(cfg.depths, cfg.widths, cfg.strides):
             flow, transition = None, None
             needs_transition = stride != 1 or width != channels
@@ -149,16 +158,22 @@ class Network(nn.Module):
                     start = block_index + needs_transition
                     coeffs = {"p": survival[start:start + steps]}
                 if continuous:  # ODE-Net style: one tied field per stage over t in [0, 1]
+                    seed = options.get("seed")
+                    if isinstance(seed, int) and not isinstance(seed, bool):  # sde: a stream per stage
+                        options["seed"] = options["seed"] + len(stages)
                     flow = build(lambda: _flow_field(cfg, width), cfg.solver,
                                  options.pop("steps", None), tied=True, **options)
                 else:
-                    flow = build(lambda: _flow_field(cfg, width), cfg.solver, steps, tied=cfg.tied,
-                                 activation=act, coefficients=coeffs, channels=width, **options)
+                    flow = build(lambda: _flow_field(cfg, width),
+                                 cfg.solver if scheme is None else scheme, steps, tied=cfg.tied,
+                                 activation=act, coefficients=coeffs, channels=width,
+                                 **(options if scheme is None else {}))
+                    scheme = flow.scheme
             if needs_transition:
                 field_ = make_block(cfg.block, channels, width, stride, **cfg.block_options)
-                scheme = flow.scheme if isinstance(flow, Flow) else None
                 shortcut = make_shortcut(cfg.shortcut, channels, width, stride)
-                transition = Transition(field_, shortcut, scheme, cfg.history, act)
+                transition = Transition(field_, shortcut, flow.scheme if isinstance(flow, Flow)
+                                        else None, cfg.history, act)
             stages.append(Stage(transition, flow))
             channels, block_index = width, block_index + depth
         self.stages = nn.ModuleList(stages)
