@@ -272,7 +272,8 @@ def main(argv=None) -> Path:
     out = Path(args.out) if args.out else results / "RESULTS.md"
     out.write_text(build_report(results))
     print(f"wrote {out}")
-    if not args.no_readme and README.exists():
+    # README.md shows the committed results only, never those of another --results directory
+    if not args.no_readme and results.resolve() == RESULTS.resolve() and README.exists():
         print(f"updated {update_readme(README, results)}")
     return out
 
