@@ -11,8 +11,10 @@ data:
 	@if [ ! -f $(FMNIST)/train-images-idx3-ubyte.gz ]; then \
 		$(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist; fi
 
+# Keeps an installed torch >= 2.4 (e.g. a CUDA build on a GPU machine); else the pinned CPU wheel.
 setup: data
-	$(PYTHON) -m pip install -q $(TORCH)
+	@$(PYTHON) -c "import sys, torch; v = torch.__version__.split('+')[0].split('.'); \
+		sys.exit(tuple(map(int, v[:2])) < (2, 4))" 2>/dev/null || $(PYTHON) -m pip install -q $(TORCH)
 	$(PYTHON) -m pip install -q -e ".[dev]"
 
 test: setup

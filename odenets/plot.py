@@ -102,7 +102,7 @@ def plot_roots(model, path) -> Path | None:
     angles = [2 * math.pi * i / 200 for i in range(201)]
     cmap = plt.get_cmap("viridis")
     for ax, (name, flow) in zip(axes[0], flows):
-        roots = roots_per_step(flow.scheme, flow.coefficients()).detach()
+        roots = roots_per_step(flow.scheme, flow.coefficients()).detach().cpu()  # model may be on a GPU
         steps = roots.shape[0]
         ax.plot([math.cos(a) for a in angles], [math.sin(a) for a in angles], color="grey", lw=0.8)
         ax.plot([1], [0], "kx", ms=7, label="root at 1 (consistency)")

@@ -91,6 +91,7 @@ def test_train_eval_plot_resume(capsys, tmp_path, monkeypatch):
     assert "test accuracy" in out and str(run) in out
     status, out, err = run_cli(capsys, "train", "--resume", str(run), "--epochs", "2")
     assert status == 0, err
+    assert "schedule now spans 16 steps, resuming at step 8" in " ".join(err.split())
     summary = json.loads((run / "summary.json").read_text())
     assert summary["epochs_done"] == 2 and summary["config"]["subset"] == 256  # kept from config.json
     status, out, _ = run_cli(capsys, "eval", str(run))
@@ -133,3 +134,45 @@ def test_compare(capsys, tmp_path, monkeypatch):
     lines = out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("model"))
     assert lines[header + 2].split()[0] == "resnet20" and lines[header + 3].split()[0] == "lm_resnet20"
+
+
+def test_resume_or_eval_with_another_model_is_a_clear_error(capsys, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    run = tmp_path / "run"
+    assert run_cli(capsys, "train", *TINY, "--epochs", "1", "--run-dir", str(run))[0] == 0
+    status, _, err = run_cli(capsys, "train", "--resume", str(run), "--epochs", "2",
+                             "--model-arg", "width=4")
+    assert status == 2 and "Traceback" not in err
+    assert err.startswith("odenets train: error: ") and "checkpoint.pt does not fit" in err
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "model_args": {"width": 4}}))
+    status, _, err = run_cli(capsys, "eval", str(run))
+    assert status == 2 and err.startswith("odenets eval: error: ") and "does not fit" in err
+
+
+def test_compare_refuses_an_existing_run_before_training_anything(capsys, tmp_path):
+    (tmp_path / "lm_resnet20").mkdir()
+    (tmp_path / "lm_resnet20" / "checkpoint.pt").write_bytes(b"an earlier run")
+    status, _, err = run_cli(capsys, "compare", "--models", "resnet20,lm_resnet20", "--dataset",
+                             "synthetic", "--epochs", "1", "--no-progress", "--out", str(tmp_path))
+    assert status == 2 and "lm_resnet20 already holds a run" in err
+    assert not (tmp_path / "resnet20").exists()  # nothing was trained
+
+
+def test_bench_loads_its_script_even_if_another_module_has_the_name(monkeypatch):
+    import types
+
+    from odenets.commands import bench
+    monkeypatch.setitem(sys.modules, "speed", types.ModuleType("speed"))  # e.g. a PyPI package
+    module = bench.load_script("speed")
+    assert Path(module.__file__).name == "speed.py" and callable(module.main)
+    assert sys.modules["speed"] is not module  # the other module is left in place
+    monkeypatch.delitem(sys.modules, module.__name__)
+
+
+def test_compare_subset_default_is_the_one_its_help_shows(capsys):
+    from odenets.commands.compare import DEFAULT_SUBSET
+    assert cli.build_parser().parse_args(["compare", "--models", "resnet20"]).subset == DEFAULT_SUBSET
+    with pytest.raises(SystemExit):
+        cli.main(["compare", "--help"])
+    assert f"(default: {DEFAULT_SUBSET})" in " ".join(capsys.readouterr().out.split())

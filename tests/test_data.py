@@ -149,6 +149,23 @@ def test_cifar_refuses_code_in_pickles(tmp_path, monkeypatch):
         data.load_dataset("cifar10", "test", data_dir=tmp_path)
 
 
+@pytest.mark.parametrize("how", ["bad-encoding", "text-labels"])
+def test_cifar_corrupt_contents_name_the_file(tmp_path, monkeypatch, how):
+    """Damage that unpickles into something odd (a flipped byte in the encoding name of a
+    protocol-2 bytes object, labels that are not integers) is a CorruptDatasetError too."""
+    monkeypatch.delenv("ODENETS_DATA", raising=False)
+    write_cifar10(tmp_path)
+    batch = tmp_path / "cifar-10-batches-py" / "test_batch"
+    if how == "bad-encoding":
+        assert b"latin1" in batch.read_bytes()
+        batch.write_bytes(batch.read_bytes().replace(b"latin1", b"lbtin1", 1))
+    else:
+        with open(batch, "wb") as f:
+            pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": [b"cat", b"dog"]}, f)
+    with pytest.raises(data.CorruptDatasetError, match="test_batch"):
+        data.load_dataset("cifar10", "test", data_dir=tmp_path)
+
+
 def test_cifar_wrong_shape(tmp_path, monkeypatch):
     monkeypatch.delenv("ODENETS_DATA", raising=False)
     write_cifar10(tmp_path)
@@ -251,3 +268,5 @@ def test_loader_rejects_bad_sizes():
         data.Loader(d, 33, train=True, world_size=2)
     with pytest.raises(ValueError, match="fewer than one batch"):
         data.Loader(d, 64, train=True)
+    with pytest.raises(ValueError, match="world_size must be a positive integer"):
+        data.Loader(d, 8, train=True, world_size=0)

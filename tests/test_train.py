@@ -63,7 +63,7 @@ def test_presets_train_one_epoch(tmp_path, name):
     assert 0 <= summary["final"]["test_acc"] <= 1 and summary["final"]["train_loss"] > 0
 
 
-def test_resume_in_process_is_exact(tmp_path):
+def test_resume_in_process_is_exact(tmp_path, capsys):
     """Crash in epoch 2, resume: same weights as an uninterrupted run. Dropout draws from the
     global RNG, so this also checks that the RNG state is restored."""
     args = dict(model_args={"dropout": 0.3}, epochs=3)
@@ -72,7 +72,9 @@ def test_resume_in_process_is_exact(tmp_path):
     with pytest.raises(tiny_models.Crash):  # 16 steps per epoch: dies at step 5 of epoch 2
         train(tiny_config(tmp_path, "part", **args), model=tiny_models.crash_at(16 + 5, dropout=0.3))
     assert load_checkpoint(tmp_path / "part" / "checkpoint.pt")["epoch"] == 1
+    capsys.readouterr()
     train(tiny_config(tmp_path, "part", **args), resume=True)
+    assert "schedule now spans" not in capsys.readouterr().err  # same recipe: no note
     full = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
     part = load_checkpoint(tmp_path / "part" / "checkpoint.pt")
     assert_same_state(full["model"], part["model"])
@@ -189,9 +191,22 @@ def test_schedules():
 @pytest.mark.parametrize("bad, match", [
     (dict(schedule="linear"), "step, cosine, onecycle"), (dict(amp="fp16"), "auto, bf16, off"),
     (dict(epochs=0), "epochs"), (dict(milestones=(0.8, 0.5)), "milestones"),
-    (dict(label_smoothing=1.0), "label_smoothing")])
+    (dict(label_smoothing=1.0), "label_smoothing"), (dict(gamma=-0.1), "gamma")])
 def test_config_validation(bad, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**bad).validate()
     with pytest.raises(ValueError, match="valid: "):
         TrainConfig.from_dict({"epochz": 3})
+
+
+def test_nan_weights_after_the_last_step_of_an_epoch_are_not_checkpointed(tmp_path):
+    """The loss of a step is computed before its update: NaN gradients at the last step of an
+    epoch leave every training loss finite but the weights NaN. That epoch must not be saved as
+    a good checkpoint."""
+    cfg = tiny_config(tmp_path, subset=256, epochs=2, log_every=3)  # 8 steps per epoch
+    with pytest.raises(TrainingDivergedError, match="epoch 1") as e:
+        train(cfg, model=tiny_models.NaNGradAt(bad_call=8))
+    assert e.value.epoch == 1 and "No checkpoint was written" in str(e.value)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["epochs_done"] == 0

@@ -45,15 +45,19 @@ def load_script(name: str):
     """Import benchmark ``name`` (a key of SCRIPTS) from its file; returns the module."""
     import importlib.util
     import sys
+    from pathlib import Path
     if name not in SCRIPTS:
         raise ValueError(f"unknown benchmark {name!r}; available: {', '.join(SCRIPTS)}")
     where = benchmarks_dir()
     if str(where) not in sys.path:
         sys.path.insert(0, str(where))
-    module_name = SCRIPTS[name][:-3]
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, where / SCRIPTS[name])
+    module_name, path = SCRIPTS[name][:-3], where / SCRIPTS[name]
+    cached = sys.modules.get(module_name)
+    if cached is not None and Path(getattr(cached, "__file__", None) or "").resolve() == path.resolve():
+        return cached
+    if cached is not None:  # another package's module of that name: leave it alone
+        module_name = f"_odenets_bench_{module_name}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     spec.loader.exec_module(module)

@@ -25,7 +25,9 @@ def add_parser(subparsers):
                    help="comma-separated model names (see `odenets list models`)")
     p.add_argument("--out", default=None, help="directory for the runs and compare.json "
                    "(default: runs/compare-TIME)")
-    add_arguments(p, skip=("model", "run_dir"))
+    p.add_argument("--subset", type=int, default=DEFAULT_SUBSET, help="train on a fixed random "
+                   "subset of this many training images (0: the whole training set)")
+    add_arguments(p, skip=("model", "run_dir", "subset"))
     return p
 
 
@@ -45,6 +47,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..train import config_from_args, train
+    from ..train.checkpoint import NAME
     from ..train.rundir import write_json
     from .train import check_names
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -52,8 +55,6 @@ def run(args) -> int:
         raise ValueError("--models needs at least one model name")
     if len(set(models)) != len(models):
         raise ValueError(f"--models lists a model twice: {args.models}")
-    if getattr(args, "subset", None) is None:
-        args.subset = DEFAULT_SUBSET
     if args.subset == 0:
         args.subset = None
     out = Path(args.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -62,6 +63,8 @@ def run(args) -> int:
         args.model, args.run_dir = name, str(out / name.replace(":", "_"))
         cfg = config_from_args(args).validate()
         check_names(cfg)
+        if (Path(cfg.run_dir) / NAME).exists():  # train() would refuse it, after earlier models
+            raise ValueError(f"{cfg.run_dir} already holds a run; choose another --out")
         configs.append(cfg)
     rows = []
     for cfg in configs:

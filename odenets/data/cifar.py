@@ -49,8 +49,8 @@ def read_batch(path) -> dict:
     try:
         with open(path, "rb") as f:
             obj = _SafeUnpickler(f, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-            ImportError, IndexError, KeyError) as e:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError,
+            LookupError, MemoryError, OverflowError) as e:  # what damaged bytes make pickle raise
         raise CorruptDatasetError(f"{path}: not a readable CIFAR pickle ({type(e).__name__}: "
                                   f"{e}); the file is truncated or corrupt") from None
     if not isinstance(obj, dict):
@@ -67,7 +67,10 @@ def _images_labels(path, label_key, num_classes):
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         raise CorruptDatasetError(f"{path}: b'data' must be N x 3072 uint8, got "
                                   f"{data.shape} {data.dtype}")
-    labels = torch.as_tensor(np.asarray(batch[label_key], dtype=np.int64))
+    try:
+        labels = torch.as_tensor(np.asarray(batch[label_key], dtype=np.int64))
+    except (ValueError, TypeError, OverflowError) as e:
+        raise CorruptDatasetError(f"{path}: {label_key!r} must be integers ({e})") from None
     if labels.shape != (len(data),):
         raise CorruptDatasetError(f"{path}: {len(labels)} labels for {len(data)} images")
     check_labels(labels, num_classes, path)

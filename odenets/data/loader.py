@@ -42,6 +42,8 @@ class Loader:
                  channels_last: bool = False):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+            raise ValueError(f"world_size must be a positive integer, got {world_size!r}")
         if batch_size % world_size:
             raise ValueError(f"batch_size {batch_size} must be divisible by the number of "
                              f"processes ({world_size})")

@@ -57,6 +57,16 @@ def load(path, map_location="cpu") -> dict:
         raise ValueError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
 
 
+def load_model_state(model, state_dict: dict, path) -> None:
+    """``model.load_state_dict(state_dict)``; a checkpoint of another architecture or other
+    model options raises ValueError naming ``path`` instead of torch's RuntimeError."""
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as e:
+        raise ValueError(f"{path} does not fit the model built from the config (were --model, "
+                         f"--model-arg or --solver changed?): {e}") from None
+
+
 def rng_state() -> dict:
     """This process's torch RNG states (CPU and, when present, every CUDA device)."""
     state = {"cpu": torch.get_rng_state()}

@@ -94,6 +94,9 @@ class TrainConfig:
             raise ValueError(f"unknown amp mode {self.amp!r}; available: {', '.join(AMP)}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
+        if not self.gamma > 0:
+            raise ValueError(f"gamma must be positive (the step schedule multiplies the rate by it), "
+                             f"got {self.gamma}")
         if not 0 <= self.momentum < 1 or self.weight_decay < 0 or self.warmup_epochs < 0:
             raise ValueError("need 0 <= momentum < 1, weight_decay >= 0 and warmup_epochs >= 0")
         if any(not 0 < m < 1 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):

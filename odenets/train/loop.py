@@ -10,6 +10,7 @@ and on CPU reaches bit-identical weights.
 """
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -28,7 +29,9 @@ def train(cfg: TrainConfig, *, model: nn.Module | None = None, resume: bool = Fa
     """Run (or with ``resume``, continue) training as ``cfg`` says; returns the summary dict.
 
     ``model`` replaces ``cfg.model`` by a ready module (tests, notebooks). Raises
-    `TrainingDivergedError` if the loss becomes NaN/inf (the last good checkpoint is kept).
+    `TrainingDivergedError` if the loss becomes NaN/inf, or the test loss does at the end of an
+    epoch (the update after the last checked step broke the weights); the last good checkpoint
+    is kept.
     """
     cfg.validate()
     spec = datasets.get_spec(cfg.dataset)
@@ -73,9 +76,16 @@ def _train(cfg, spec, info, device, model, resume):
               "starting it from the beginning", file=sys.stderr)
     elif resume:
         state = checkpoint.load(ckpt_path)  # CPU: RNG states must stay CPU tensors
-        raw.load_state_dict(state["model"])
+        checkpoint.load_model_state(raw, state["model"], ckpt_path)
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, history = state["epoch"], list(state["history"])
+        was = state.get("schedule", {})
+        if info.main and (was.get("total"), was.get("step")) != (total_steps, start_epoch * len(train_loader)):
+            print(f"odenets: note: the {cfg.schedule} schedule now spans {total_steps} steps, resuming "
+                  f"at step {start_epoch * len(train_loader)} (the checkpoint was at step "
+                  f"{was.get('step')} of {was.get('total')}): --epochs, --batch-size or --subset "
+                  "changed, so the learning rates from here differ from the original run's",
+                  file=sys.stderr)
         rng = state["rng"]
         checkpoint.set_rng_state(rng[info.rank] if len(rng) == info.world_size else rng[0])
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -106,6 +116,11 @@ def _train(cfg, spec, info, device, model, resume):
                                 total_steps, cfg, info, device, bar)
             _average_buffers(raw, info)
             test = evaluate(eval_model, test_loader, cfg, info, device)
+            if not math.isfinite(test["loss"]):  # the update after the last checked loss broke it
+                raise TrainingDivergedError(
+                    f"the weights became NaN/inf at the end of epoch {epoch + 1} (every training "
+                    f"loss was finite, the test loss is {test['loss']}); stopped. Lower --lr, add "
+                    "--warmup-epochs, or check the model.", epoch + 1, len(train_loader))
             record = dict(epoch=epoch + 1, **stats, test_loss=test["loss"], test_acc=test["acc"],
                           lr=optimizer.param_groups[0]["lr"], coefficients=coefficients(raw))
             history.append(record)

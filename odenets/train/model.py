@@ -92,5 +92,5 @@ def load_run_model(run_dir, map_location="cpu"):
     state = checkpoint.load(run_dir / checkpoint.NAME, map_location=map_location)
     spec = get_spec(cfg.dataset)
     model = build_model(cfg, spec.num_classes, spec.input_size[0])
-    model.load_state_dict(state["model"])
+    checkpoint.load_model_state(model, state["model"], run_dir / checkpoint.NAME)
     return model, cfg, state
