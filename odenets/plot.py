@@ -60,19 +60,23 @@ def plot_coefficients(history: list[dict], path) -> Path | None:
         return None
     plt = _pyplot()
     labels = records[-1][1][0]
+    last = next(r for r in reversed(history) if r.get("coefficients"))
+    names = sorted({key.rsplit(".", 1)[-1] for key in last["coefficients"]})
+    what = "k_n" if names == ["k"] else f"coefficient ({', '.join(names)})"
     fig, (ax_block, ax_epoch) = plt.subplots(1, 2, figsize=(11, 4))
     cmap = plt.get_cmap("viridis")
     for j, (epoch, (_, values)) in enumerate(records):
         shade = cmap(j / max(1, len(records) - 1))
         ax_block.plot(range(1, len(values) + 1), values, "-o", ms=3, color=shade,
                       label=f"epoch {epoch}" if j in (0, len(records) - 1) else None)
-    ax_block.set(xlabel="block (all stages in order)", ylabel="k_n", title="learned k_n per block")
+    order = "block" if names == ["k"] else "block, per coefficient"
+    ax_block.set(xlabel=f"{order} (all stages in order)", ylabel=what, title=f"learned {what} per block")
     ax_block.legend()
     epochs = [e for e, _ in records]
     for b in range(len(labels)):
         ax_epoch.plot(epochs, [vals[b] if b < len(vals) else float("nan") for _, (_, vals) in records],
                       lw=1, label=labels[b] if len(labels) <= 12 else None)
-    ax_epoch.set(xlabel="epoch", ylabel="k_n", title="k_n of each block during training")
+    ax_epoch.set(xlabel="epoch", ylabel=what, title=f"{what} of each block during training")
     if len(labels) <= 12:
         ax_epoch.legend(fontsize=6)
     for ax in (ax_block, ax_epoch):

@@ -46,6 +46,15 @@ def save_atomic(obj, path) -> Path:
     return path
 
 
+def remove_stale_temps(path) -> list[Path]:
+    """Delete temp files a killed `save_atomic` left beside ``path``; returns what was removed."""
+    path = Path(path)
+    stale = sorted(path.parent.glob(f".{path.name}.*.tmp"))
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
+
+
 def load(path, map_location="cpu") -> dict:
     """Read a checkpoint (tensors, numbers, strings and containers only: ``weights_only``)."""
     path = Path(path)

@@ -75,6 +75,8 @@ def _train(cfg, spec, info, device, model, resume):
         print(f"odenets: {run_dir} has no checkpoint yet (the run stopped during its first epoch); "
               "starting it from the beginning", file=sys.stderr)
     elif resume:
+        if info.main:
+            checkpoint.remove_stale_temps(ckpt_path)  # left by a run killed while saving
         state = checkpoint.load(ckpt_path)  # CPU: RNG states must stay CPU tensors
         checkpoint.load_model_state(raw, state["model"], ckpt_path)
         optimizer.load_state_dict(state["optimizer"])
