@@ -210,3 +210,14 @@ def test_nan_weights_after_the_last_step_of_an_epoch_are_not_checkpointed(tmp_pa
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "diverged" and summary["epochs_done"] == 0
+
+
+def test_continuous_depth_runs_record_their_function_evaluations(tmp_path):
+    cfg = TrainConfig(model="preact_resnet20", solver="ode:euler", model_args={
+        "solver_options": {"steps": 3}}, dataset="synthetic", subset=64, test_subset=32, epochs=1,
+        batch_size=32, progress=False, run_dir=str(tmp_path / "ode"))
+    summary = train(cfg)
+    # three tied stages of 3 fixed Euler steps each (one evaluation per step) per training batch
+    assert summary["final"]["nfe_per_step"] == {"forward": 9.0, "backward": 0.0}
+    discrete = train(tiny_config(tmp_path, epochs=1))
+    assert "nfe_per_step" not in discrete["final"]

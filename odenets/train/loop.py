@@ -21,6 +21,7 @@ from .. import data as datasets
 from . import checkpoint, distributed, rundir
 from .config import TrainConfig
 from .epoch import TrainingDivergedError, evaluate, train_epoch
+from ..continuous import reset_nfe, total_nfe
 from .model import build_model, coefficients, count_parameters
 from .optim import build_optimizer
 
@@ -114,8 +115,10 @@ def _train(cfg, spec, info, device, model, resume):
             if bar is not None:
                 bar.reset(total=len(train_loader))
                 bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
+            reset_nfe(raw)
             stats = train_epoch(train_model, train_loader, optimizer, epoch, epoch * len(train_loader),
                                 total_steps, cfg, info, device, bar)
+            nfe = total_nfe(raw)  # continuous-depth flows: field evaluations this epoch
             _average_buffers(raw, info)
             test = evaluate(eval_model, test_loader, cfg, info, device)
             if not math.isfinite(test["loss"]):  # the update after the last checked loss broke it
@@ -125,6 +128,8 @@ def _train(cfg, spec, info, device, model, resume):
                     "--warmup-epochs, or check the model.", epoch + 1, len(train_loader))
             record = dict(epoch=epoch + 1, **stats, test_loss=test["loss"], test_acc=test["acc"],
                           lr=optimizer.param_groups[0]["lr"], coefficients=coefficients(raw))
+            if any(nfe.values()):
+                record["nfe_per_step"] = {k: v / len(train_loader) for k, v in nfe.items()}
             history.append(record)
             rng = distributed.all_gather_object(checkpoint.rng_state(), info)
             if info.main:
@@ -135,7 +140,9 @@ def _train(cfg, spec, info, device, model, resume):
                 rundir.append_metrics(run_dir, record)
                 log(f"epoch {epoch + 1}: train loss {stats['train_loss']:.4f} acc "
                     f"{stats['train_acc']:.4f} | test loss {test['loss']:.4f} acc "
-                    f"{test['acc']:.4f} | {stats['img_per_s']:.0f} img/s")
+                    f"{test['acc']:.4f} | {stats['img_per_s']:.0f} img/s"
+                    + ("" if "nfe_per_step" not in record else " | NFE/step fwd {forward:.1f} bwd "
+                       "{backward:.1f}".format(**record["nfe_per_step"])))
     except TrainingDivergedError as e:
         last = history[-1]["epoch"] if history else 0
         e.args = (f"{e.args[0]} Last good checkpoint: {ckpt_path} (epoch {last})" if last else
