@@ -37,12 +37,6 @@ def _wrap(module: nn.Module) -> nn.Module:
     return (_TimeCall if getattr(module, "time_aware", False) else _Call)(module)
 
 
-def needs_pair(scheme: Scheme) -> bool:
-    """Whether the scheme takes a pair of fields per step (leapfrog's (F, G), shake noise)."""
-    return scheme.name == "leapfrog" or (scheme.name == "euler_maruyama"
-                                         and getattr(scheme, "noise", None) == "shake")
-
-
 class PostActivated(Scheme):
     """The inner scheme's step followed by an activation: u_{n+1} = sigma(Phi_n(u_n)).
 
@@ -57,7 +51,8 @@ class PostActivated(Scheme):
     def __init__(self, inner: Scheme, activation):
         self.inner, self.activation = inner, activation
         self._own_solve = type(inner).solve is not Scheme.solve
-        for attr in ("name", "order", "evaluations", "coefficients", "stochastic", "implicit"):
+        for attr in ("name", "order", "evaluations", "coefficients", "stochastic", "implicit",
+                     "paired_field"):
             setattr(self, attr, getattr(inner, attr))
 
     def step(self, f, t, dt, u, state, **kwargs):
@@ -68,10 +63,10 @@ class PostActivated(Scheme):
               return_path=False, training=True):
         if not self._own_solve:
             return super().solve(fields, u0, t0, dt, coefficients, state, return_path, training)
+        values = self.inner._per_step(coefficients, len(fields))
         u, path = u0, [u0] if return_path else None
         for n, f in enumerate(fields):
-            coeffs = {k: v[n:n + 1] if isinstance(v, (list, tuple)) or (
-                torch.is_tensor(v) and v.dim() > 0) else v for k, v in (coefficients or {}).items()}
+            coeffs = {k: v[n:n + 1] if per_step else v for k, (v, per_step) in values.items()}
             u, state = self.inner.solve([f], u, t0 + n * dt, dt, coeffs, state, training=training)
             u = self.activation(u)
             if return_path:
@@ -116,7 +111,7 @@ class Flow(nn.Module):
         self._stepper = scheme if activation is None else PostActivated(scheme, ACTIVATIONS.get(
             activation, activation))
         self.blocks = nn.ModuleList(fields)
-        pair = needs_pair(scheme)
+        pair = scheme.paired_field  # leapfrog's (F, G), shake noise's (f1, f2)
         calls = [self._calls_for(m, pair) for m in self.blocks]
         self._calls = calls * steps if self.tied else calls
         self._fixed = self._register_fixed(coefficients or {})

@@ -90,6 +90,7 @@ class Scheme:
     coefficients: tuple[Coefficient, ...] = ()
     stochastic: bool = False
     implicit: bool = False
+    paired_field: bool = False  # True: the field of one step is a pair (f1, f2) of callables
 
     def step(self, f: Field, t: float, dt: float, u: torch.Tensor, state, **coefficients):
         raise NotImplementedError
@@ -104,8 +105,9 @@ class Scheme:
     # -- fixed coefficient values -------------------------------------------------------------
     def fixed_coefficients(self) -> dict[str, float]:
         """Values used when the caller does not own the coefficients (e.g. `integrate`)."""
-        return {c.name: getattr(self, c.name, None) if getattr(self, c.name, None) is not None
-                else c.default for c in self.coefficients}
+        fixed = {c.name: getattr(self, c.name, None) for c in self.coefficients}
+        return {c.name: c.default if fixed[c.name] is None else fixed[c.name]
+                for c in self.coefficients}
 
     def learnable_coefficients(self) -> tuple[Coefficient, ...]:
         """Coefficients a network builder should own as parameters (those not fixed by options)."""

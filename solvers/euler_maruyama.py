@@ -65,6 +65,7 @@ class EulerMaruyama(Scheme):
         self.per_sample, self.shake_backward = bool(per_sample), bool(shake_backward)
         self._generators = {}
         self.evaluations = 2 if noise == "shake" else 1
+        self.paired_field = noise == "shake"
         self.order = 1 if noise == "gaussian" and diffusion == "additive" else 0.5
 
     def options(self):

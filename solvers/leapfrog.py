@@ -32,6 +32,7 @@ class Leapfrog(Scheme):
     """
 
     name = "leapfrog"
+    paired_field = True
     evaluations = 1
 
     def __init__(self, variant: str = "verlet", dim: int | None = None, memory_efficient: bool = True):
