@@ -10,7 +10,8 @@ from .checkpoint import load as load_checkpoint, save_atomic
 from .config import SCHEDULES, TrainConfig, add_arguments, config_from_args
 from .epoch import TrainingDivergedError, evaluate
 from .loop import train
-from .model import build_model, coefficients
+from ..build import coefficients
+from .model import build_model
 from .optim import build_optimizer, lr_factor, param_groups
 
 __all__ = ["SCHEDULES", "TrainConfig", "TrainingDivergedError", "add_arguments", "build_model",

@@ -22,7 +22,8 @@ from . import checkpoint, distributed, rundir
 from .config import TrainConfig
 from .epoch import TrainingDivergedError, evaluate, train_epoch
 from ..continuous import reset_nfe, total_nfe
-from .model import build_model, coefficients, count_parameters
+from ..build import coefficients
+from .model import build_model, count_parameters
 from .optim import build_optimizer
 
 

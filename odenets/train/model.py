@@ -64,16 +64,6 @@ def build_model(cfg, num_classes: int, in_channels: int) -> nn.Module:
     return model
 
 
-def coefficients(model: nn.Module) -> dict:
-    """Learned scheme coefficients (e.g. LM's k_n per block, keyed by stage), as plain floats;
-    empty for models without any."""
-    import odenets
-    if not hasattr(odenets, "coefficients"):
-        return {}
-    return {str(k): [float(x) if not isinstance(x, (list, tuple)) else [float(y) for y in x]
-                     for x in v] for k, v in odenets.coefficients(model).items()}
-
-
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
