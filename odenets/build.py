@@ -68,7 +68,7 @@ def _make_fields(field, steps: int, tied: bool) -> list[nn.Module]:
 def build(field, solver="euler", steps: int | None = None, tied: bool | None = None, *,
           t_span: tuple[float, float] | None = None, activation=None,
           coefficients: dict | None = None, channels: int | None = None,
-          **solver_opts) -> nn.Module:
+          per_evaluation_norm: bool = True, **solver_opts) -> nn.Module:
     """Unroll ``field`` into a `Flow` of ``steps`` steps of ``solver``.
 
     field: an ``nn.Module`` computing f(u) (or f(t, u) if it has ``time_aware = True``), a
@@ -87,6 +87,9 @@ def build(field, solver="euler", steps: int | None = None, tied: bool | None = N
         checked against the coefficient's bounds), stored as buffers; e.g. stochastic depth's
         survival ``{"p": [...]}``. Other declared learnable coefficients become parameters.
     channels: size of dim 1 of u, needed for per-channel coefficients (``lm`` per_channel=True).
+    per_evaluation_norm: when the scheme calls a field several times per step (RK, backward
+        Euler, Verlet), give the fields' BatchNorms running statistics per call within the step
+        (`odenets.evaluation_norm`) so eval mode matches training; False keeps one shared set.
     solver_opts: options of the scheme (``solvers.get(solver, **solver_opts)``).
 
     A solver name that is not a fixed-grid scheme is handed to ``odenets.continuous`` when it
@@ -122,7 +125,8 @@ def build(field, solver="euler", steps: int | None = None, tied: bool | None = N
         (0.0, 1.0 if tied else float(steps))
     fields = _make_fields(field, steps, tied)
     return Flow(fields, scheme, steps, tied=tied, t0=t0, dt=(float(t1) - float(t0)) / steps,
-                activation=activation, coefficients=coefficients, channels=channels)
+                activation=activation, coefficients=coefficients, channels=channels,
+                per_evaluation_norm=per_evaluation_norm)
 
 
 def _check_t_span(name: str, t_span) -> tuple[float, float]:

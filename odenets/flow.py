@@ -11,18 +11,32 @@ from torch import nn
 
 from solvers.base import Scheme
 
+from .evaluation_norm import EvaluationIndex
+from .evaluation_norm import per_evaluation_norm as per_evaluation_norm_
+
 ACTIVATIONS = {"relu": torch.relu}
 
 
 class _Call(nn.Module):
     """Adapts a field ``module(u)`` to the scheme's calling convention ``f(t, u)``. An
-    `nn.Module` (not a closure) so reversible solves can find the step's parameters."""
+    `nn.Module` (not a closure) so reversible solves can find the step's parameters.
 
-    def __init__(self, module: nn.Module):
+    With ``index`` (the `EvaluationIndex` read by the field's per-evaluation norms) it counts
+    its calls since the flow's forward began and publishes the count before each call: one
+    `_Call` per step, so the count is the call's index within the step."""
+
+    def __init__(self, module: nn.Module, index: EvaluationIndex | None = None):
         super().__init__()
-        self.module = module
+        self.module, self.index = module, index
+        self.calls = EvaluationIndex() if index is not None else None
+
+    def _count(self):
+        if self.index is not None:
+            self.index.value = self.calls.value
+            self.calls.value += 1
 
     def forward(self, t, u):
+        self._count()
         return self.module(u)
 
 
@@ -30,11 +44,12 @@ class _TimeCall(_Call):
     """Adapts a time-aware field ``module(t, u)`` (attribute ``time_aware = True``)."""
 
     def forward(self, t, u):
+        self._count()
         return self.module(t, u)
 
 
-def _wrap(module: nn.Module) -> nn.Module:
-    return (_TimeCall if getattr(module, "time_aware", False) else _Call)(module)
+def _wrap(module: nn.Module, index: EvaluationIndex | None = None) -> nn.Module:
+    return (_TimeCall if getattr(module, "time_aware", False) else _Call)(module, index)
 
 
 class PostActivated(Scheme):
@@ -100,10 +115,16 @@ class Flow(nn.Module):
     a raw value beyond about +-17 rounds onto the bound itself); fixed values outside the
     bounds are rejected with a ValueError, nothing is clamped. Fixed per-step schedules (e.g. the
     survival probabilities p_n of stochastic depth) are buffers ``coef_<name>``.
+
+    Normalisation: when the scheme calls a field more than once per step (``field_calls`` > 1:
+    RK, backward Euler, Verlet) and ``per_evaluation_norm`` (default), the fields' BatchNorms keep
+    running statistics per call within the step (`odenets.evaluation_norm`), so eval mode
+    matches training call by call.
     """
 
     def __init__(self, fields, scheme: Scheme, steps: int, tied: bool = False, t0: float = 0.0,
-                 dt: float = 1.0, activation=None, coefficients=None, channels: int | None = None):
+                 dt: float = 1.0, activation=None, coefficients=None, channels: int | None = None,
+                 per_evaluation_norm: bool = True):
         super().__init__()
         self.scheme, self.steps, self.tied = scheme, steps, bool(tied)
         self.t0, self.dt = float(t0), float(dt)
@@ -111,9 +132,18 @@ class Flow(nn.Module):
         self._stepper = scheme if activation is None else PostActivated(scheme, ACTIVATIONS.get(
             activation, activation))
         self.blocks = nn.ModuleList(fields)
+        slots = scheme.field_calls if per_evaluation_norm else 1
+        indices = [per_evaluation_norm_(m, slots) if slots > 1 else None for m in self.blocks]
         pair = scheme.paired_field  # leapfrog's (F, G), shake noise's (f1, f2)
-        calls = [self._calls_for(m, pair) for m in self.blocks]
-        self._calls = calls * steps if self.tied else calls
+        if self.tied:
+            calls = [self._calls_for(self.blocks[0], pair, indices[0])
+                     for _ in range(steps if indices[0] is not None else 1)]
+            self._calls = calls if len(calls) == steps else calls * steps
+        else:
+            self._calls = [self._calls_for(m, pair, i) for m, i in zip(self.blocks, indices)]
+        self._counters = [c.calls for call in self._calls
+                          for c in (call if isinstance(call, tuple) else (call,))
+                          if c.calls is not None]
         self._fixed = self._register_fixed(coefficients or {})
         self._learnable = tuple(c for c in scheme.learnable_coefficients()
                                 if c.name not in self._fixed)
@@ -127,15 +157,15 @@ class Flow(nn.Module):
             self.raw[c.name] = nn.Parameter(c.init_raw(shape))
 
     # -- construction helpers -------------------------------------------------------------------
-    def _calls_for(self, module, pair):
+    def _calls_for(self, module, pair, index=None):
         if not pair:
-            return _wrap(module)
+            return _wrap(module, index)
         if not hasattr(module, "branches"):
             raise ValueError(
                 f"solver {self.scheme.name!r} ({self.scheme!r}) takes a pair of fields per step, "
                 f"but the field {type(module).__name__} has no `branches`; use "
                 f"odenets.fields.Coupled(F, G) for leapfrog or TwoBranch(f1, f2) for shake noise")
-        return tuple(_wrap(b) for b in module.branches)
+        return tuple(_wrap(b, index) for b in module.branches)
 
     def _register_fixed(self, coefficients):
         declared = {c.name: c for c in self.scheme.coefficients}
@@ -175,6 +205,8 @@ class Flow(nn.Module):
         return values
 
     def forward(self, u, state=None, return_state: bool = False):
+        for counter in self._counters:  # per-evaluation norms: calls are counted per step
+            counter.value = 0
         coeffs = {name: v.unbind(0) for name, v in self.coefficient_values(u).items()}
         u, state = self._stepper.solve(self._calls, u, self.t0, self.dt, coeffs, state,
                                        training=self.training)

@@ -92,6 +92,13 @@ class Scheme:
     implicit: bool = False
     paired_field: bool = False  # True: the field of one step is a pair (f1, f2) of callables
 
+    @property
+    def field_calls(self) -> int:
+        """The most times one step calls one field (each member of a pair, for paired
+        schemes): RK4 4, backward Euler K, Verlet 2 (F), Euler 1. Per-call state of a field, such
+        as normalisation statistics kept per evaluation, needs this many slots."""
+        return 1 if self.paired_field else max(1, math.ceil(self.evaluations))
+
     def step(self, f: Field, t: float, dt: float, u: torch.Tensor, state, **coefficients):
         raise NotImplementedError
 

@@ -84,6 +84,25 @@ class EulerMaruyama(Scheme):
             self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
         return self._generators[key]
 
+    def rng_state(self) -> dict:
+        """States of the generators the noise is drawn with (for checkpoints): {"generator": s}
+        for a user ``generator``, {device: s} for those made from ``seed`` so far, {} when the
+        noise comes from torch's global RNG."""
+        if self.generator is not None:
+            return {"generator": self.generator.get_state()}
+        return {key: g.get_state() for key, g in self._generators.items()}
+
+    def set_rng_state(self, states: dict) -> None:
+        """Restore what `rng_state` returned (seeded generators are made on their devices)."""
+        mine = "generator" if self.generator is not None else "seed" if self.seed is not None else None
+        theirs = ("generator" if "generator" in states else "seed") if states else None
+        if theirs is not None and theirs != mine:
+            raise ValueError(f"euler_maruyama: the saved noise state is of a scheme with a "
+                             f"{theirs}, but this one has "
+                             f"{'a ' + mine if mine else 'neither (it draws from the global RNG)'}")
+        for key, state in states.items():
+            (self.generator if key == "generator" else self._gen(torch.device(key))).set_state(state)
+
     def _eta_shape(self, u):
         return (u.shape[0],) + (1,) * (u.dim() - 1) if self.per_sample and u.dim() > 1 else ()
 

@@ -45,6 +45,10 @@ class Leapfrog(Scheme):
         # F+G together cost one full-width field; Verlet evaluates F twice.
         self.evaluations = 1.5 if variant == "verlet" else 1
 
+    @property
+    def field_calls(self) -> int:
+        return 2 if self.variant == "verlet" else 1  # Verlet calls F at z_n and z_{n+1}
+
     def options(self):
         return dict(variant=self.variant, dim=self.dim, memory_efficient=self.memory_efficient)
 

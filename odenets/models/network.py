@@ -38,6 +38,7 @@ class NetConfig:
     pair: str | None = None              # None | "shake" (2 half-width branches) | "coupled" (rev)
     tied: bool = False                   # one shared field per flow: an ODE, dt = 1 / steps
                                          # (continuous solvers: always tied, t in [0, 1])
+    per_evaluation_norm: bool = True     # BN statistics per field call within a step (RK, poly)
     num_classes: int = 10                # classifier outputs
     in_channels: int = 3                 # input image channels
 
@@ -167,6 +168,7 @@ class Network(nn.Module):
                     flow = build(lambda: _flow_field(cfg, width),
                                  cfg.solver if scheme is None else scheme, steps, tied=cfg.tied,
                                  activation=act, coefficients=coeffs, channels=width,
+                                 per_evaluation_norm=cfg.per_evaluation_norm,
                                  **(options if scheme is None else {}))
                     scheme = flow.scheme
             if needs_transition:

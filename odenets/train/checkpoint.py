@@ -3,14 +3,18 @@
 A checkpoint is one ``torch.save`` dict::
 
     {"epoch": completed epochs, "model": state_dict, "optimizer": state_dict,
-     "schedule": {"name", "step", "total"}, "rng": [per-rank RNG states], "history": [per-epoch
+     "schedule": {"name", "step", "total"}, "rng": [per-rank `rng_state`], "history": [per-epoch
      metric records], "config": TrainConfig dict, "version": 1}
 
 `save_atomic` writes to a temporary file in the same directory, flushes and fsyncs it, then
 ``os.replace``s it over the target (atomic on POSIX): a crash at any moment leaves either the old
-or the new checkpoint, never a torn one. RNG states cover torch's CPU generator and every CUDA
-device's; the data order and augmentation need none (they are seeded by (seed, epoch, rank),
-see `odenets.data.loader`).
+or the new checkpoint, never a torn one. RNG states cover torch's CPU generator, every CUDA
+device's and, under ``"noise"``, the generators the model's noise owns (`noise_sources`: a
+stochastic scheme built with ``seed=`` or ``generator=``, an ``sde:`` flow's ``seed``), so a
+resumed stochastic-depth or shake-shake run continues the same noise stream. Checkpoints
+without ``"noise"`` (older ones) still load; such noise then restarts from its seed. The data
+order and augmentation need no state (they are seeded by (seed, epoch, rank), see
+`odenets.data.loader`).
 """
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ import os
 from pathlib import Path
 
 import torch
+
+from ..flow import Flow
 
 NAME = "checkpoint.pt"
 
@@ -76,16 +82,80 @@ def load_model_state(model, state_dict: dict, path) -> None:
                          f"--model-arg or --solver changed?): {e}") from None
 
 
-def rng_state() -> dict:
-    """This process's torch RNG states (CPU and, when present, every CUDA device)."""
+class _ModuleGenerator:
+    """`rng_state` / `set_rng_state` of a module's own ``_generator`` (an ``sde:`` flow's seed)."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def rng_state(self) -> dict:
+        return {"generator": self.module._generator.get_state()}
+
+    def set_rng_state(self, states: dict) -> None:
+        if set(states) != {"generator"}:
+            raise ValueError(f"{type(self.module).__name__}: expected the state of one generator, "
+                             f"got {sorted(states)}")
+        self.module._generator.set_state(states["generator"])
+
+
+def noise_sources(model) -> list:
+    """What owns the noise generators of ``model``, each once, in module order: the scheme of
+    every `odenets.flow.Flow` that has ``rng_state`` (Euler-Maruyama; a scheme shared by several
+    flows counts once, wrappers with ``.inner`` are unwrapped), and every module holding a
+    ``torch.Generator`` as ``_generator`` (a seeded ``sde:`` flow)."""
+    sources, seen = [], set()
+    for m in model.modules():
+        owner = None
+        if isinstance(m, Flow):
+            owner = m.scheme
+            while hasattr(owner, "inner"):
+                owner = owner.inner
+            owner = owner if hasattr(owner, "rng_state") else None
+        elif isinstance(getattr(m, "_generator", None), torch.Generator):
+            owner = m
+        if owner is not None and id(owner) not in seen:
+            seen.add(id(owner))
+            sources.append(owner if owner is not m else _ModuleGenerator(m))
+    return sources
+
+
+def rng_state(model=None) -> dict:
+    """This process's torch RNG states (CPU and, when present, every CUDA device) and, given
+    ``model``, its noise generators' (``"noise"``: one dict per `noise_sources` entry)."""
     state = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
+    if model is not None:
+        state["noise"] = [source.rng_state() for source in noise_sources(model)]
     return state
 
 
-def set_rng_state(state: dict) -> None:
-    """Restore what `rng_state` returned."""
+def _usable(key: str) -> bool:
+    """Whether this process can make a generator on device ``key`` (a saved state's key)."""
+    if key == "generator":
+        return True
+    device = torch.device(key)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()
+    return True
+
+
+def set_rng_state(state: dict, model=None, path="the checkpoint") -> None:
+    """Restore what `rng_state` returned; ``model``'s noise generators too when the state has
+    them. Raises ValueError naming ``path`` when the model's noise sources do not match.
+    Generator states of CUDA devices this process lacks are skipped, like the global ones."""
     torch.set_rng_state(state["cpu"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+    if model is None or "noise" not in state:
+        return
+    sources, saved = noise_sources(model), state["noise"]
+    if len(saved) != len(sources):
+        raise ValueError(f"{path} holds the states of {len(saved)} noise generator owner(s) "
+                         f"(stochastic schemes or sde: flows with their own generator), but the "
+                         f"model has {len(sources)}: were --model, --model-arg or --solver changed?")
+    for i, (source, states) in enumerate(zip(sources, saved)):
+        try:
+            source.set_rng_state({k: v for k, v in states.items() if _usable(k)})
+        except (ValueError, RuntimeError) as e:
+            raise ValueError(f"{path}: cannot restore noise generator {i} of the model: {e}") from None

@@ -5,9 +5,15 @@ MASTER_ADDR/PORT; `setup` joins the process group (NCCL on CUDA, gloo on CPU) an
 device ``cuda:LOCAL_RANK``. Each rank holds the dataset on its device and takes its own shard
 of every epoch's permutation (`odenets.data.Loader`); DDP averages gradients, so all ranks keep
 identical weights. Only rank 0 writes files. Without WORLD_SIZE > 1 everything is a no-op.
+
+DDP waits for a gradient of every parameter; a model that leaves some without one (e.g.
+``lmm4_resnet20``: its 2-step flows never reach the third root r3 of the learned scheme) needs
+``find_unused_parameters=True``, which costs a graph traversal per step. `unused_parameters`
+finds them once, at start-up, so only such models pay.
 """
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 
@@ -63,6 +69,25 @@ def setup(device_name: str = "auto") -> tuple[Dist, torch.device]:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
         owns = True
     return Dist(dist.get_rank(), dist.get_world_size(), local_rank, owns), device
+
+
+def unused_parameters(model: torch.nn.Module, example: torch.Tensor) -> list[str]:
+    """Names of the parameters (``requires_grad``) that get no gradient from one training
+    forward and backward of ``model`` on ``example`` (loss: the sum of the output).
+
+    Runs on a deep copy under a forked torch RNG, so the model's weights, BatchNorm statistics,
+    noise generators and the global RNG are untouched."""
+    probe = copy.deepcopy(model).train()
+    cuda = [example.device] if example.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        probe(example).float().sum().backward()
+    return [name for name, p in probe.named_parameters() if p.requires_grad and p.grad is None]
+
+
+def any_rank(flag: bool, info: Dist, device: torch.device) -> bool:
+    """True on every rank if ``flag`` is true on any rank."""
+    box = torch.tensor([int(flag)], device=device)
+    return bool(all_reduce(box, info, op=dist.ReduceOp.MAX).item()) if info.enabled else flag
 
 
 def teardown(info: Dist) -> None:

@@ -3,8 +3,9 @@
 Reproducibility: weights are initialised after ``torch.manual_seed(seed + rank)``, then the
 global RNG is re-seeded from (seed, rank) so that training noise does not depend on how much
 randomness the initialisation used; the data order and augmentation of epoch e are functions of
-(seed, e, rank); the torch RNG state (model noise such as dropout or stochastic depth) is saved
-in every checkpoint and restored on resume. A run
+(seed, e, rank); the torch RNG state (model noise such as dropout or stochastic depth) and the
+states of generators the model's noise owns (a scheme's ``seed=``) are saved in every
+checkpoint and restored on resume. A run
 resumed from its last checkpoint therefore replays exactly what the killed run would have done,
 and on CPU reaches bit-identical weights.
 """
@@ -90,8 +91,9 @@ def _train(cfg, spec, info, device, model, resume):
                   f"{was.get('step')} of {was.get('total')}): --epochs, --batch-size or --subset "
                   "changed, so the learning rates from here differ from the original run's",
                   file=sys.stderr)
-        rng = state["rng"]
-        checkpoint.set_rng_state(rng[info.rank] if len(rng) == info.world_size else rng[0])
+        rng = state["rng"]  # and the model's own noise generators (seed= of a stochastic scheme)
+        checkpoint.set_rng_state(rng[info.rank] if len(rng) == info.world_size else rng[0], raw,
+                                 ckpt_path)
     run_dir.mkdir(parents=True, exist_ok=True)
     if info.main:
         rundir.write_json(run_dir / rundir.CONFIG, cfg.to_dict())
@@ -100,8 +102,7 @@ def _train(cfg, spec, info, device, model, resume):
     eval_model = torch.compile(raw) if cfg.compile else raw
     train_model = eval_model
     if info.enabled:
-        ids = [device.index] if device.type == "cuda" else None
-        train_model = nn.parallel.DistributedDataParallel(eval_model, device_ids=ids)
+        train_model = _ddp(eval_model, raw, train_data.images.shape[1:], cfg, info, device)
     bar = _progress_bar(cfg, info, len(train_loader))
     log = (bar.write if bar is not None else print) if info.main else (lambda line: None)
     log(f"{cfg.model}: {count_parameters(raw):,} parameters, {len(train_data)} training / "
@@ -132,7 +133,7 @@ def _train(cfg, spec, info, device, model, resume):
             if any(nfe.values()):
                 record["nfe_per_step"] = {k: v / len(train_loader) for k, v in nfe.items()}
             history.append(record)
-            rng = distributed.all_gather_object(checkpoint.rng_state(), info)
+            rng = distributed.all_gather_object(checkpoint.rng_state(raw), info)
             if info.main:
                 checkpoint.save_atomic(dict(
                     version=1, epoch=epoch + 1, model=raw.state_dict(), optimizer=optimizer.state_dict(),
@@ -161,6 +162,29 @@ def _train(cfg, spec, info, device, model, resume):
     if info.main:
         rundir.write_json(run_dir / rundir.SUMMARY, summary)
     return summary
+
+
+def _ddp(model, raw, image_shape, cfg, info, device) -> nn.Module:
+    """``model`` in DistributedDataParallel; with ``find_unused_parameters=True`` only when a
+    probe step of ``raw`` (on a copy, see `distributed.unused_parameters`) leaves a parameter
+    without a gradient on some rank, or cannot be run."""
+    example = torch.randn((2, *image_shape), generator=torch.Generator().manual_seed(0))
+    example = example.to(device, memory_format=torch.channels_last if cfg.channels_last
+                         else torch.contiguous_format)
+    try:
+        unused = distributed.unused_parameters(raw, example)
+        more = ", ..." if len(unused) > 4 else ""
+        why = (f"{len(unused)} parameter(s) get no gradient in a training step "
+               f"({', '.join(unused[:4])}{more})")
+    except Exception as e:  # e.g. a model that cannot be deep-copied: take the safe setting
+        unused = None
+        why = f"the probe for parameters without a gradient failed ({type(e).__name__}: {e})"
+    find_unused = distributed.any_rank(unused is None or bool(unused), info, device)
+    if find_unused and info.main:
+        print(f"odenets: {cfg.model}: {why}: DDP runs with find_unused_parameters=True",
+              file=sys.stderr)
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
 
 
 def _training_seed(seed: int, rank: int) -> int:
