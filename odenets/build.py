@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import inspect
 import math
 
 from torch import nn
@@ -56,6 +57,13 @@ def _make_fields(field, steps: int, tied: bool) -> list[nn.Module]:
     if isinstance(field, nn.Module):
         return [field] if tied else [_fresh_copy(field) for _ in range(steps)]
     if callable(field):
+        required = _required_args(field)
+        if required:
+            raise ValueError(f"field must be an nn.Module or a zero-argument factory returning "
+                             f"one, got {getattr(field, '__name__', type(field).__name__)} taking "
+                             f"({', '.join(required)}); a plain function f(t, u) has no weights "
+                             f"to unroll: integrate it with solvers.integrate(f, u0, steps, "
+                             f"scheme=...) (a factory with arguments: functools.partial)")
         made = [field() for _ in range(1 if tied else steps)]
         if not all(isinstance(m, nn.Module) for m in made):
             raise ValueError(f"the field factory must return an nn.Module, got "
@@ -65,6 +73,16 @@ def _make_fields(field, steps: int, tied: bool) -> list[nn.Module]:
                      f"list of steps modules; got {type(field).__name__}")
 
 
+def _required_args(fn) -> list[str]:
+    """Names of the positional arguments ``fn`` needs (those without defaults); [] when unknown."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # some builtins have no signature: let the call decide
+        return []
+    return [p.name for p in params
+            if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
 def build(field, solver="euler", steps: int | None = None, tied: bool | None = None, *,
           t_span: tuple[float, float] | None = None, activation=None,
           coefficients: dict | None = None, channels: int | None = None,
@@ -72,8 +90,10 @@ def build(field, solver="euler", steps: int | None = None, tied: bool | None = N
     """Unroll ``field`` into a `Flow` of ``steps`` steps of ``solver``.
 
     field: an ``nn.Module`` computing f(u) (or f(t, u) if it has ``time_aware = True``), a
-        zero-argument factory returning one, or a list of ``steps`` modules used as they are.
-        Fields never add the skip connection; the scheme does.
+        zero-argument factory returning one, or a list of ``steps`` modules used as they are
+        (``steps`` defaults to the list's length). Fields never add the skip connection; the
+        scheme does, so f(u) must have u's shape (checked on the first step of every forward).
+        A plain function f(t, u) has no weights to unroll: use `solvers.integrate`.
     tied: False (default for fixed-grid schemes, like ResNet blocks): ``steps`` independent,
         freshly initialised copies (``reset_parameters`` on a deep copy, or one factory call per
         step). True: one shared field, a true ODE. None picks False for fixed-grid schemes and
@@ -110,11 +130,13 @@ def build(field, solver="euler", steps: int | None = None, tied: bool | None = N
             if tied is not None:
                 kwargs["tied"] = tied
             return cont.build_continuous(field, solver, steps=steps, **kwargs)
-        names = available_solvers()
+        names = sorted(available_solvers())
         close = difflib.get_close_matches(solver, names, n=3)
         hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
         raise ValueError(f"unknown solver {solver!r}{hint}; available: {', '.join(names)}")
     scheme = solvers.get(solver, **solver_opts)
+    if steps is None and isinstance(field, (list, tuple)):
+        steps = len(field)  # one step per given field
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"{scheme.name}: steps must be an integer >= 1, got {steps!r}")
     tied = bool(tied)

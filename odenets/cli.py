@@ -11,9 +11,9 @@ is a subcommand named after the module (``bench.py`` -> ``odenets bench``; under
 dashes). Adding a subcommand is adding a file; nothing here changes. Command modules import
 heavy dependencies inside ``run`` so that ``odenets --help`` stays fast.
 
-Errors that are the user's (bad names or values, missing data, a diverged run) print one line,
-``odenets CMD: error: ...``, and exit with status 2 (3 for a diverged run); set ODENETS_DEBUG=1
-for the full traceback.
+Errors that are the user's (bad names or values, missing data, paths that cannot be written,
+a diverged run) print one line, ``odenets CMD: error: ...``, and exit with status 2 (3 for a
+diverged run); set ODENETS_DEBUG=1 for the full traceback.
 """
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ import pkgutil
 import sys
 
 from . import commands
+
+
+# file-system errors that are the user's (a --out or --run-dir that cannot be written)
+PATH_ERRORS = (FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)
 
 
 def subcommands() -> list:
@@ -68,7 +72,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"odenets {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (TrainingDivergedError, ValueError, FileNotFoundError) as e:
+    except (TrainingDivergedError, ValueError, FileNotFoundError, *PATH_ERRORS) as e:
         if os.environ.get("ODENETS_DEBUG"):
             raise
         print(f"odenets {args.command}: error: {e}", file=sys.stderr)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from solvers.base import Scheme
+from solvers.base import DivergenceError, Scheme
+from solvers.integrate import shape_checked, shape_message
 
 from .evaluation_norm import EvaluationIndex
 from .evaluation_norm import per_evaluation_norm as per_evaluation_norm_
@@ -144,6 +145,9 @@ class Flow(nn.Module):
         self._counters = [c.calls for call in self._calls
                           for c in (call if isinstance(call, tuple) else (call,))
                           if c.calls is not None]
+        # the first step checks its fields' output shapes (metadata only: no sync, no per-step cost)
+        what = f"the field {type(self.blocks[0]).__name__}"
+        self._calls = [shape_checked(self._calls[0], scheme.name, what), *self._calls[1:]]
         self._fixed = self._register_fixed(coefficients or {})
         self._learnable = tuple(c for c in scheme.learnable_coefficients()
                                 if c.name not in self._fixed)
@@ -204,13 +208,54 @@ class Flow(nn.Module):
             values[name] = getattr(self, f"coef_{name}")
         return values
 
-    def forward(self, u, state=None, return_state: bool = False):
+    def forward(self, u, *, state=None, return_state: bool = False):
+        """u_N from u = u_0 (and with ``return_state`` the pair ``(u_N, state)``). ``state`` is
+        None or the history a previous flow returned: a tuple of tensors shaped like ``u``."""
+        if state is not None:
+            self._check_state(u, state)
         for counter in self._counters:  # per-evaluation norms: calls are counted per step
             counter.value = 0
         coeffs = {name: v.unbind(0) for name, v in self.coefficient_values(u).items()}
-        u, state = self._stepper.solve(self._calls, u, self.t0, self.dt, coeffs, state,
-                                       training=self.training)
+        try:
+            u, state = self._stepper.solve(self._calls, u, self.t0, self.dt, coeffs, state,
+                                           training=self.training)
+        except RuntimeError as error:  # a later step's field of the wrong shape: say which
+            self._diagnose_shapes(u, error)
+            raise
         return (u, state) if return_state else u
+
+    def _check_state(self, u, state):
+        if isinstance(state, tuple) and all(torch.is_tensor(s) and s.shape == u.shape
+                                            for s in state):
+            return
+        got = type(state).__name__ if not isinstance(state, tuple) else "a tuple of " + ", ".join(
+            str(tuple(s.shape)) if torch.is_tensor(s) else type(s).__name__ for s in state)
+        raise ValueError(f"{self.scheme.name}: state must be None or a tuple of tensors shaped "
+                         f"like u {tuple(u.shape)} (the history from forward(u, "
+                         f"return_state=True)), got {got}")
+
+    @torch.no_grad()
+    def _diagnose_shapes(self, u, error):
+        """After a failed solve: evaluate each step's field once on ``u`` (in eval mode, so no
+        statistics change) and raise a ValueError naming the first step whose output is not
+        shaped like ``u``. Returns quietly when every field is fine or cannot tell."""
+        if self.scheme.paired_field or isinstance(error, (DivergenceError,
+                                                          torch.cuda.OutOfMemoryError)):
+            return
+        training = self.training
+        self.eval()
+        try:
+            for n, block in enumerate(self.blocks):  # block n is step n's (tied: one block)
+                try:
+                    out = _wrap(block)(self.t0 + n * self.dt, u)
+                except Exception:  # the field fails on u: its own error is the one to show
+                    return
+                if not torch.is_tensor(out) or out.shape != u.shape:
+                    raise ValueError(shape_message(
+                        self.scheme.name, f"the field {type(block).__name__} of step {n}", u,
+                        out)) from error
+        finally:
+            self.train(training)
 
     # -- accessors --------------------------------------------------------------------------------
     @property

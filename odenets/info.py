@@ -47,9 +47,9 @@ def count_macs(model: nn.Module, input_size=(1, 3, 32, 32)) -> int:
 
 
 def evaluations(model: nn.Module) -> float:
-    """Field evaluations per forward: sum over fixed-grid flows of steps x evaluations per step,
-    plus one per transition block. Continuous (adaptive) flows are not counted here; their
-    cost shows in the measured MACs."""
+    """Field evaluations per forward of the fixed-grid part: sum over `Flow` modules of steps x
+    evaluations per step, plus one per transition block. Continuous (torchdiffeq / torchsde)
+    flows are not included: their count is only known by running them (see `info`)."""
     total = 0.0
     for m in model.modules():
         if isinstance(m, Flow):
@@ -58,13 +58,41 @@ def evaluations(model: nn.Module) -> float:
     return total
 
 
+def _forward_nfe(model: nn.Module) -> int:
+    """Forward field evaluations counted so far by the continuous flows inside ``model``."""
+    from .build import _continuous
+    cont = _continuous()
+    return cont.total_nfe(model)["forward"] if cont is not None else 0
+
+
+def solver_name(model: nn.Module) -> str | None:
+    """The solver name of a network (its config), or of its first flow; None if it has none."""
+    solver = getattr(getattr(model, "config", None), "solver", None)
+    if isinstance(solver, str):
+        return solver
+    for m in model.modules():
+        if isinstance(m, Flow):
+            return m.scheme.name
+        if isinstance(getattr(m, "solver_name", None), str):  # continuous: ODEFlow, SDEFlow
+            return m.solver_name
+    return None
+
+
+def _number(x):
+    """``x`` as an int when it is integral (9.0 -> 9), else unchanged."""
+    return int(x) if float(x).is_integer() else x
+
+
 def info(model, input_size=(1, 3, 32, 32), **create_options) -> dict:
     """Metadata of a preset name (built with ``create_options``) or a model.
 
-    Returns ``{"name", "params", "coefficients", "blocks", "evaluations", "macs", "input_size",
-    "solver"}``: trainable parameters (scheme coefficients included), how many of them are scheme
-    coefficients, residual blocks (flow steps + transitions), field evaluations per forward,
-    multiply-accumulates for ``input_size`` (batch included) and the scheme.
+    Returns ``{"name", "params", "coefficients", "blocks", "evaluations", "continuous_nfe",
+    "macs", "input_size", "solver"}``: trainable parameters (scheme coefficients included), how
+    many of them are scheme coefficients, residual blocks (fixed-grid flow steps + transitions),
+    field evaluations per forward, multiply-accumulates for ``input_size`` (batch included) and
+    the solver name. ``evaluations`` includes ``continuous_nfe``, the field evaluations of
+    continuous (torchdiffeq / torchsde) flows counted during the MAC forward on zeros; for
+    adaptive solvers that number depends on the input and the weights.
     """
     name = model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
     if isinstance(model, str):
@@ -74,13 +102,17 @@ def info(model, input_size=(1, 3, 32, 32), **create_options) -> dict:
         model = create(model, **create_options)
     flows = [m for m in model.modules() if isinstance(m, Flow)]
     coeffs = sum(p.numel() for f in flows for p in f.raw.values())
+    nfe_before = _forward_nfe(model)
+    macs = count_macs(model, input_size)
+    nfe = _forward_nfe(model) - nfe_before
     return {
         "name": name,
         "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "coefficients": coeffs,
         "blocks": sum(f.steps for f in flows) + len(getattr(model, "transitions", ())),
-        "evaluations": evaluations(model),
-        "macs": count_macs(model, input_size),
+        "evaluations": _number(evaluations(model) + nfe),
+        "continuous_nfe": nfe,
+        "macs": macs,
         "input_size": tuple(input_size),
-        "solver": repr(flows[0].scheme) if flows else None,
+        "solver": solver_name(model),
     }

@@ -1,29 +1,46 @@
 """Functional entry point: integrate any callable on a uniform grid."""
 from __future__ import annotations
 
+import math
+
 import torch
 
-from .base import DivergenceError, check_int
+from .base import check_int
 from .registry import get
 
 
-def integrate(f, u0: torch.Tensor, steps: int, scheme="euler", t0: float = 0.0, t1: float = 1.0,
+def integrate(f, u0: torch.Tensor, steps: int, scheme=None, t0: float = 0.0, t1: float = 1.0,
               return_path: bool = False, coefficients: dict | None = None, training: bool = True,
-              **options):
-    """Integrate ``du/dt = f(t, u)`` from ``t0`` to ``t1`` in ``steps`` uniform steps.
+              *, method=None, **options):
+    """Integrate ``du/dt = f(t, u)`` from ``t0`` to ``t1`` in ``steps`` uniform steps of
+    ``dt = (t1 - t0) / steps``.
 
-    ``f`` is a callable ``f(t, u)`` (torchdiffeq's convention), a pair ``(f1, f2)`` for two-field
-    schemes (leapfrog, shake noise), or a *list* of ``steps`` such fields, one per step (untied
-    networks). ``scheme`` is a registry name or a `Scheme`; ``options`` go to `solvers.get`.
-    ``coefficients`` overrides the scheme's per-step coefficients (scalars or per-step
-    sequences, e.g. ``{"k": torch.full((steps,), 0.3)}``). Stochastic schemes draw noise when
-    ``training`` and use its mean otherwise.
+    ``f`` is a callable ``f(t, u)`` (torchdiffeq's convention) returning a tensor of ``u``'s
+    shape, a pair ``(f1, f2)`` for two-field schemes (leapfrog, shake noise), or a *list* of
+    ``steps`` such fields, one per step (untied networks). ``scheme`` (alias ``method``, as in
+    torchdiffeq) is a registry name (default ``"euler"``) or a `Scheme`; ``options`` go to
+    `solvers.get`. Only fixed-grid schemes: adaptive methods (dopri5...) are in
+    ``odenets.build(field, solver="dopri5")`` or ``torchdiffeq.odeint``. ``coefficients``
+    overrides the scheme's per-step coefficients (scalars or per-step sequences, e.g.
+    ``{"k": torch.full((steps,), 0.3)}``). Stochastic schemes draw noise when ``training`` and
+    use its mean otherwise.
 
-    Returns ``u(t1)``, or with ``return_path`` a tensor of shape ``(steps + 1, *u0.shape)`` holding
-    ``u`` at every grid point (``u0`` first).
+    Returns the endpoint ``u(t1)`` only (unlike ``odeint``, which returns u at every time of
+    ``t``), or with ``return_path`` a tensor of shape ``(steps + 1, *u0.shape)`` holding ``u`` at
+    every grid point ``t0 + n dt`` (``u0`` first). Each distinct field's output shape is checked
+    on its first call (a wrong shape raises a ValueError instead of broadcasting).
     """
-    scheme = get(scheme, **options)
+    if "t" in options:
+        raise ValueError("integrate takes no t=: it steps on the uniform grid t0 + n (t1 - t0) / "
+                         "steps, so pass t0=, t1= and steps= (return_path=True gives u at every "
+                         "grid point); for outputs at arbitrary times use torchdiffeq.odeint")
+    if method is not None and scheme is not None:
+        raise ValueError(f"give scheme= or its alias method=, not both (got scheme={scheme!r}, "
+                         f"method={method!r})")
+    scheme = get(scheme if scheme is not None else method if method is not None else "euler",
+                 **options)
     steps = check_int("steps", steps, scheme.name)
+    t0, t1 = check_times(scheme.name, t0, t1)
     if not torch.is_tensor(u0):
         raise ValueError(f"{scheme.name}: u0 must be a tensor, got {type(u0).__name__}")
     if not u0.is_floating_point():
@@ -38,26 +55,57 @@ def integrate(f, u0: torch.Tensor, steps: int, scheme="euler", t0: float = 0.0, 
         parts = field if isinstance(field, tuple) else (field,)
         if not all(callable(p) for p in parts):
             raise ValueError(f"{scheme.name}: the field must be callable f(t, u), got {field!r}")
-    dt = (float(t1) - float(t0)) / steps
-    try:
-        out, _ = scheme.solve(fields, u0, float(t0), dt, coefficients, None, return_path, training)
-    except RuntimeError as error:
-        _diagnose_shapes(scheme.name, fields[0], u0, float(t0), error)
-        raise
+    checked, seen = [], set()  # check each distinct field (or pair) at its first step only
+    for field in fields:
+        checked.append(field if id(field) in seen else shape_checked(field, scheme.name))
+        seen.add(id(field))
+    out, _ = scheme.solve(checked, u0, t0, (t1 - t0) / steps, coefficients, None, return_path,
+                          training)
     return out
 
 
-def _diagnose_shapes(name, field, u0, t0, error):
-    """After a failed solve: if the field does not return a tensor shaped like its input, say
-    so (instead of torch's broadcasting error from inside the scheme)."""
-    if isinstance(field, tuple) or isinstance(error, DivergenceError):
-        return
+def check_times(name: str, t0, t1) -> tuple[float, float]:
+    """``(t0, t1)`` as two finite, distinct floats (else a ValueError naming the problem)."""
     try:
-        with torch.no_grad():
-            out = field(t0, u0)
-    except Exception:  # the field itself fails on u0: torch's own message is the right one
-        return
-    if not torch.is_tensor(out) or out.shape != u0.shape:
-        got = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
-        raise ValueError(f"{name}: the field must return a tensor shaped like u (f(t, u) -> "
-                         f"{tuple(u0.shape)}), but f(t0, u0) returned {got}") from error
+        t0, t1 = float(t0), float(t1)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{name}: t0 and t1 must be real numbers, got t0={t0!r}, "
+                         f"t1={t1!r}") from None
+    if not (math.isfinite(t0) and math.isfinite(t1)) or t0 == t1:
+        raise ValueError(f"{name}: t0 and t1 must be two distinct finite times, got t0={t0!r}, "
+                         f"t1={t1!r}")
+    return t0, t1
+
+
+class ShapeChecked(torch.nn.Module):
+    """``f(t, u)`` that raises a ValueError when the result is not a tensor of ``u``'s shape
+    (instead of letting the scheme broadcast it). Shapes are metadata: no device sync.
+
+    An `nn.Module` holding ``f`` (or the module a bound method belongs to), so reversible solves
+    still find the step's parameters through it."""
+
+    def __init__(self, f, name: str, what: str = "the field"):
+        super().__init__()
+        self.f, self.name, self.what = f, name, what
+        owner = getattr(f, "__self__", None)
+        if not isinstance(f, torch.nn.Module) and isinstance(owner, torch.nn.Module):
+            self.owner = owner
+
+    def forward(self, t, u):
+        out = self.f(t, u)
+        if not torch.is_tensor(out) or out.shape != u.shape:
+            raise ValueError(shape_message(self.name, self.what, u, out))
+        return out
+
+
+def shape_checked(field, name: str, what: str = "the field"):
+    """``field`` (a callable or a pair of them) with its output shapes checked (`ShapeChecked`)."""
+    if isinstance(field, (tuple, list)):
+        return type(field)(ShapeChecked(p, name, what) for p in field)
+    return ShapeChecked(field, name, what)
+
+
+def shape_message(name: str, what: str, u, out) -> str:
+    got = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
+    return (f"{name}: {what} must return a tensor shaped like u (its input, {tuple(u.shape)}), "
+            f"but it returned {got}")

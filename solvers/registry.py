@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 
 from .ab2 import AB2
 from .backward_euler import BackwardEuler
@@ -31,6 +32,11 @@ SCHEMES: dict[str, type[Scheme]] = {
     "euler_maruyama": EulerMaruyama,
 }
 
+# torchdiffeq methods that are not schemes here: adaptive or with their own step control (in
+# `odenets.build` through `odenets.continuous`, or in torchdiffeq.odeint itself)
+TORCHDIFFEQ_ONLY = ("adaptive_heun", "bosh3", "dopri5", "dopri8", "explicit_adams", "fehlberg2",
+                    "fixed_adams", "heun2", "heun3", "implicit_adams", "scipy_solver")
+
 
 def available() -> list[str]:
     """Sorted names of the registered schemes (aliases included)."""
@@ -51,6 +57,11 @@ def get(name, **options) -> Scheme:
         if options:
             raise ValueError(f"options {sorted(options)} given with an already built scheme {name!r}")
         return name
+    if name in TORCHDIFFEQ_ONLY:
+        raise ValueError(f"unknown solver {name!r}: solvers holds fixed-grid schemes only "
+                         f"({', '.join(available())}); {name!r} is a torchdiffeq method, so use "
+                         f"odenets.build(field, solver={name!r}) or "
+                         f"torchdiffeq.odeint(f, u0, t, method={name!r})")
     if name not in SCHEMES:
         close = difflib.get_close_matches(str(name), SCHEMES, n=3)
         hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
@@ -59,7 +70,8 @@ def get(name, **options) -> Scheme:
     try:
         return cls(**options)
     except TypeError as e:  # unexpected keyword: list what the scheme takes
-        import inspect
-        allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        params = inspect.signature(cls.__init__).parameters.values()
+        allowed = [p.name for p in params if p.name != "self"
+                   and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]  # object's *args, **kwargs
         raise ValueError(f"invalid options {sorted(options)} for solver {name!r}: {e}; "
-                         f"allowed options: {allowed or 'none'}") from None
+                         f"allowed options: {', '.join(allowed) or 'none'}") from None

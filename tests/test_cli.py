@@ -143,7 +143,7 @@ def test_resume_or_eval_with_another_model_is_a_clear_error(capsys, tmp_path, mo
     status, _, err = run_cli(capsys, "train", "--resume", str(run), "--epochs", "2",
                              "--model-arg", "width=4")
     assert status == 2 and "Traceback" not in err
-    assert err.startswith("odenets train: error: ") and "checkpoint.pt does not fit" in err
+    assert err.startswith("odenets train: error: ") and "--model-arg width=4 differs from the run's" in err
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, "model_args": {"width": 4}}))
     status, _, err = run_cli(capsys, "eval", str(run))

@@ -43,10 +43,10 @@ def test_registry_lists_and_rejects():
     assert odenets.list_models("lm_resnet*") == sorted(odenets.list_models("lm_resnet*"))
     with pytest.raises(ValueError, match="did you mean .*'resnet20'"):
         odenets.create("resnet21")
-    with pytest.raises(ValueError, match="valid options: .*history"):
-        odenets.create("resnet20", histroy="restart")
-    with pytest.raises(ValueError, match="unknown history"):
-        odenets.create("lm_resnet20", history="forget")
+    with pytest.raises(ValueError, match="valid options: .*transition_history"):
+        odenets.create("resnet20", transition_histroy="restart")
+    with pytest.raises(ValueError, match="unknown transition_history"):
+        odenets.create("lm_resnet20", transition_history="forget")
 
 
 @pytest.mark.parametrize("override,message", [

@@ -35,7 +35,7 @@ def _hand_written_lm(model, x, history):
 @pytest.mark.parametrize("history", ["project", "restart"])
 def test_lm_resnet_is_the_lm_recurrence(history):
     torch.manual_seed(0)
-    model = odenets.create("lm_resnet20", in_channels=1, history=history).eval()
+    model = odenets.create("lm_resnet20", in_channels=1, transition_history=history).eval()
     x = torch.randn(2, 1, 12, 12)
     with torch.no_grad():
         torch.testing.assert_close(model(x), _hand_written_lm(model, x, history))
@@ -45,9 +45,9 @@ def test_history_rule_matters_only_for_multistep_schemes():
     x = torch.randn(2, 3, 8, 8)
     for name, differs in (("lm_resnet20", True), ("resnet20", False), ("rk2_resnet20", False)):
         torch.manual_seed(0)
-        a = odenets.create(name, history="project").eval()
+        a = odenets.create(name, transition_history="project").eval()
         torch.manual_seed(0)
-        b = odenets.create(name, history="restart").eval()
+        b = odenets.create(name, transition_history="restart").eval()
         b.load_state_dict(a.state_dict())
         with torch.no_grad():
             assert (not torch.equal(a(x), b(x))) == differs, name

@@ -11,6 +11,7 @@ import torch.multiprocessing as mp
 
 import odenets
 import solvers
+from fixtures.tiny_models import Crash, raise_at
 from odenets.train import TrainConfig, build_model, checkpoint, distributed, load_checkpoint, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -27,25 +28,11 @@ def noisy_config(tmp_path, name, preset, model_args, **kw):
     return TrainConfig(**{**base, **kw})
 
 
-class Crash(RuntimeError):
-    pass
-
-
 def crashing(cfg, call: int):
     """The model `train` would build for ``cfg`` (seed 0, rank 0), raising `Crash` at its
     ``call``-th training forward."""
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, 10, 3)
-    calls = [0]
-
-    def hook(module, inputs):
-        if module.training:
-            calls[0] += 1
-            if calls[0] == call:
-                raise Crash(f"simulated crash at training forward {call}")
-
-    model.register_forward_pre_hook(hook)
-    return model
+    return raise_at(build_model(cfg, 10, 3), call)
 
 
 def crash_in_epoch_2(tmp_path, preset, name="part"):

@@ -13,6 +13,7 @@ path and their ``main(argv)`` is called.
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 HELP = "run a benchmark: schemes (accuracy per parameter/FLOP/second), speed, sde, report"
 ORDER = 60
@@ -21,7 +22,8 @@ SCRIPTS = {"schemes": "compare_schemes.py", "speed": "speed.py", "sde": "sde_noi
 
 
 def add_parser(subparsers):
-    p = subparsers.add_parser("bench", help=HELP, description=__doc__.split("\n\n")[0],
+    p = subparsers.add_parser("bench", help=HELP, description=HELP[0].upper() + HELP[1:] + ". "
+                              "NAME is a script of the source checkout's benchmarks/ directory.",
                               epilog="Options after NAME belong to the script, e.g. "
                               "`odenets bench schemes --help`.")
     p.add_argument("name", metavar="NAME", help=f"one of {', '.join(SCRIPTS)}")
@@ -64,7 +66,27 @@ def load_script(name: str):
     return module
 
 
+@contextlib.contextmanager
+def _named_parsers(prog: str):
+    """Argument parsers made without a ``prog`` inside this context are called ``prog`` (the
+    scripts' parsers would take ``__main__.py`` from sys.argv[0]; sys.argv itself is left alone
+    because the scripts record it as their command line)."""
+    init = argparse.ArgumentParser.__init__
+
+    def named(self, *args, **kwargs):
+        if not args:
+            kwargs.setdefault("prog", prog)
+        init(self, *args, **kwargs)
+
+    argparse.ArgumentParser.__init__ = named
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.__init__ = init
+
+
 def run(args) -> int:
     module = load_script(args.name)
-    module.main(list(args.args))
+    with _named_parsers(f"odenets bench {args.name}"):
+        module.main(list(args.args))
     return 0

@@ -9,24 +9,25 @@ the default finishes in a few minutes on a 2-core CPU.
 """
 from __future__ import annotations
 
-import argparse
-
 HELP = "train several models with the same recipe and seed and compare them"
 ORDER = 15
 DEFAULT_SUBSET = 30000  # images per epoch when --subset is not given (0 = the whole training set)
 COLUMNS = ("model", "params", "test_acc", "best_acc", "train_s", "img_per_s")
+DESCRIPTION = ("Train several models with the same recipe and seed, then print a table comparing "
+               "them. Each run is a normal run directory under --out; compare.json there holds "
+               "the table. The other options are those of `odenets train`.")
 
 
 def add_parser(subparsers):
     from ..train.config import add_arguments
-    p = subparsers.add_parser("compare", help=HELP, description=__doc__.split("\n\n")[0] + ".",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = subparsers.add_parser("compare", help=HELP, description=DESCRIPTION)
     p.add_argument("--models", required=True,
                    help="comma-separated model names (see `odenets list models`)")
     p.add_argument("--out", default=None, help="directory for the runs and compare.json "
                    "(default: runs/compare-TIME)")
     p.add_argument("--subset", type=int, default=DEFAULT_SUBSET, help="train on a fixed random "
-                   "subset of this many training images (0: the whole training set)")
+                   "subset of this many training images, 0 = the whole training set (default: "
+                   f"{DEFAULT_SUBSET})")
     add_arguments(p, skip=("model", "run_dir", "subset"))
     return p
 
@@ -77,7 +78,8 @@ def run(args) -> int:
     cfg = configs[0].to_dict()
     recipe = {k: v for k, v in cfg.items() if k not in ("model", "run_dir")}
     write_json(out / "compare.json", dict(rows=rows, recipe=recipe))
-    print(f"{cfg['dataset']}, {cfg['epochs']} epochs, subset {cfg['subset'] or 'all'}, seed {cfg['seed']} "
+    epochs = f"{cfg['epochs']} epoch{'s' if cfg['epochs'] != 1 else ''}"
+    print(f"{cfg['dataset']}, {epochs}, subset {cfg['subset'] or 'all'}, seed {cfg['seed']} "
           f"(img/s: last epoch's training throughput)")
     print(format_table(rows))
     print(f"runs and compare.json in {out}")

@@ -8,11 +8,15 @@ ORDER = 35
 def add_parser(subparsers):
     p = subparsers.add_parser("eval", help=HELP, description=HELP + ".")
     p.add_argument("run_dir", help="a run directory written by `odenets train`")
-    p.add_argument("--split", default="test", choices=("test", "train"), help="split to evaluate")
+    p.add_argument("--split", default="test", choices=("test", "train"),
+                   help="split to evaluate (default: test)")
     p.add_argument("--data-dir", default=None, help="dataset directory (default: the run's)")
-    p.add_argument("--subset", type=int, default=None, help="evaluate on this many examples only")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--batch-size", type=int, default=512, help="evaluation batch size")
+    p.add_argument("--subset", type=int, default=None, help="evaluate on a fixed random subset of "
+                   "this many examples (default: all)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto: "
+                   "cuda if available)")
+    p.add_argument("--batch-size", type=int, default=512, help="evaluation batch size "
+                   "(default: 512)")
     return p
 
 

@@ -32,8 +32,12 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(meta, indent=2, default=str))
         return 0
+    nfe = meta.pop("continuous_nfe")
     for key, value in meta.items():
-        if key == "macs":
+        if key == "evaluations" and nfe:
+            value = (f"{value} ({nfe} by the continuous flows, counted in one forward on zeros; "
+                     f"an adaptive solver's count depends on the input)")
+        elif key == "macs":
             value = f"{value:,} ({value / 1e6:.1f} M per image)"
         elif key == "params":
             value = f"{value:,} ({value / 1e6:.3f} M)"

@@ -1,8 +1,6 @@
 """``odenets train``: train a preset on a dataset; ``--resume RUN_DIR`` continues a run."""
 from __future__ import annotations
 
-import argparse
-
 HELP = "train a model (checkpoints, metrics and a summary go to the run directory)"
 ORDER = 10
 
@@ -11,10 +9,11 @@ def add_parser(subparsers):
     from ..train.config import add_arguments
     p = subparsers.add_parser(
         "train", help=HELP, description=HELP + ". Multi-GPU: torchrun --nproc_per_node G -m "
-        "odenets train ...", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "odenets train ...")
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
                    help="continue the run in RUN_DIR from its last checkpoint, with its saved "
-                   "config; flags given here override it (e.g. --epochs to extend the run)")
+                   "config; flags given here override it (e.g. --epochs to extend the run), "
+                   "except --model, --solver, --model-arg and --dataset")
     add_arguments(p)
     return p
 
@@ -34,6 +33,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..train import config_from_args, train
+    from ..train.config import check_resume
     from ..train.rundir import CONFIG, read_json
     base = None
     if args.resume:
@@ -43,10 +43,13 @@ def run(args) -> int:
         args.run_dir = args.resume
     cfg = config_from_args(args, base).validate()
     check_names(cfg)
+    if base is not None:  # before any data is read
+        check_resume(base, cfg, Path(args.resume) / CONFIG)
     summary = train(cfg, resume=bool(args.resume))
     final = summary.get("final") or {}
     if final and os.environ.get("RANK", "0") == "0":  # one line, not one per torchrun process
+        done = summary["epochs_done"]
         print(f"{cfg.model} on {cfg.dataset}: test accuracy {final['test_acc']:.4f} after "
-              f"{summary['epochs_done']} epochs ({summary['train_seconds']:.1f} s training); "
+              f"{done} epoch{'s' if done != 1 else ''} ({summary['train_seconds']:.1f} s training); "
               f"run directory {summary['run_dir']}")
     return 0

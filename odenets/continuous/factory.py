@@ -15,7 +15,6 @@ from torch import nn
 import solvers
 
 ODE_PREFIX, SDE_PREFIX = "ode:", "sde:"
-_ALIASES = {"fixed_adams"}  # torchdiffeq's backward-compatible alias of implicit_adams
 
 
 def _ode_methods():
@@ -29,10 +28,11 @@ def _sde_methods():
 
 
 def continuous_solvers() -> list[str]:
-    """Sorted canonical names: torchdiffeq methods (prefixed ``ode:`` where the bare name is a
-    fixed-step scheme of `solvers`), then ``sde:<method>`` for torchsde."""
+    """Sorted names: every torchdiffeq method (prefixed ``ode:`` where the bare name is a
+    fixed-step scheme of `solvers`; ``fixed_adams`` is torchdiffeq's alias of implicit_adams),
+    then ``sde:<method>`` for torchsde."""
     taken = set(solvers.available())
-    odes = [ODE_PREFIX + m if m in taken else m for m in _ode_methods() if m not in _ALIASES]
+    odes = [ODE_PREFIX + m if m in taken else m for m in _ode_methods()]
     return sorted(odes) + [SDE_PREFIX + m for m in _sde_methods()]
 
 

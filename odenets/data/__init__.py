@@ -6,8 +6,8 @@
     for x, y in loader.epoch(3): ...
 
 Registered: fashion-mnist (IDX .gz), cifar10 / cifar100 / cifar100-coarse (python pickles),
-synthetic (generated). Files are looked for in ``--data-dir``, then ``$ODENETS_DATA``, then
-system locations; nothing is downloaded.
+synthetic (generated). Files are looked for in ``--data-dir`` (only there, when given), else in
+``$ODENETS_DATA``, then system locations; nothing is downloaded.
 """
 from .augment import Augment, normalize, random_crop, random_flip
 from .base import CorruptDatasetError, DatasetNotFoundError, ImageData

@@ -1,8 +1,10 @@
-"""Where datasets are looked for: ``--data-dir``, then ``$ODENETS_DATA``, then system copies.
+"""Where datasets are looked for: ``--data-dir`` alone when given, else ``$ODENETS_DATA``, then
+system copies.
 
 Each root is tried as given and with the dataset's usual sub-directory appended (e.g. a
 ``--data-dir ~/data`` holding ``cifar-10-batches-py/`` works, and so does pointing at
-``cifar-10-batches-py/`` itself). Nothing is ever downloaded.
+``cifar-10-batches-py/`` itself). An explicit directory is never silently replaced by another
+copy: if the files are not there, loading fails naming it. Nothing is ever downloaded.
 """
 from __future__ import annotations
 
@@ -17,14 +19,17 @@ ENV_VAR = "ODENETS_DATA"
 
 
 def candidate_dirs(data_dir, subdirs, system_dirs=()) -> list[Path]:
-    """Directories to search, in order, without duplicates."""
-    roots = [Path(data_dir).expanduser()] if data_dir else []
-    if os.environ.get(ENV_VAR):
-        roots.append(Path(os.environ[ENV_VAR]).expanduser())
+    """Directories to search, in order, without duplicates: ``data_dir`` and its ``subdirs``
+    when ``data_dir`` is given; else ``$ODENETS_DATA`` and its ``subdirs``, then ``system_dirs``."""
+    if data_dir:
+        roots = [Path(data_dir).expanduser()]
+    else:
+        roots = [Path(os.environ[ENV_VAR]).expanduser()] if os.environ.get(ENV_VAR) else []
     out = []
     for root in roots:
         out += [root] + [root / s for s in subdirs]
-    out += [Path(d) for d in system_dirs]
+    if not data_dir:
+        out += [Path(d) for d in system_dirs]
     seen, unique = set(), []
     for d in out:
         if d not in seen:
@@ -37,7 +42,8 @@ def find_dir(title: str, required, data_dir, subdirs=(), system_dirs=(), how_to_
     """The first candidate directory holding every file in ``required``.
 
     ``required`` is a list of alternatives per file: ``[("a.gz", "a"), ...]`` means the directory
-    must hold ``a.gz`` or ``a``. Raises `DatasetNotFoundError` listing the places searched.
+    must hold ``a.gz`` or ``a``. Raises `DatasetNotFoundError` listing the places searched; when
+    ``data_dir`` is given only it (and ``data_dir/<subdir>``) is searched, and the error names it.
     """
     searched = candidate_dirs(data_dir, subdirs, system_dirs)
     for d in searched:
@@ -45,7 +51,14 @@ def find_dir(title: str, required, data_dir, subdirs=(), system_dirs=(), how_to_
             return d
     wanted = ", ".join(alts[0] for alts in required)
     where = "\n".join(f"  {d}" for d in searched) or "  (nowhere: no --data-dir given and $ODENETS_DATA unset)"
-    raise DatasetNotFoundError(f"{title} not found. Looked for {wanted} in:\n{where}\n{how_to_get}")
+    if data_dir:
+        root = Path(data_dir).expanduser()
+        missing = "" if root.is_dir() else " (no such directory)"
+        head = (f"{title} not found in --data-dir {data_dir}{missing} ($ODENETS_DATA and system "
+                f"copies are searched only without --data-dir)")
+    else:
+        head = f"{title} not found"
+    raise DatasetNotFoundError(f"{head}. Looked for {wanted} in:\n{where}\n{how_to_get}")
 
 
 def dpkg_dir(package: str, filename: str) -> list[str]:

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from solvers import Scheme
+
 from ..build import _continuous, build
 from ..flow import Flow
-from ..fields import Coupled, TwoBranch, make_block
-from .transitions import HISTORIES, Transition, make_shortcut
+from ..fields import BLOCKS, Coupled, TwoBranch, make_block
+from .transitions import HISTORIES, SHORTCUTS, Transition, make_shortcut
 
 PAIRS = (None, "shake", "coupled")
 
@@ -33,7 +35,8 @@ class NetConfig:
     post_activation: bool = True         # relu(u + f(u)) per block (He 2016a); False: u + f(u)
     solver: str = "euler"                # scheme of every flow (see solvers.available())
     solver_options: dict = field(default_factory=dict)  # e.g. iterations=2, noise="bernoulli"
-    history: str = "project"             # multistep history at transitions: project | restart
+    transition_history: str = "project"  # multistep history across transitions: project | restart
+                                         # (not the lmm scheme's history=, a solver_options key)
     survival: float | None = None        # stochastic depth: p decays linearly 1 -> survival
     pair: str | None = None              # None | "shake" (2 half-width branches) | "coupled" (rev)
     tied: bool = False                   # one shared field per flow: an ODE, dt = 1 / steps
@@ -43,28 +46,55 @@ class NetConfig:
     in_channels: int = 3                 # input image channels
 
     def check(self):
+        """Raise ValueError naming the field, its value and what it must be, for any bad field."""
+        for name in ("block", "stem", "shortcut"):
+            _expect(self, name, isinstance(getattr(self, name), str), "a string")
+        _expect(self, "solver", isinstance(self.solver, (str, Scheme)),
+                "a solver name (a string, see odenets.available_solvers()) or a solvers.Scheme")
+        for name in ("block_options", "solver_options"):
+            _expect(self, name, isinstance(getattr(self, name), dict),
+                    "a dict of options, e.g. {'iterations': 2}")
+        for name in ("post_activation", "tied", "per_evaluation_norm"):
+            _expect(self, name, isinstance(getattr(self, name), bool), "True or False")
+        for name in ("depths", "widths", "strides"):
+            _expect(self, name, isinstance(getattr(self, name), (tuple, list)),
+                    "a tuple of integers >= 1, one per stage")
+            values = getattr(self, name)
+            if any(not _positive_int(v) for v in values):
+                raise ValueError(f"every entry of {name} must be an integer >= 1 (every stage needs "
+                                 f"depth >= 1), got {name}={values!r}")
         n = len(self.depths)
         if not (len(self.widths) == len(self.strides) == n) or n == 0:
             raise ValueError(f"depths, widths and strides must have one entry per stage, got "
                              f"{self.depths}, {self.widths}, {self.strides}")
-        for name in ("depths", "widths", "strides"):
-            values = getattr(self, name)
-            if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
-                raise ValueError(f"every entry of {name} must be an integer >= 1 (every stage needs "
-                                 f"depth >= 1), got {name}={values}")
         for name in ("num_classes", "in_channels"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if self.history not in HISTORIES:
-            raise ValueError(f"unknown history {self.history!r}; available: {', '.join(HISTORIES)}")
+            _expect(self, name, _positive_int(getattr(self, name)), "an integer >= 1")
+        _expect(self, "stem_width", self.stem_width is None or _positive_int(self.stem_width),
+                "None (widths[0]) or an integer >= 1")
+        if self.block not in BLOCKS:
+            raise ValueError(f"unknown block {self.block!r}; available: {', '.join(sorted(BLOCKS))}")
+        if self.transition_history not in HISTORIES:
+            raise ValueError(f"unknown transition_history {self.transition_history!r} (what multistep "
+                             f"schemes keep at stage transitions); available: {', '.join(HISTORIES)}")
         if self.pair not in PAIRS:
-            raise ValueError(f"unknown pair {self.pair!r}; available: {PAIRS}")
+            raise ValueError(f"unknown pair {self.pair!r}; available: None, 'shake', 'coupled'")
         if self.stem not in ("cifar", "imagenet"):
             raise ValueError(f"unknown stem {self.stem!r}; available: cifar, imagenet")
+        if self.shortcut not in SHORTCUTS:
+            raise ValueError(f"unknown shortcut {self.shortcut!r}; available: {', '.join(SHORTCUTS)}")
         if self.survival is not None and (isinstance(self.survival, bool) or not isinstance(
                 self.survival, (int, float)) or not 0.0 < self.survival <= 1.0):
-            raise ValueError(f"survival must lie in (0, 1], got {self.survival}")
+            raise ValueError(f"survival must lie in (0, 1], got {self.survival!r}")
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _expect(cfg: NetConfig, name: str, ok: bool, expected: str) -> None:
+    if not ok:
+        value = getattr(cfg, name)
+        raise ValueError(f"{name} must be {expected}, got {name}={value!r} ({type(value).__name__})")
 
 
 def _stem(cfg: NetConfig) -> nn.Sequential:
@@ -175,7 +205,7 @@ class Network(nn.Module):
                 field_ = make_block(cfg.block, channels, width, stride, **cfg.block_options)
                 shortcut = make_shortcut(cfg.shortcut, channels, width, stride)
                 transition = Transition(field_, shortcut, flow.scheme if isinstance(flow, Flow)
-                                        else None, cfg.history, act)
+                                        else None, cfg.transition_history, act)
             stages.append(Stage(transition, flow))
             channels, block_index = width, block_index + depth
         self.stages = nn.ModuleList(stages)

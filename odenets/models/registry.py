@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import re
 from typing import Callable
 
 from .network import NetConfig, Network
@@ -28,30 +29,80 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in PRESETS if fnmatch.fnmatchcase(n, pattern))
 
 
+def _summary(names) -> str:
+    """Sorted names with depth variants folded: ``lm_resnet{20,32,44}, resnet50, ...``."""
+    groups: dict[str, list] = {}
+    for name in sorted(names):
+        m = re.fullmatch(r"(.*?[^\d])(\d+)", name)
+        stem, number = (m[1], int(m[2])) if m else (name, None)
+        groups.setdefault(stem, []).append(number)
+    parts = []
+    for stem, numbers in sorted(groups.items()):
+        numbers = sorted(numbers, key=lambda n: -1 if n is None else n)
+        if None in numbers:
+            parts.append(stem)
+            numbers.remove(None)
+        if len(numbers) == 1:
+            parts.append(f"{stem}{numbers[0]}")
+        elif numbers:
+            parts.append(f"{stem}{{{','.join(map(str, numbers))}}}")
+    return ", ".join(parts)
+
+
+# renamed NetConfig fields: old name -> message
+RENAMED = {"history": "'history' is now 'transition_history' (project | restart at stage "
+                      "transitions); the lmm scheme's history=2..4 goes in "
+                      "solver_options={'history': 3}"}
+
+
 def get_config(name: str, **overrides) -> NetConfig:
-    """The `NetConfig` of preset ``name`` with ``overrides`` applied (unknown keys rejected)."""
+    """The `NetConfig` of preset ``name`` with ``overrides`` applied (unknown keys rejected).
+
+    ``solver_options`` is merged into the preset's; the result is checked (`NetConfig.check`).
+    """
     if name not in PRESETS:
-        close = difflib.get_close_matches(str(name), PRESETS, n=5, cutoff=0.5)
-        hint = f"did you mean {', '.join(map(repr, close))}? " if close else ""
-        raise ValueError(f"unknown model {name!r}; {hint}see odenets.list_models() "
-                         f"({len(PRESETS)} presets, e.g. {', '.join(list_models()[:6])}, ...)")
+        close = difflib.get_close_matches(str(name), PRESETS, n=3, cutoff=0.6)
+        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+        raise ValueError(f"unknown model {name!r}{hint}; available: {_summary(PRESETS)}")
     fields = {f.name for f in dataclasses.fields(NetConfig)}
     unknown = sorted(set(overrides) - fields)
+    for key in unknown:
+        if key in RENAMED:
+            raise ValueError(f"model {name!r}: {RENAMED[key]}")
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for model {name!r}; valid options: "
                          f"{', '.join(sorted(fields))}")
     cfg = PRESETS[name]()
     if "solver_options" in overrides:  # merged, so e.g. solver_options={"seed": 0} keeps the rest
-        overrides["solver_options"] = {**cfg.solver_options, **overrides["solver_options"]}
-    return dataclasses.replace(cfg, **overrides)
+        extra = overrides["solver_options"]
+        if not isinstance(extra, dict):
+            raise ValueError(f"solver_options must be a dict of options, e.g. {{'iterations': 2}}, "
+                             f"got solver_options={extra!r} ({type(extra).__name__})")
+        overrides["solver_options"] = {**cfg.solver_options, **extra}
+    cfg = dataclasses.replace(cfg, **overrides)
+    cfg.check()
+    return cfg
 
 
-def create(name: str, num_classes: int = 10, in_channels: int = 3, **overrides) -> Network:
+def create(name: str, num_classes: int = 10, in_channels: int = 3, pretrained: bool = False,
+           **overrides) -> Network:
     """Build preset ``name``: ``create("lm_resnet56", num_classes=100)``.
 
-    ``overrides`` are `NetConfig` fields, e.g. ``solver="rk2"``, ``history="restart"``,
-    ``solver_options={"k_init": (-0.5, 0.5)}`` (merged into the preset's).
+    ``overrides`` are `NetConfig` fields, e.g. ``solver="rk2"``, ``transition_history="restart"``,
+    ``solver_options={"k_init": (-0.5, 0.5)}`` (merged into the preset's). For timm users:
+    ``in_chans`` is accepted as an alias of ``in_channels``, and ``pretrained=False`` is accepted
+    and does nothing (there are no pretrained weights; ``pretrained=True`` raises ValueError).
     """
+    if pretrained is not False:
+        raise ValueError(f"pretrained={pretrained!r}: odenets ships no pretrained weights and "
+                         f"downloads nothing; train with `odenets train`, or load torchvision "
+                         f"ResNet-50 weights with odenets.models.torchvision_map.load_torchvision")
+    if "in_chans" in overrides:  # timm's name
+        in_chans = overrides.pop("in_chans")
+        if in_channels not in (3, in_chans):  # 3: the default, i.e. not given
+            raise ValueError(f"in_chans={in_chans!r} (timm's name for in_channels) and "
+                             f"in_channels={in_channels!r} disagree; pass only in_channels")
+        in_channels = in_chans
     cfg = get_config(name, num_classes=num_classes, in_channels=in_channels, **overrides)
     model = Network(cfg)
     model.name = name

@@ -2,8 +2,9 @@
 
 A transition is one residual block with a shortcut S that changes the shape:
 ``u_{n+1} = S(u_n) + f(u_n)`` (then the post-activation, if any). It belongs to the network,
-not to a flow. For multistep schemes (LM's u_{n-1}) the ``history`` rule says what the next flow
-takes as history (DESIGN.md section 2):
+not to a flow. For multistep schemes (LM's u_{n-1}) the history rule (`NetConfig`'s
+``transition_history``, the ``history`` argument of `Transition`) says what the next flow takes as
+history (DESIGN.md section 2):
 
 * ``"project"`` (default; the LM-ResNet authors' code): the transition is the scheme's
   starting step (forward Euler) taken in the new space from S(u_n), so the history it leaves
@@ -94,7 +95,8 @@ class Transition(nn.Module):
                  history: str = "project", activation: str | None = None):
         super().__init__()
         if history not in HISTORIES:
-            raise ValueError(f"unknown history rule {history!r}; available: {', '.join(HISTORIES)}")
+            raise ValueError(f"unknown transition history rule {history!r}; available: "
+                             f"{', '.join(HISTORIES)}")
         if activation not in (None, "relu"):
             raise ValueError(f"transition activation must be None or 'relu', got {activation!r}")
         self.field, self.shortcut = field, shortcut

@@ -13,7 +13,8 @@ from .loop import train
 from ..build import coefficients
 from .model import build_model
 from .optim import build_optimizer, lr_factor, param_groups
+from .precise_bn import recompute_bn_stats
 
 __all__ = ["SCHEDULES", "TrainConfig", "TrainingDivergedError", "add_arguments", "build_model",
            "build_optimizer", "coefficients", "config_from_args", "evaluate", "load_checkpoint",
-           "lr_factor", "param_groups", "save_atomic", "train"]
+           "lr_factor", "param_groups", "recompute_bn_stats", "save_atomic", "train"]

@@ -62,24 +62,50 @@ def remove_stale_temps(path) -> list[Path]:
 
 
 def load(path, map_location="cpu") -> dict:
-    """Read a checkpoint (tensors, numbers, strings and containers only: ``weights_only``)."""
+    """Read a checkpoint (tensors, numbers, strings and containers only: ``weights_only``).
+    A file torch cannot read raises a one-line ValueError naming ``path``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises several types for a bad file
-        raise ValueError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
+        raise ValueError(f"{path} is not a readable torch checkpoint (corrupt or truncated?): "
+                         f"{_first_line(e)}") from None
+
+
+def _first_line(error: Exception) -> str:
+    """The gist of torch.load's error: its first sentence, or what follows "WeightsUnpickler
+    error:" (the lines before it advise ``weights_only=False``, unsafe for an unknown file)."""
+    text = str(error)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    first = lines[0].split(". ")[0].rstrip(".") if lines else ""
+    if not first or "weights_only" in first:
+        return type(error).__name__
+    return f"{type(error).__name__}: {first}"
 
 
 def load_model_state(model, state_dict: dict, path) -> None:
     """``model.load_state_dict(state_dict)``; a checkpoint of another architecture or other
-    model options raises ValueError naming ``path`` instead of torch's RuntimeError."""
+    model options raises a short ValueError naming ``path`` and a few of the keys that differ
+    instead of torch's RuntimeError listing all of them."""
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as e:
+        own = model.state_dict()
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        shapes = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}" for k in own
+                  if k in state_dict and hasattr(state_dict[k], "shape")
+                  and tuple(state_dict[k].shape) != tuple(own[k].shape)]
+        parts = [f"{what}: {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''} ({len(keys)})"
+                 for what, keys in (("missing", missing), ("unexpected", unexpected),
+                                    ("other shape (saved vs model)", shapes)) if keys]
+        detail = "; ".join(parts) or _first_line(e)
         raise ValueError(f"{path} does not fit the model built from the config (were --model, "
-                         f"--model-arg or --solver changed?): {e}") from None
+                         f"--model-arg or --solver changed?): {detail}") from None
 
 
 class _ModuleGenerator:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import json
 import typing
 from dataclasses import dataclass, field
 
@@ -32,14 +33,14 @@ class TrainConfig:
     model: str = opt("lm_resnet20", "model preset (see `odenets list`) or 'module:function' "
                      "returning an nn.Module from (num_classes=, in_channels=)")
     dataset: str = opt("fashion-mnist", "dataset name (see `odenets list`)")
-    data_dir: typing.Optional[str] = opt(None, "directory holding the dataset files (else "
+    data_dir: typing.Optional[str] = opt(None, "directory holding the dataset files (default: "
                                          "$ODENETS_DATA, then system locations)")
     subset: typing.Optional[int] = opt(None, "train on a fixed random subset of this many "
                                        "training images (default: all)")
     test_subset: typing.Optional[int] = opt(None, "evaluate on a fixed random subset of this "
                                             "many test images (default: all)")
     solver: typing.Optional[str] = opt(None, "replace the preset's scheme by this solver "
-                                       "(see `odenets list`); default: the preset's own")
+                                       "(see `odenets list`) (default: the preset's own)")
     model_args: dict = opt({}, "extra model options, KEY=VALUE (repeatable), passed to "
                            "odenets.create", metavar="KEY=VALUE", flag="--model-arg")
     augment: bool = opt(True, "use the dataset's training augmentation (random crop/flip)")
@@ -64,7 +65,12 @@ class TrainConfig:
                    "on CUDA, off on CPU)")
     channels_last: bool = opt(True, "channels_last memory format for model and inputs")
     compile: bool = opt(False, "wrap the model in torch.compile")
+    # -- evaluation ----------------------------------------------------------------------------
     eval_batch_size: int = opt(512, "batch size for evaluation")
+    precise_bn: int = opt(0, "before each evaluation, recompute the BatchNorm running statistics "
+                          "with the current weights from this many training batches (train mode, "
+                          "no gradients, cumulative average; at most one epoch's worth); 0 = off",
+                          metavar="BATCHES")
     # -- bookkeeping -------------------------------------------------------------------------
     seed: int = opt(0, "seed of weights, data order, augmentation and model noise")
     device: str = opt("auto", "'auto' (cuda if available), 'cpu', 'cuda' or 'cuda:N'")
@@ -85,6 +91,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size", "log_every"):
             positive(name)
         positive("lr", integer=False)
+        if isinstance(self.precise_bn, bool) or not isinstance(self.precise_bn, int) or self.precise_bn < 0:
+            raise ValueError(f"precise_bn must be an integer >= 0 (0 = off), got {self.precise_bn!r}")
         for name in ("subset", "test_subset"):
             if getattr(self, name) is not None:
                 positive(name)
@@ -97,8 +105,12 @@ class TrainConfig:
         if not self.gamma > 0:
             raise ValueError(f"gamma must be positive (the step schedule multiplies the rate by it), "
                              f"got {self.gamma}")
-        if not 0 <= self.momentum < 1 or self.weight_decay < 0 or self.warmup_epochs < 0:
-            raise ValueError("need 0 <= momentum < 1, weight_decay >= 0 and warmup_epochs >= 0")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must lie in [0, 1), got {self.momentum}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not self.warmup_epochs >= 0:
+            raise ValueError(f"warmup_epochs must be >= 0 (0 = no warm-up), got {self.warmup_epochs}")
         if any(not 0 < m < 1 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
             raise ValueError(f"milestones must be increasing fractions in (0, 1), got {self.milestones}")
         return self
@@ -150,6 +162,26 @@ def _floats(text):
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def shown(value) -> str:
+    """A default as one would type it: ``on``/``off``, ``0.5,0.75``, ``K=V ...``, ``none``."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value))
+    if isinstance(value, dict):
+        return " ".join(f"{k}={v}" for k, v in value.items()) or "none"
+    return "none" if value is None else str(value)
+
+
+def help_text(f: dataclasses.Field) -> str:
+    """The field's help with its default appended, unless the help already says it."""
+    text = f.metadata["help"]
+    if "(default:" in text:
+        return text
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    return f"{text} (default: {shown(default)})"
+
+
 def add_arguments(parser: argparse.ArgumentParser, skip=()) -> None:
     """One ``--flag`` per `TrainConfig` field (defaults suppressed, so ``vars(args)`` holds only
     what the user typed and can override a saved config on ``--resume``)."""
@@ -159,9 +191,7 @@ def add_arguments(parser: argparse.ArgumentParser, skip=()) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         kind = hints[f.name]
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        kw = dict(dest=f.name, default=argparse.SUPPRESS,
-                  help=f"{f.metadata['help']} (default: {default!r})")
+        kw = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text(f))
         if "metavar" in f.metadata:
             kw["metavar"] = f.metadata["metavar"]
         if kind is bool:
@@ -184,3 +214,31 @@ def config_from_args(args: argparse.Namespace, base: dict | None = None) -> Trai
         given["model_args"] = {**(base or {}).get("model_args", {}), **dict(given["model_args"])}
     merged = {**(base or {}), **given}
     return TrainConfig.from_dict(merged)
+
+
+# ---- what a resumed run may not change ---------------------------------------------------------
+FIXED_ON_RESUME = ("model", "solver", "model_args", "dataset")
+
+
+def check_resume(saved: dict, cfg: TrainConfig, where="the run's config.json") -> None:
+    """Raise ValueError if ``cfg`` changes the model, solver, model options or dataset of the
+    run whose config is ``saved`` (a config dict): the checkpoint's weights would not fit, or
+    would mean something else. Names the flag, the run's value and the new value."""
+    def plain(value):  # JSON round trip: tuples and lists compare equal
+        return json.loads(json.dumps(value))
+
+    for name in FIXED_ON_RESUME:
+        old, new = plain(saved.get(name)), plain(getattr(cfg, name))
+        if old == new:
+            continue
+        if name == "model_args":  # the first option that differs
+            old, new = old or {}, new or {}
+            key = next(k for k in sorted(set(old) | set(new)) if old.get(k, ...) != new.get(k, ...))
+            ours, theirs = (f"--model-arg {key}={shown(d[key])}" if key in d else
+                            f"default (no --model-arg {key})" for d in (new, old))
+        else:
+            flag = "--" + name.replace("_", "-")
+            ours, theirs = f"{flag} {shown(new)}", f"{flag} {shown(old)}"
+        raise ValueError(f"{ours} differs from the run's {theirs} ({where}); --model, --solver, "
+                         "--model-arg and --dataset cannot change on --resume (start a new run "
+                         "instead)")

@@ -8,9 +8,14 @@ states of generators the model's noise owns (a scheme's ``seed=``) are saved in 
 checkpoint and restored on resume. A run
 resumed from its last checkpoint therefore replays exactly what the killed run would have done,
 and on CPU reaches bit-identical weights.
+
+With ``precise_bn=K`` the BatchNorm running statistics are recomputed from K training batches
+before each evaluation (`precise_bn.recompute_bn_stats`) and averaged over ranks; the RNG states
+are restored around it, so the weights are those of the same run without it.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 from pathlib import Path
@@ -21,7 +26,8 @@ from torch import nn
 from .. import data as datasets
 from . import checkpoint, distributed, rundir
 from .config import TrainConfig
-from .epoch import TrainingDivergedError, evaluate, train_epoch
+from .epoch import TrainingDivergedError, autocast, evaluate, train_epoch
+from .precise_bn import recompute_bn_stats
 from ..continuous import reset_nfe, total_nfe
 from ..build import coefficients
 from .model import build_model, count_parameters
@@ -85,7 +91,12 @@ def _train(cfg, spec, info, device, model, resume):
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, history = state["epoch"], list(state["history"])
         was = state.get("schedule", {})
-        if info.main and (was.get("total"), was.get("step")) != (total_steps, start_epoch * len(train_loader)):
+        if start_epoch > cfg.epochs:
+            raise ValueError(f"{run_dir} has {start_epoch} epochs, more than --epochs {cfg.epochs}: "
+                             f"a run cannot be shortened; pass --epochs N (N > {start_epoch}) to "
+                             "extend it")
+        moved = (was.get("total"), was.get("step")) != (total_steps, start_epoch * len(train_loader))
+        if info.main and moved and start_epoch < cfg.epochs:
             print(f"odenets: note: the {cfg.schedule} schedule now spans {total_steps} steps, resuming "
                   f"at step {start_epoch * len(train_loader)} (the checkpoint was at step "
                   f"{was.get('step')} of {was.get('total')}): --epochs, --batch-size or --subset "
@@ -94,10 +105,14 @@ def _train(cfg, spec, info, device, model, resume):
         rng = state["rng"]  # and the model's own noise generators (seed= of a stochastic scheme)
         checkpoint.set_rng_state(rng[info.rank] if len(rng) == info.world_size else rng[0], raw,
                                  ckpt_path)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if info.main:
-        rundir.write_json(run_dir / rundir.CONFIG, cfg.to_dict())
-        rundir.rewrite_metrics(run_dir, history)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if info.main:
+            rundir.write_json(run_dir / rundir.CONFIG, cfg.to_dict())
+            rundir.rewrite_metrics(run_dir, history)
+    except OSError as e:
+        raise ValueError(f"cannot write the run directory {run_dir} (--run-dir): "
+                         f"{e.strerror or e}") from None
 
     eval_model = torch.compile(raw) if cfg.compile else raw
     train_model = eval_model
@@ -105,9 +120,13 @@ def _train(cfg, spec, info, device, model, resume):
         train_model = _ddp(eval_model, raw, train_data.images.shape[1:], cfg, info, device)
     bar = _progress_bar(cfg, info, len(train_loader))
     log = (bar.write if bar is not None else print) if info.main else (lambda line: None)
-    log(f"{cfg.model}: {count_parameters(raw):,} parameters, {len(train_data)} training / "
-        f"{len(test_data)} test images of {cfg.dataset} on {device} x{info.world_size}, "
-        f"epochs {start_epoch + 1}..{cfg.epochs}, run directory {run_dir}")
+    if start_epoch == cfg.epochs:
+        log(f"{run_dir}: run already complete ({start_epoch}/{cfg.epochs} epochs); pass --epochs N "
+            f"(N > {start_epoch}) to extend it")
+    else:
+        log(f"{cfg.model}: {count_parameters(raw):,} parameters, {len(train_data)} training / "
+            f"{len(test_data)} test images of {cfg.dataset} on {device} x{info.world_size}, "
+            f"{_epochs_text(start_epoch, cfg.epochs)}, run directory {run_dir}")
     summary = dict(model=cfg.model, dataset=cfg.dataset, params=count_parameters(raw),
                    train_images=len(train_data), test_images=len(test_data),
                    device=str(device), world_size=info.world_size, torch=torch.__version__,
@@ -121,6 +140,8 @@ def _train(cfg, spec, info, device, model, resume):
             stats = train_epoch(train_model, train_loader, optimizer, epoch, epoch * len(train_loader),
                                 total_steps, cfg, info, device, bar)
             nfe = total_nfe(raw)  # continuous-depth flows: field evaluations this epoch
+            if cfg.precise_bn:
+                _precise_bn(raw, train_loader, epoch, cfg, device)
             _average_buffers(raw, info)
             test = evaluate(eval_model, test_loader, cfg, info, device)
             if not math.isfinite(test["loss"]):  # the update after the last checked loss broke it
@@ -185,6 +206,29 @@ def _ddp(model, raw, image_shape, cfg, info, device) -> nn.Module:
               file=sys.stderr)
     ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
+
+
+def _precise_bn(model, loader, epoch, cfg, device) -> int:
+    """Recompute ``model``'s BatchNorm statistics from the first ``cfg.precise_bn`` batches of
+    this rank's training epoch (augmented, under the training autocast); the torch RNG and the
+    model's noise generators are restored afterwards, so the training run is the same with or
+    without it. The caller averages the buffers over ranks."""
+    state = checkpoint.rng_state(model)
+    batches = (x for x, _ in itertools.islice(loader.epoch(epoch), cfg.precise_bn))
+
+    def forward(module, x):
+        with autocast(device, cfg.amp):
+            return module(x)
+
+    try:
+        return recompute_bn_stats(model, batches, forward)
+    finally:
+        checkpoint.set_rng_state(state, model)
+
+
+def _epochs_text(start: int, epochs: int) -> str:
+    """'epoch 3 of 3', 'epochs 2..5' (1-based, the ones this call trains)."""
+    return f"epoch {epochs} of {epochs}" if start + 1 == epochs else f"epochs {start + 1}..{epochs}"
 
 
 def _training_seed(seed: int, rank: int) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 
 from torch import nn
 
@@ -51,7 +52,14 @@ def build_model(cfg, num_classes: int, in_channels: int) -> nn.Module:
             raise ValueError(f"cannot load model factory {cfg.model!r}: {e}") from None
         if cfg.solver is not None:
             kwargs["solver"] = cfg.solver
-        model = factory(num_classes=num_classes, in_channels=in_channels, **kwargs)
+        kwargs.update(num_classes=num_classes, in_channels=in_channels)
+        if _check_signature(factory, cfg.model, kwargs):
+            model = factory(**kwargs)
+        else:  # no signature to check (some builtins): a TypeError is the call's
+            try:
+                model = factory(**kwargs)
+            except TypeError as e:
+                raise _bad_factory(cfg.model, kwargs, e) from None
     else:
         import odenets
         check_model_name(cfg.model)
@@ -62,6 +70,29 @@ def build_model(cfg, num_classes: int, in_channels: int) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise ValueError(f"model {cfg.model!r} gave a {type(model).__name__}, not an nn.Module")
     return model
+
+
+def _check_signature(factory, name: str, kwargs: dict) -> bool:
+    """Raise ValueError if ``factory``'s signature does not take the keywords ``kwargs`` (so a
+    TypeError raised inside the factory keeps its traceback); False if it has no signature."""
+    if not callable(factory):
+        raise ValueError(f"model factory {name!r} is a {type(factory).__name__}, not a function")
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return False
+    try:
+        signature.bind(**kwargs)
+    except TypeError as e:
+        raise _bad_factory(name, kwargs, e) from None
+    return True
+
+
+def _bad_factory(name: str, kwargs: dict, error: TypeError) -> ValueError:
+    extra = sorted(set(kwargs) - {"num_classes", "in_channels"})
+    also = f" and the keywords {', '.join(extra)} (--model-arg/--solver)" if extra else ""
+    return ValueError(f"model factory {name!r} must accept num_classes=, in_channels={also}: "
+                      f"{error}")
 
 
 def count_parameters(model: nn.Module) -> int:
