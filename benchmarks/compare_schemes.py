@@ -59,7 +59,8 @@ def parse_args(argv=None):
     p.add_argument("--dataset", default=None, help="default: fashion-mnist, cifar10 with --data-dir")
     p.add_argument("--data-dir", default=None, help="directory with the dataset files")
     for name, kind in (("epochs", int), ("subset", int), ("test-subset", int), ("batch-size", int),
-                       ("lr", float), ("schedule", str), ("weight-decay", float)):
+                       ("lr", float), ("schedule", str), ("weight-decay", float),
+                       ("precise-bn", int)):
         p.add_argument(f"--{name}", type=kind, default=None, help="override the configuration's recipe")
     p.add_argument("--device", default="auto")
     p.add_argument("--amp", default=None, help="auto | bf16 | off (default: auto)")
@@ -76,7 +77,7 @@ def make_recipe(args) -> Recipe:
     return Recipe.preset(args.config, dataset, data_dir=args.data_dir, epochs=args.epochs,
                          subset=args.subset, test_subset=args.test_subset, batch_size=args.batch_size,
                          lr=args.lr, schedule=args.schedule, weight_decay=args.weight_decay,
-                         device=args.device, amp=args.amp, compile=args.compile or None)
+                         precise_bn=args.precise_bn, device=args.device, amp=args.amp, compile=args.compile or None)
 
 
 def plan(args) -> tuple[list[str], list[int], list[int]]:

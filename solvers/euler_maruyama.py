@@ -84,6 +84,12 @@ class EulerMaruyama(Scheme):
             self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
         return self._generators[key]
 
+    def manual_seed(self, seed: int) -> None:
+        """Restart the seeded noise stream from ``seed`` (on every device, made lazily)."""
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise ValueError(f"euler_maruyama: seed must be an integer, got {seed!r}")
+        self.seed, self._generators = int(seed), {}
+
     def rng_state(self) -> dict:
         """States of the generators the noise is drawn with (for checkpoints): {"generator": s}
         for a user ``generator``, {device: s} for those made from ``seed`` so far, {} when the

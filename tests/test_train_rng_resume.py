@@ -116,6 +116,24 @@ def test_rng_state_round_trip_replays_the_noise(preset, args, sources):
     assert torch.equal(_draws(fresh, x), first)
 
 
+@pytest.mark.parametrize("preset,args", [
+    ("sd_resnet20", NOISY["sd"]),
+    ("preact_resnet20", dict(SMALL, solver="sde:euler", solver_options={"seed": 1, "steps": 2}))])
+def test_each_rank_draws_its_own_seeded_noise(preset, args):
+    """Under DDP rank r > 0 reseeds the model's seeded noise (rank 0 keeps it), so ranks do not
+    share stochastic-depth gates or Brownian increments."""
+    x = torch.randn(2, 3, 8, 8)
+    draws = []
+    for rank in (0, 0, 1):
+        torch.manual_seed(0)
+        model = odenets.create(preset, **args)
+        checkpoint.decorrelate_noise(model, rank)
+        torch.manual_seed(1)
+        draws.append(_draws(model, x))
+    assert torch.equal(draws[0], draws[1])
+    assert not torch.equal(draws[0], draws[2])
+
+
 def test_scheme_rng_state_accessors():
     scheme = solvers.get("euler_maruyama", seed=5)
     assert scheme.rng_state() == {}  # generators are made on first use, per device

@@ -145,6 +145,25 @@ def noise_sources(model) -> list:
     return sources
 
 
+def decorrelate_noise(model, rank: int) -> None:
+    """Give rank ``rank`` of a distributed run its own stream for every seeded noise generator of
+    ``model`` (seed s -> s + 1,000,003 rank): otherwise every rank would draw the same
+    stochastic-depth gates or Brownian increments for its own samples. Rank 0 keeps the seed,
+    so a one-process run draws what rank 0 draws. User-supplied generators are left alone."""
+    if rank == 0:
+        return
+    for source in noise_sources(model):
+        owner = source.module if isinstance(source, _ModuleGenerator) else source
+        seed = getattr(owner, "seed", None)
+        if seed is None:
+            continue
+        if isinstance(source, _ModuleGenerator):   # an sde: flow
+            owner.seed = seed + 1_000_003 * rank
+            owner._generator.manual_seed(owner.seed)
+        else:                                       # an Euler-Maruyama scheme
+            owner.manual_seed(seed + 1_000_003 * rank)
+
+
 def rng_state(model=None) -> dict:
     """This process's torch RNG states (CPU and, when present, every CUDA device) and, given
     ``model``, its noise generators' (``"noise"``: one dict per `noise_sources` entry)."""

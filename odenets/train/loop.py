@@ -68,6 +68,7 @@ def _train(cfg, spec, info, device, model, resume):
     if model is None:
         model = build_model(cfg, train_data.num_classes, train_data.channels)
     torch.manual_seed(_training_seed(cfg.seed, info.rank))  # independent of what init consumed
+    checkpoint.decorrelate_noise(model, info.rank)  # seeded noise: one stream per rank
     raw = model.to(device)
     if cfg.channels_last:
         raw = raw.to(memory_format=torch.channels_last)
