@@ -157,7 +157,10 @@ def markdown(payload: dict) -> str:
              f"Device: {env['device']} ({env['device_type']}), torch {env['torch']}; seeds "
              f"{payload['seeds']}; recipe: {recipe['epochs']} epoch(s), subset {recipe['subset'] or 'all'}, "
              f"test subset {recipe['test_subset'] or 'all'}, batch {recipe['batch_size']}, lr "
-             f"{recipe['lr']} ({recipe['schedule']}); total wall time {payload['wall_seconds']:.0f} s.",
+             f"{recipe['lr']} ({recipe['schedule']})"
+             + (f", BatchNorm statistics recomputed on {recipe['precise_bn']} batches before "
+                f"evaluation" if recipe.get("precise_bn") else "")
+             + f"; total wall time {payload['wall_seconds']:.0f} s.",
              f"Command: `{env['command']}`", ""]
     if payload["config"] != "full":
         lines += ["Short CPU runs: accuracies are far from converged and differences between schemes "

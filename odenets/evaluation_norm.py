@@ -16,7 +16,9 @@ al. 2017). Parameters are unchanged; only buffers grow. A tied field (one module
 step) keeps one slot per call and shares it across steps, as a tied Euler flow shares its one
 set of statistics. `Flow` converts the norms of its fields
 (``per_evaluation_norm=True``, the default, when the scheme calls a field more than once per
-step) and tells them the call index before every call.
+step) and tells them the call index before every call. ``nn.SyncBatchNorm.convert_sync_batchnorm``
+does not know these modules (it would copy the (slots, C) statistics into a SyncBatchNorm); odenets'
+DDP training keeps per-rank statistics, averaged over ranks before evaluation.
 """
 from __future__ import annotations
 

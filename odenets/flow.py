@@ -134,14 +134,14 @@ class Flow(nn.Module):
             activation, activation))
         self.blocks = nn.ModuleList(fields)
         slots = scheme.field_calls if per_evaluation_norm else 1
-        indices = [per_evaluation_norm_(m, slots) if slots > 1 else None for m in self.blocks]
+        indices = {}  # id(block) -> the EvaluationIndex of its converted norms (each block once)
+        for m in self.blocks:
+            if slots > 1 and id(m) not in indices:
+                indices[id(m)] = per_evaluation_norm_(m, slots)
+        self._indices = [i for i in indices.values() if i is not None]
         pair = scheme.paired_field  # leapfrog's (F, G), shake noise's (f1, f2)
-        if self.tied:
-            calls = [self._calls_for(self.blocks[0], pair, indices[0])
-                     for _ in range(steps if indices[0] is not None else 1)]
-            self._calls = calls if len(calls) == steps else calls * steps
-        else:
-            self._calls = [self._calls_for(m, pair, i) for m, i in zip(self.blocks, indices)]
+        per_step = [self.blocks[0]] * steps if self.tied else list(self.blocks)
+        self._calls = [self._calls_for(m, pair, indices.get(id(m))) for m in per_step]
         self._counters = [c.calls for call in self._calls
                           for c in (call if isinstance(call, tuple) else (call,))
                           if c.calls is not None]
@@ -222,6 +222,8 @@ class Flow(nn.Module):
         except RuntimeError as error:  # a later step's field of the wrong shape: say which
             self._diagnose_shapes(u, error)
             raise
+        for index in self._indices:  # a field called on its own afterwards uses slot 0
+            index.value = 0
         return (u, state) if return_state else u
 
     def _check_state(self, u, state):
@@ -242,7 +244,7 @@ class Flow(nn.Module):
         if self.scheme.paired_field or isinstance(error, (DivergenceError,
                                                           torch.cuda.OutOfMemoryError)):
             return
-        training = self.training
+        modes = [(m, m.training) for m in self.modules()]
         self.eval()
         try:
             for n, block in enumerate(self.blocks):  # block n is step n's (tied: one block)
@@ -255,7 +257,8 @@ class Flow(nn.Module):
                         self.scheme.name, f"the field {type(block).__name__} of step {n}", u,
                         out)) from error
         finally:
-            self.train(training)
+            for m, mode in modes:  # each module's own mode (a frozen BatchNorm stays frozen)
+                m.training = mode
 
     # -- accessors --------------------------------------------------------------------------------
     @property

@@ -34,6 +34,12 @@ class BackwardEuler(Scheme):
         self.check = bool(check)
         self.evaluations = self.max_iterations if self.tol is not None else self.iterations
 
+    @property
+    def field_calls(self) -> int:
+        """``iterations``, also with ``tol``: later iterates lie near the fixed point, where the
+        field's input barely changes, so they share the last call's slot."""
+        return self.iterations
+
     def options(self):
         return dict(iterations=self.iterations, tol=self.tol, max_iterations=self.max_iterations,
                     check=self.check)

@@ -168,3 +168,18 @@ def test_torchdiffeq_method_names_point_to_build(name):
     hint = rf"torchdiffeq method.*odenets\.build\(field, solver='{name}'\)"
     with pytest.raises(ValueError, match=hint):
         solvers.integrate(lambda t, u: -u, torch.ones(3), 4, scheme=name)
+
+
+def test_shape_diagnosis_restores_each_module_mode():
+    import odenets
+    from torch import nn
+    good = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))
+    bad = nn.Linear(3, 1)
+    flow = odenets.build([good, bad, good], "euler")
+    flow.train()
+    good[1].eval()                      # a deliberately frozen BatchNorm
+    try:
+        flow(torch.randn(4, 3).expand(4, 3).contiguous()[:, :3])
+    except ValueError:
+        pass
+    assert flow.training and not good[1].training

@@ -175,3 +175,44 @@ def test_reversible_backward_recompute_leaves_statistics():
     y.square().sum().backward()
     for k, v in flow.state_dict().items():
         torch.testing.assert_close(v, after_forward[k], msg=k)
+
+
+def test_verlet_eval_gradients_match_plain_autograd():
+    """The reversible backward inverts then recomputes a step, calling F in another order; in
+    eval mode (per-call statistics in use) the solve keeps the plain graph, so gradients agree."""
+    torch.manual_seed(0)
+    batch = torch.randn(16, 8, 6, 6, dtype=torch.float64)
+    x = torch.randn(4, 8, 6, 6, dtype=torch.float64)
+    flows = [odenets.build(Coupled(BasicField(4), BasicField(4)), "leapfrog", steps=2,
+                           variant="verlet", memory_efficient=m).double() for m in (True, False)]
+    flows[0].train()
+    with torch.no_grad():
+        flows[0](batch)   # distinct statistics per slot
+    flows[1].load_state_dict(flows[0].state_dict())
+    grads = []
+    for flow in flows:
+        flow.eval()
+        xi = x.clone().requires_grad_()
+        flow(xi).square().sum().backward()
+        grads.append(xi.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_duplicate_blocks_are_converted_once_and_counted_per_step():
+    field = _bn_field()
+    flow = odenets.build([field, field, field], "rk4")
+    bn = field[1]
+    assert isinstance(bn, EvaluationBatchNorm1d) and bn.slots == 4
+    seen = []
+    bn.register_forward_pre_hook(lambda m, args: seen.append(m.evaluation_index.value))
+    flow(torch.randn(8, 6))
+    assert seen == [0, 1, 2, 3] * 3
+    assert bn.evaluation_index.value == 0   # reset after the solve: a direct call uses slot 0
+
+
+def test_backward_euler_with_tol_keeps_iterations_slots():
+    scheme = solvers.get("backward_euler", iterations=2, tol=1e-6)
+    assert scheme.field_calls == 2   # later iterates share the last slot
+    flow = odenets.build(_bn_field(), "backward_euler", steps=1, iterations=2, tol=1e-3,
+                         max_iterations=50)
+    assert flow.blocks[0][1].running_mean.shape == (2, 6)

@@ -185,6 +185,20 @@ def _usable(key: str) -> bool:
     return True
 
 
+def _on_device(states: dict, device: torch.device) -> dict:
+    """Saved generator states to restore on this process: the state of the model's device when
+    saved; else a state of another device of the same type (a run resumed on cuda:1, or by
+    another rank) continues on the model's device. Devices this process lacks are skipped."""
+    out = {}
+    for key, value in states.items():
+        if key != "generator" and str(device) not in states and torch.device(key).type == device.type:
+            key = str(device)
+        if _usable(key) and (key == "generator" or torch.device(key).type != device.type
+                             or key == str(device)):
+            out.setdefault(key, value)
+    return out
+
+
 def set_rng_state(state: dict, model=None, path="the checkpoint") -> None:
     """Restore what `rng_state` returned; ``model``'s noise generators too when the state has
     them. Raises ValueError naming ``path`` when the model's noise sources do not match.
@@ -199,8 +213,9 @@ def set_rng_state(state: dict, model=None, path="the checkpoint") -> None:
         raise ValueError(f"{path} holds the states of {len(saved)} noise generator owner(s) "
                          f"(stochastic schemes or sde: flows with their own generator), but the "
                          f"model has {len(sources)}: were --model, --model-arg or --solver changed?")
+    device = next(iter(model.parameters()), torch.empty(0)).device
     for i, (source, states) in enumerate(zip(sources, saved)):
         try:
-            source.set_rng_state({k: v for k, v in states.items() if _usable(k)})
+            source.set_rng_state(_on_device(states, device))
         except (ValueError, RuntimeError) as e:
             raise ValueError(f"{path}: cannot restore noise generator {i} of the model: {e}") from None
