@@ -2,7 +2,6 @@
 trains on its own shard, and `torchrun -m odenets train` works end to end."""
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections import Counter
@@ -11,21 +10,15 @@ from pathlib import Path
 import torch
 import torch.multiprocessing as mp
 
+from fixtures.dist import free_port, worker_env
+
 TESTS = Path(__file__).parent
 SUBSET, BATCH = 200, 32  # 100 examples per rank, 3 batches of 16 per rank: 96 seen per rank
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank: int, world: int, port: int, out: str):
     sys.path.insert(0, str(TESTS))
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
+    worker_env(rank, world, port)
     from fixtures.tiny_models import Recorder
     from odenets.train import TrainConfig, train
     cfg = TrainConfig(model="unused", dataset="synthetic", subset=SUBSET, test_subset=50,
@@ -39,7 +32,7 @@ def _worker(rank: int, world: int, port: int, out: str):
 
 
 def test_two_process_gloo_ddp(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2))
     for key in r0["state"]:
         assert torch.equal(r0["state"][key], r1["state"][key]), f"{key} differs between ranks"
@@ -60,7 +53,7 @@ def test_two_process_gloo_ddp(tmp_path):
 def test_torchrun_cli(tmp_path):
     env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", str(_free_port()), "-m", "odenets", "train",
+           "--master_port", str(free_port()), "-m", "odenets", "train",
            "--model", "fixtures.tiny_models:tiny", "--dataset", "synthetic", "--subset", "128",
            "--test-subset", "64", "--batch-size", "32", "--epochs", "1", "--no-progress",
            "--device", "cpu", "--run-dir", str(tmp_path / "run")]

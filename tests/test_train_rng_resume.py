@@ -1,8 +1,6 @@
 """Noise generators owned by the model (a scheme's ``seed=``, an ``sde:`` flow's ``seed``) are
 checkpointed, so a resumed stochastic run is bit-exact; DDP runs models that leave parameters
 without a gradient (``lmm4_resnet20``) with ``find_unused_parameters``."""
-import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -11,6 +9,7 @@ import torch.multiprocessing as mp
 
 import odenets
 import solvers
+from fixtures.dist import free_port, worker_env
 from fixtures.tiny_models import Crash, raise_at
 from odenets.train import TrainConfig, build_model, checkpoint, distributed, load_checkpoint, train
 
@@ -173,16 +172,8 @@ def test_unused_parameters_probe_leaves_the_model_untouched():
     assert all(p.grad is None for p in sd.parameters())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank: int, world: int, port: int, out: str):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
+    worker_env(rank, world, port)
     cfg = TrainConfig(model="lmm4_resnet20", model_args=dict(widths=(4, 8, 8)), dataset="synthetic",
                       subset=64, test_subset=32, batch_size=32, epochs=1, lr=0.05, progress=False,
                       device="cpu", run_dir=str(Path(out) / "run"))
@@ -192,6 +183,6 @@ def _worker(rank: int, world: int, port: int, out: str):
 def test_ddp_trains_a_model_with_parameters_without_gradient(tmp_path, capfd):
     """Two steps per rank: without find_unused_parameters DDP raises at the second one
     ("Expected to have finished reduction in the prior iteration")."""
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     assert load_checkpoint(tmp_path / "run" / checkpoint.NAME)["epoch"] == 1
     assert "find_unused_parameters=True" in capfd.readouterr().err

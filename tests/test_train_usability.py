@@ -3,9 +3,7 @@ checkpoint, resume with another model, config values, metrics file), help texts,
 and precise BatchNorm statistics (`odenets.train.precise_bn`)."""
 import argparse
 import json
-import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from torch import nn
 
 import odenets
 from fixtures import tiny_models
+from fixtures.dist import free_port, worker_env
 from odenets import cli
 from odenets.train import TrainConfig, checkpoint, load_checkpoint, train
 from odenets.train.config import help_text
@@ -300,16 +299,8 @@ def test_compare_passes_precise_bn_through():
     assert config_from_args(args).precise_bn == 4
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank: int, world: int, port: int, out: str):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
+    worker_env(rank, world, port)
     torch.manual_seed(rank)
     model = tiny_models.tiny()
     cfg = TrainConfig(model="fixtures.tiny_models:tiny", dataset="synthetic", subset=128,
@@ -321,7 +312,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str):
 
 
 def test_ddp_ranks_evaluate_the_same_recomputed_statistics(tmp_path):
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     saved = load_checkpoint(tmp_path / "run" / checkpoint.NAME)["model"]
     for k in r0:
