@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import env_info  # noqa: E402
+from _common import HelpFormatter, env_info  # noqa: E402
 from _train_common import (Recipe, save_results, default_dataset, markdown_table, mean_std, model_meta,  # noqa: E402
                            parse_list, pm, pyplot, resolve_device, set_threads, significant,
                            train_one)
@@ -44,7 +44,7 @@ SWEEP_DEPTHS = (20, 32, 44, 56)
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_const", dest="config", const="quick",
                       help="the CPU configuration (short runs on a subset)")
@@ -62,7 +62,7 @@ def parse_args(argv=None):
                        ("lr", float), ("schedule", str), ("weight-decay", float),
                        ("precise-bn", int)):
         p.add_argument(f"--{name}", type=kind, default=None, help="override the configuration's recipe")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
     p.add_argument("--amp", default=None, help="auto | bf16 | off (default: auto)")
     p.add_argument("--compile", action="store_true", help="torch.compile every model")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU; 1 is "

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import env_info  # noqa: E402
+from _common import HelpFormatter, env_info  # noqa: E402
 from _train_common import (Recipe, save_results, default_dataset, markdown_table, mean_std, parse_list, pm,  # noqa: E402
                            pyplot, resolve_device, set_threads, significant, train_one)
 
@@ -231,7 +231,7 @@ def plot(payload: dict, stem: Path) -> list[str]:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_const", dest="config", const="quick")
     size.add_argument("--tiny", action="store_const", dest="config", const="tiny")
@@ -247,7 +247,7 @@ def main(argv=None) -> dict:
     p.add_argument("--subset", type=int, default=None)
     p.add_argument("--test-subset", type=int, default=None)
     p.add_argument("--sd-samples", type=int, default=4000, help="samples of the SD equivalence check (0: skip)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out-dir", default=None)
     args = p.parse_args(argv)

@@ -197,7 +197,7 @@ def main(argv=None):
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads (default: 1 with --clock process, else unchanged)")

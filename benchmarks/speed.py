@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import env_info, result_path, synchronize, write_json  # noqa: E402
+from _common import HelpFormatter, env_info, result_path, synchronize, write_json  # noqa: E402
 from _train_common import parse_list, set_threads  # noqa: E402
 from report import plot_memory, speed_goals, speed_markdown  # noqa: E402
 
@@ -287,8 +287,8 @@ def memory_vs_depth(args, device) -> dict:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--device", default="cpu")
+                                formatter_class=HelpFormatter)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--batch", type=int, default=None, help="batch (default 32 CPU, 128 CUDA)")
     p.add_argument("--batch50", type=int, default=None, help="resnet50 batch (default 4 CPU, 64 CUDA)")
     p.add_argument("--ode-steps", type=int, default=8, help="steps of the ODE group (a power of 2)")
