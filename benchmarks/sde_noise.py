@@ -171,7 +171,9 @@ def markdown(payload: dict) -> str:
              f"{recipe['dataset']}, depth {payload['depth']})", "",
              f"Device: {env['device']} ({env['device_type']}), torch {env['torch']}; seeds {payload['seeds']}; "
              f"{recipe['epochs']} epoch(s) on {recipe['subset'] or 'all'} images, {recipe['test_subset'] or 'all'} "
-             f"test images; total wall time {payload['wall_seconds']:.0f} s. Input noise: clip(x + delta eps, 0, 1) "
+             f"test images" + (f", BatchNorm statistics recomputed on {recipe['precise_bn']} batches before "
+                               f"evaluation" if recipe.get("precise_bn") else "")
+             + f"; total wall time {payload['wall_seconds']:.0f} s. Input noise: clip(x + delta eps, 0, 1) "
              f"in pixel units. Command: `{env['command']}`", ""]
     head = ["variant", "model", "params", "train s/run"] + [
         "clean acc %" if lv == "0" else f"acc % at delta={lv}" for lv in levels] + ["mean over noisy levels %"]
