@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,6 +133,9 @@ def train_one(name: str, seed: int, recipe: Recipe, overrides: dict | None = Non
                       device=recipe.device, seed=seed, run_dir=str(tmp / "run"), progress=False,
                       model_args=overrides, log_every=50, precise_bn=recipe.precise_bn)
     start = time.perf_counter()
+    if recipe.compile:  # drop earlier runs' compiled code: dynamo's limit of 8 compilations per code
+        from torch import _dynamo  # object (every preset's forward) would silently run later ones eager
+        _dynamo.reset()
     try:
         torch.manual_seed(seed)
         model = odenets.create(name, num_classes=spec.num_classes, in_channels=spec.input_size[0],
@@ -207,16 +211,22 @@ def pyplot():
 
 def save_results(payload: dict, name: str, device, out_dir, plot, markdown) -> Path:
     """Write ``<name>_<device>.json`` (in ``out_dir`` or benchmarks/results/), its plots (names
-    stored in ``payload["plots"]``) and markdown beside it; print the markdown."""
+    stored in ``payload["plots"]``) and markdown beside it; print the markdown. Plots that cannot
+    be drawn (no matplotlib, as on a bare GPU image) are left out (``payload["plot_error"]``),
+    never the results."""
     from _common import result_path, write_json
     path = result_path(name, device)
     if out_dir:
         path = Path(out_dir) / path.name
     path.parent.mkdir(parents=True, exist_ok=True)
     stem = path.with_suffix("")
-    payload["plots"] = plot(payload, stem)
+    try:
+        payload["plots"] = plot(payload, stem)
+    except Exception as e:
+        traceback.print_exc()
+        payload["plots"], payload["plot_error"] = [], f"{type(e).__name__}: {e}"
     write_json(path, payload)
     stem.with_suffix(".md").write_text(markdown(payload) + "\n")
     print(markdown(payload))
-    print(f"wrote {path}, {stem.name}.md and {', '.join(payload['plots'])}")
+    print(f"wrote {path}, {stem.name}.md and {', '.join(payload['plots']) or 'no plots'}")
     return path

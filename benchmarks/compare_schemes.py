@@ -14,8 +14,13 @@ accuracy a plain ResNet of the same MACs reaches, interpolated (linearly in MACs
 depth sweep trained with the same recipe.
 
 Runs are ordered seed-major (every scheme once, then the next seed) so machine load affects all
-schemes alike. Writes benchmarks/results/compare_schemes_<config>_<device>.{json,md} and PNG
-plots (accuracy vs parameters, vs MACs, vs training time).
+schemes alike, and a run cut short still holds whole seeds. The JSON and markdown are rewritten
+after every run (``"partial": true`` until the end; plots only at the end), so a run killed by a
+time limit keeps what it trained; ``--budget-s`` starts no seed predicted (from the previous
+one) to end past the budget, and no run after it. A run that fails (e.g. diverges) is recorded
+under ``failures`` and the others go on. Writes
+benchmarks/results/compare_schemes_<config>_<device>.{json,md} and PNG plots (accuracy vs
+parameters, vs MACs, vs training time).
 
     python benchmarks/compare_schemes.py --quick                  # CPU, Fashion-MNIST, ~10 min idle
     python benchmarks/compare_schemes.py --data-dir ~/data        # GPU, CIFAR-10, the full recipe
@@ -26,10 +31,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import HelpFormatter, env_info  # noqa: E402
+from _common import HelpFormatter, env_info, result_path, write_json  # noqa: E402
 from _train_common import (Recipe, save_results, default_dataset, markdown_table, mean_std, model_meta,  # noqa: E402
                            parse_list, pm, pyplot, resolve_device, set_threads, significant,
                            train_one)
@@ -69,7 +75,12 @@ def parse_args(argv=None):
                    "faster than 2 on a machine shared with other jobs)")
     p.add_argument("--name", default=None, help="result file stem (default compare_schemes_<config>)")
     p.add_argument("--out-dir", default=None, help="directory for the results (default benchmarks/results)")
-    return p.parse_args(argv)
+    p.add_argument("--budget-s", type=float, default=None, help="start no seed predicted to end after "
+                   "this many seconds, and no run after them (default: no limit)")
+    args = p.parse_args(argv)
+    if args.budget_s is not None and args.budget_s <= 0:
+        raise ValueError(f"--budget-s must be positive, got {args.budget_s}")
+    return args
 
 
 def make_recipe(args) -> Recipe:
@@ -109,6 +120,7 @@ def summarise(models: dict, args, depths: list[int]) -> dict:
     The claim (LM-ResNet of depth d reaches the accuracy of a deeper ResNet) is only testable
     where ResNet accuracy rises with depth in the setting at hand; otherwise a shallow net
     'matching' a deep one says nothing about parameter efficiency, and the verdict says so."""
+    depths = [d for d in depths if all(f"{f}{d}" in models for f in SWEEP)]  # partial runs: both trained
     sweep = {f: [models[f"{f}{d}"] for d in depths] for f in SWEEP if depths}
     out = {"equal_compute": {}, "lm_claim": [], "resnet_improves_with_depth": None}
     if sweep.get("resnet"):
@@ -162,6 +174,11 @@ def markdown(payload: dict) -> str:
                 f"evaluation" if recipe.get("precise_bn") else "")
              + f"; total wall time {payload['wall_seconds']:.0f} s.",
              f"Command: `{env['command']}`", ""]
+    if payload.get("partial"):
+        lines += [f"**Partial results** ({payload['status']}); runs per model: "
+                  + ", ".join(f"{name} {m['test_acc']['n']}" for name, m in models.items()) + ".", ""]
+    lines += [f"- {f['model']} seed {f['seed']} failed: `{f['error']}`" for f in payload.get("failures", [])]
+    lines += [""] if payload.get("failures") else []
     if payload["config"] != "full":
         lines += ["Short CPU runs: accuracies are far from converged and differences between schemes "
                   "are mostly within seed noise. The full configuration is meant for a GPU.", ""]
@@ -235,6 +252,18 @@ def plot(payload: dict, stem: Path) -> list[str]:
     return files
 
 
+def aggregate(names: list[str], meta: dict, runs: dict) -> dict:
+    """Per-model statistics over the runs done so far (models without a run are left out)."""
+    models = {}
+    for n in names:
+        if runs[n]:
+            models[n] = dict(name=n, **meta[n], test_acc=mean_std(r["test_acc"] for r in runs[n]),
+                             train_seconds=mean_std(r["train_seconds"] for r in runs[n]),
+                             wall_seconds=mean_std(r["wall_seconds"] for r in runs[n]),
+                             img_per_s=mean_std(r["img_per_s"] for r in runs[n]), runs=runs[n])
+    return models
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     set_threads(args.threads)
@@ -244,30 +273,59 @@ def main(argv=None) -> dict:
     device = resolve_device(recipe.device)
     start = time.perf_counter()
     meta = {n: model_meta(n, recipe.dataset) for n in names}
-    runs = {n: [] for n in names}
+    runs, failures = {n: [] for n in names}, []
+    stem_name = args.name or f"compare_schemes_{args.config}"
+    path = result_path(stem_name, device)
+    if args.out_dir:
+        path = Path(args.out_dir) / path.name
+
+    def payload(status: str) -> dict:
+        models = aggregate(names, meta, runs)
+        return dict(benchmark="compare_schemes", config=args.config, env=env_info(device, seeds[0]),
+                    seeds=seeds, depth=args.depth, sweep_depths=depths, recipe=recipe.to_dict(),
+                    wall_seconds=time.perf_counter() - start, models=models,
+                    summary=summarise(models, args, depths), partial=status != "finished", status=status,
+                    failures=failures, plots=[],
+                    note=("CPU results from short runs; no GPU was available when they were made." if
+                          device.type == "cpu" else "GPU run."))
+
+    def save_partial(status: str) -> None:
+        out = payload(status)
+        write_json(path, out)
+        path.with_suffix(".md").write_text(markdown(out) + "\n")
+
+    status, seed_seconds = "finished", None
     for seed in seeds:  # seed-major: load changes hit every model alike
+        elapsed = time.perf_counter() - start
+        if args.budget_s is not None and seed_seconds is not None and elapsed + seed_seconds > args.budget_s:
+            status = (f"stopped before seed {seed}: the last seed took {seed_seconds:.0f} s and "
+                      f"{elapsed:.0f} of the {args.budget_s:.0f} s budget were used")
+            break
+        seed_start = time.perf_counter()
         for n in names:
-            row, _ = train_one(n, seed, recipe)
+            if args.budget_s is not None and time.perf_counter() - start > args.budget_s:
+                status = f"stopped during seed {seed}: the {args.budget_s:.0f} s budget was used"
+                break
+            try:
+                row, _ = train_one(n, seed, recipe)
+            except Exception as e:  # a diverged or broken run must not cost the others
+                traceback.print_exc()
+                failures.append(dict(model=n, seed=seed, error=f"{type(e).__name__}: {str(e)[:300]}"))
+                continue
             runs[n].append(row)
             print(f"[{time.perf_counter() - start:7.1f}s] {n:16s} seed {seed}: test acc "
                   f"{row['test_acc']:.4f}, {row['train_seconds']:.1f} s, {row['img_per_s']:.0f} img/s",
                   flush=True)
-    models = {}
-    for n in names:
-        models[n] = dict(name=n, **meta[n], test_acc=mean_std(r["test_acc"] for r in runs[n]),
-                         train_seconds=mean_std(r["train_seconds"] for r in runs[n]),
-                         wall_seconds=mean_std(r["wall_seconds"] for r in runs[n]),
-                         img_per_s=mean_std(r["img_per_s"] for r in runs[n]), runs=runs[n])
-    stem_name = args.name or f"compare_schemes_{args.config}"
-    payload = dict(benchmark="compare_schemes", config=args.config, env=env_info(device, seeds[0]),
-                   seeds=seeds, depth=args.depth, sweep_depths=depths, recipe=recipe.to_dict(),
-                   wall_seconds=time.perf_counter() - start, models=models,
-                   summary=summarise(models, args, depths),
-                   note=("CPU results from short runs; no GPU was available when they were made." if
-                         device.type == "cpu" else "GPU run."))
-    save_results(payload, stem_name, device, args.out_dir, plot, markdown)
-    return payload
+            save_partial(f"running seed {seed}")
+        if status != "finished":
+            break
+        seed_seconds = time.perf_counter() - seed_start
+    if status != "finished":
+        print(f"compare_schemes: {status}", flush=True)
+    out = payload(status)
+    save_results(out, stem_name, device, args.out_dir, plot, markdown)
+    return out
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(1 if main()["failures"] else 0)

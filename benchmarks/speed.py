@@ -23,6 +23,12 @@ Memory vs depth: resnet{20,...,110} (Euler, activations stored) vs rev_resnet (r
 leapfrog, activations recomputed): the reversible scheme's activation memory should be flat in
 depth while Euler's grows linearly; a least-squares slope (bytes per residual block) is reported.
 
+Order and time limits: every eager setting first (bf16, then fp32 on CUDA), then the memory sweep,
+then the compiled settings (each model's first steps include its compilation). The JSON and
+markdown are rewritten after every setting (``"partial": true`` until the end), so a run killed
+by a time limit keeps what it measured; ``--budget-s`` skips the settings predicted (from those
+already measured) to end past the budget, and lists them as skipped.
+
 Writes benchmarks/results/speed_<device>.{json,md} and speed_<device>_memory_vs_depth.png.
 
     python benchmarks/speed.py                         # CPU: eager, fp32
@@ -35,6 +41,7 @@ import contextlib
 import statistics
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -49,6 +56,7 @@ from report import plot_memory, speed_goals, speed_markdown  # noqa: E402
 import odenets  # noqa: E402
 from odenets.fields import BasicField  # noqa: E402
 from odenets.info import count_macs  # noqa: E402
+from odenets.models.torchvision_map import load_torchvision  # noqa: E402
 
 try:
     from torchdiffeq import odeint
@@ -221,52 +229,112 @@ def saved_bytes(model, x, y=None, autocast=contextlib.nullcontext()) -> int:
 
 
 # -- device peaks ------------------------------------------------------------------------------------
-PEAKS = {  # dense tensor-core FLOP/s: (bf16, tf32, fp32 non-tensor), from NVIDIA data sheets
-    "H200": (989e12, 495e12, 67e12), "H100 PCIe": (756e12, 378e12, 51e12),
-    "H100": (989e12, 495e12, 67e12), "A100": (312e12, 156e12, 19.5e12)}
+# Dense peak FLOP/s (bf16 tensor core, tf32 tensor core, fp32 non-tensor) from NVIDIA's data sheets:
+# the H100 and H200 data sheets quote tensor-core numbers *with* 2:4 sparsity, halved here (H100 SXM
+# bf16 1,979 -> 989.5 T, tf32 989 -> 494.5 T, fp32 67 T; H100 PCIe 1,513 / 756 / 51; H100 NVL and H200
+# NVL 1,671 / 835 / 60; H200 SXM and GH200 as H100 SXM); A100 (dense in its data sheet) 312 / 156 /
+# 19.5. Matched as substrings of torch.cuda.get_device_name, most specific first ("NVIDIA H100 80GB
+# HBM3" is the SXM part; "NVIDIA GH200 480GB" must not match "H200"). Other devices: no peak.
+PEAKS = (("GH200", (989.5e12, 494.5e12, 67e12)), ("H200 NVL", (835.5e12, 417.5e12, 60e12)),
+         ("H200", (989.5e12, 494.5e12, 67e12)), ("H100 PCIe", (756.5e12, 378e12, 51e12)),
+         ("H100 NVL", (835.5e12, 417.5e12, 60e12)), ("H100", (989.5e12, 494.5e12, 67e12)),
+         ("A100", (312e12, 156e12, 19.5e12)))
+
+
+def peak_entry(name: str):
+    """``(key, (bf16, tf32, fp32))`` of the first `PEAKS` key found in device name ``name``, or None."""
+    return next(((key, peaks) for key, peaks in PEAKS if key in name), None)
 
 
 def peak_flops(device, dtype) -> float | None:
-    """The device's peak for ``dtype`` (fp32 counts TF32 when cuDNN may use it); None off-GPU."""
+    """The device's dense peak for ``dtype`` ("bf16"; "fp32" counts TF32 when cuDNN may use it for
+    convolutions, its default); None off-GPU or for a device not in `PEAKS`."""
     device = torch.device(device)
     if device.type != "cuda":
         return None
+    entry = peak_entry(torch.cuda.get_device_name(device))
+    if entry is None:
+        return None
+    bf16, tf32, fp32 = entry[1]
+    return bf16 if dtype == "bf16" else (tf32 if torch.backends.cudnn.allow_tf32 else fp32)
+
+
+def peak_info(device) -> dict:
+    """What the fractions of peak are relative to (stored in the JSON)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return dict(source=None, note="no peak off-GPU")
     name = torch.cuda.get_device_name(device)
-    for key, (bf16, tf32, fp32) in PEAKS.items():
-        if key in name:
-            return bf16 if dtype == "bf16" else (tf32 if torch.backends.cudnn.allow_tf32 else fp32)
-    return None
+    entry = peak_entry(name)
+    if entry is None:
+        return dict(source=None, note=f"unknown peak: {name!r} is not in speed.PEAKS")
+    return dict(source=entry[0], bf16=peak_flops(device, "bf16"), fp32=peak_flops(device, "fp32"),
+                fp32_counts_tf32=bool(torch.backends.cudnn.allow_tf32),
+                note="dense tensor-core peaks from NVIDIA data sheets (sparsity figures halved)")
 
 
 # -- measuring ---------------------------------------------------------------------------------------
+def _error(e: BaseException) -> dict:
+    traceback.print_exc()
+    return dict(error=f"{type(e).__name__}: {str(e)[:300]}")
+
+
+def _compiled_graphs() -> int:
+    from torch._dynamo.utils import counters
+    return counters["stats"]["unique_graphs"]
+
+
+def _release(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def measure_group(cases: dict, args, device, mode, dtype) -> dict:
-    built, failed = {}, {}
+    """Build and warm up every case (compiling it in compile mode), then time them in interleaved
+    rounds. A case that fails anywhere is recorded as ``{"error": ...}`` (traceback on stderr)
+    and the others go on: on a lent GPU one bad case must not cost the rest."""
+    built, failed, setup = {}, {}, {}
     for name, (factory, shape, batch) in cases.items():
+        start, graphs = time.perf_counter(), _compiled_graphs()
         try:
             c = Case(factory, shape, batch, device, mode, dtype, args.channels_last)
             for _ in range(args.warmup):
                 c.step()
             synchronize(device)
             built[name] = c
-        except Exception as e:  # torch.compile may not handle every model; eager must work
-            if mode != "compile":
-                raise
-            failed[name] = dict(error=f"{type(e).__name__}: {str(e)[:300]}")
+            setup[name] = dict(setup_s=time.perf_counter() - start,  # compilation included
+                               compiled_graphs=_compiled_graphs() - graphs if mode == "compile" else None)
+        except Exception as e:
+            failed[name] = _error(e)
+            _release(device)
     times = {name: [] for name in built}
     names = list(built)
     for r in range(args.rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            times[name].append(built[name].timed(args.iters))
+            if name in built:
+                try:
+                    times[name].append(built[name].timed(args.iters))
+                except Exception as e:
+                    failed[name] = _error(e)
+                    del built[name]
     rows = {}
+    peak = peak_flops(device, dtype)
     for name, c in built.items():
         ts = times[name]
         q = statistics.quantiles(ts, n=4) if len(ts) > 1 else [ts[0]] * 3
         med = statistics.median(ts)
+        try:
+            memory = c.memory()
+        except Exception as e:
+            failed[name] = _error(e)
+            continue
+        tflops = 6 * c.macs * c.batch / med / 1e12
         rows[name] = dict(s_per_step=med, iqr_s=q[2] - q[0], min_s=min(ts), times_s=ts, img_per_s=c.batch / med,
-                          batch=c.batch, params=c.params, macs_per_image=c.macs,
-                          achieved_tflops=6 * c.macs * c.batch / med / 1e12, **c.memory())
-        peak = peak_flops(device, dtype)
-        rows[name]["fraction_of_peak"] = None if peak is None else rows[name]["achieved_tflops"] * 1e12 / peak
+                          batch=c.batch, params=c.params, macs_per_image=c.macs, achieved_tflops=tflops,
+                          fraction_of_peak=None if peak is None else tflops * 1e12 / peak,
+                          **setup[name], **memory)
+    built.clear()
+    _release(device)
     return {**rows, **failed}
 
 
@@ -282,7 +350,92 @@ def memory_vs_depth(args, device) -> dict:
             mem["blocks"] = odenets.info(case.model, input_size=(1, 3, 32, 32))["blocks"]
             out[family][depth] = mem
             del case
+    _release(device)
     return out
+
+
+def torchvision_agreement(device, batch: int = 2) -> dict:
+    """torchvision's resnet50 weights (random, BatchNorm statistics perturbed) loaded into ours by
+    `load_torchvision`: the largest |difference| of the eval-mode fp32 logits. The layers are the
+    same, so it should be rounding at most."""
+    torch.manual_seed(0)
+    tv = torchvision.models.resnet50(weights=None).eval()
+    with torch.no_grad():
+        for m in tv.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    ours = load_torchvision(odenets.create("resnet50", num_classes=1000), tv).eval().to(device)
+    tv = tv.to(device)
+    x = torch.randn(batch, 3, 224, 224, device=device)
+    with torch.no_grad():
+        a, b = tv(x).float(), ours(x).float()
+    return dict(batch=batch, max_abs_diff=(a - b).abs().max().item(), max_abs_logit=a.abs().max().item())
+
+
+def predicted_seconds(group: str, mode: str, size: int, done: dict) -> float:
+    """Seconds a setting of ``group`` in ``mode`` with ``size`` models should take, from the
+    settings measured so far (``done``: (group, mode, dtype) -> (seconds, models)): the same group
+    and mode in another dtype, else the mean seconds per model of that mode times ``size``; 0
+    when nothing of that mode has been measured."""
+    same = [sec for (g, m, _), (sec, _) in done.items() if g == group and m == mode]
+    if same:
+        return max(same)
+    per_model = [sec / n for (_, m, _), (sec, n) in done.items() if m == mode and n]
+    return size * statistics.fmean(per_model) if per_model else 0.0
+
+
+def _raise_recompile_limit(limit: int = 64) -> None:
+    """Each Case compiles a fresh model; dynamo's default of 8 compilations per code object (shared
+    by every preset's forward) would silently fall back to eager for the later ones."""
+    from torch._dynamo import config as cfg
+    name = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"
+    setattr(cfg, name, max(getattr(cfg, name), limit))
+
+
+def measure_extras(payload: dict, args, device, cases: dict, stem: Path) -> None:
+    """The memory sweep (and its plot) and the torchvision check, into ``payload``; a failure is
+    noted there, never raised (no matplotlib on a bare GPU image costs the plot, not the numbers)."""
+    if args.memory_depths:
+        print("measuring memory vs depth ...", flush=True)
+        try:
+            payload["memory_vs_depth"] = memory_vs_depth(args, device)
+        except Exception as e:
+            payload["memory_error"] = _error(e)["error"]
+        try:
+            if payload["memory_vs_depth"]:
+                payload["plots"] = [plot_memory(payload["memory_vs_depth"], stem)]
+        except Exception as e:
+            payload["plot_error"] = _error(e)["error"]
+    if torchvision is not None and "resnet50" in cases:
+        try:
+            payload["torchvision_check"] = torchvision_agreement(device)
+        except Exception as e:
+            payload["torchvision_check"] = _error(e)
+
+
+def status_note(payload: dict, settings: list, base: str, final: bool, gpu: bool) -> str:
+    """The payload's note: ``base``, then what is not measured yet, skipped or failed."""
+    note = [base]
+    if not final:
+        left = [k for k in (f"{g}/{m}/{d}" for g, m, d in settings)
+                if k not in payload["results"] and k not in payload["skipped_settings"]]
+        note.append(f"PARTIAL: still running or stopped by a time limit; not measured yet: "
+                    f"{', '.join(left) or 'none'}.")
+    if payload["skipped_settings"]:
+        note.append("Skipped for the time budget: " + "; ".join(
+            f"{k} ({why})" for k, why in payload["skipped_settings"].items()) + ".")
+    tv = payload["torchvision_check"]
+    if tv:
+        note.append(f"torchvision check failed: {tv['error']}." if "error" in tv else
+                    f"torchvision's resnet50 weights loaded into ours: logits differ by at most "
+                    f"{tv['max_abs_diff']:.2e}.")
+    for key, what in (("memory_error", "memory sweep failed"), ("plot_error", "plot not drawn")):
+        if key in payload:
+            note.append(f"{what}: {payload[key]}.")
+    if gpu and payload["peak"]["source"] is None:
+        note.append(f"Fraction of peak not shown: {payload['peak']['note']}.")
+    return " ".join(note)
 
 
 def main(argv=None) -> dict:
@@ -294,7 +447,7 @@ def main(argv=None) -> dict:
     p.add_argument("--ode-steps", type=int, default=8, help="steps of the ODE group (a power of 2)")
     p.add_argument("--groups", default="resnet56,ode,resnet50", help="groups to measure")
     p.add_argument("--modes", default=None, help="eager,compile (default: both on CUDA, eager on CPU)")
-    p.add_argument("--dtypes", default=None, help="fp32,bf16 (default: both on CUDA, fp32 on CPU)")
+    p.add_argument("--dtypes", default=None, help="fp32,bf16 (default: bf16,fp32 on CUDA, fp32 on CPU)")
     p.add_argument("--memory-depths", default="20,32,44,56,110", help="depths of the memory sweep ('none': skip)")
     p.add_argument("--rounds", type=int, default=None, help="timed rounds (default 30)")
     p.add_argument("--iters", type=int, default=None, help="steps per round (default 1 CPU, 10 CUDA)")
@@ -303,6 +456,8 @@ def main(argv=None) -> dict:
     p.add_argument("--skip-resnet50", action="store_true", help="skip the torchvision comparison")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     p.add_argument("--out-dir", default=None, help="directory for the results (default benchmarks/results)")
+    p.add_argument("--budget-s", type=float, default=None, help="skip settings predicted to end after "
+                   "this many seconds (default: no limit)")
     args = p.parse_args(argv)
     set_threads(args.threads)
     try:
@@ -321,37 +476,60 @@ def main(argv=None) -> dict:
     if bad:
         raise ValueError(f"unknown group(s) {bad}; available: ode, resnet50, resnet56")
     args.modes = parse_list(args.modes or ("eager,compile" if gpu else "eager"))
-    args.dtypes = parse_list(args.dtypes or ("fp32,bf16" if gpu else "fp32"))
+    args.dtypes = parse_list(args.dtypes or ("bf16,fp32" if gpu else "fp32"))
     if set(args.modes) - {"eager", "compile"} or set(args.dtypes) - {"fp32", "bf16"}:
         raise ValueError("--modes takes eager,compile and --dtypes fp32,bf16")
     args.memory_depths = [] if args.memory_depths == "none" else parse_list(args.memory_depths, int)
+    if args.budget_s is not None and args.budget_s <= 0:
+        raise ValueError(f"--budget-s must be positive, got {args.budget_s}")
+    if "compile" in args.modes:
+        _raise_recompile_limit()
     start = time.perf_counter()
-    results = {}
-    for group, cases in groups(args).items():
-        for mode in args.modes:
-            for dtype in args.dtypes:
-                key = f"{group}/{mode}/{dtype}"
-                print(f"measuring {key} ...", flush=True)
-                results[key] = measure_group(cases, args, device, mode, dtype)
-    memory = memory_vs_depth(args, device) if args.memory_depths else {}
-    payload = dict(benchmark="speed", env=env_info(device, 0), config={k: v for k, v in vars(args).items()},
-                   results=results, memory_vs_depth=memory, wall_seconds=None,
+    cases = groups(args)
+    # eager first (bf16 before fp32 on CUDA), the memory sweep, then the slow compiled settings
+    settings = [(g, m, d) for m in args.modes for d in args.dtypes for g in cases]
+    payload = dict(benchmark="speed", env=env_info(device, 0), config=dict(vars(args)), results={},
+                   memory_vs_depth={}, torchvision_check=None, peak=peak_info(device), wall_seconds=None,
                    skipped={"torchvision": torchvision is None, "torchdiffeq": odeint is None},
-                   note=("CPU run: no GPU was available for these numbers; the script is GPU-ready "
-                         "(CUDA events, max_memory_allocated, bf16 autocast, torch.compile)."
-                         if not gpu else "GPU run."))
-    payload["goals"] = speed_goals(results, memory)
-    payload["wall_seconds"] = time.perf_counter() - start
+                   skipped_settings={}, partial=True, plots=[])
+    base_note = ("CPU run: no GPU was available for these numbers; the script is GPU-ready "
+                 "(CUDA events, max_memory_allocated, bf16 autocast, torch.compile)." if not gpu else "GPU run.")
     path = result_path("speed", device)
     if args.out_dir:
         path = Path(args.out_dir) / path.name
-    path.parent.mkdir(parents=True, exist_ok=True)
     stem = path.with_suffix("")
-    payload["plots"] = [plot_memory(memory, stem)] if memory else []
-    write_json(path, payload)
-    text = speed_markdown(payload)
-    stem.with_suffix(".md").write_text(text + "\n")
-    print(text)
+
+    def save(final: bool) -> None:
+        """(Re)write the JSON and markdown with what has been measured so far."""
+        payload.update(partial=not final, note=status_note(payload, settings, base_note, final, gpu),
+                       wall_seconds=time.perf_counter() - start,
+                       goals=speed_goals(payload["results"], payload["memory_vs_depth"]))
+        write_json(path, payload)
+        stem.with_suffix(".md").write_text(speed_markdown(payload) + "\n")
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    measured, extras_done = {}, False
+    for group, mode, dtype in settings:
+        if mode == "compile" and not extras_done:  # after the eager settings
+            measure_extras(payload, args, device, cases, stem)
+            extras_done = True
+            save(final=False)
+        key = f"{group}/{mode}/{dtype}"
+        elapsed, need = time.perf_counter() - start, predicted_seconds(group, mode, len(cases[group]), measured)
+        if args.budget_s is not None and elapsed + need > args.budget_s:
+            payload["skipped_settings"][key] = (f"predicted {need:.0f} s with {elapsed:.0f} of "
+                                                f"{args.budget_s:.0f} s used")
+            print(f"skipping {key}: {payload['skipped_settings'][key]}", flush=True)
+            continue
+        print(f"measuring {key} ...", flush=True)
+        t = time.perf_counter()
+        payload["results"][key] = measure_group(cases[group], args, device, mode, dtype)
+        measured[group, mode, dtype] = (time.perf_counter() - t, len(cases[group]))
+        save(final=False)
+    if not extras_done:
+        measure_extras(payload, args, device, cases, stem)
+    save(final=True)
+    print(speed_markdown(payload))
     print(f"wrote {path}")
     return payload
 

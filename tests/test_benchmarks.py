@@ -175,3 +175,175 @@ def test_report_and_cli(schemes_payload, out_dir):
     renamed.write_text((out_dir / "compare_schemes_tiny_cpu.json").read_text())
     assert "lm_resnet20" in report.build_report(out_dir)
     assert cli.main(["bench", "nope"]) == 2
+
+
+# -- the lent-GPU run (benchmarks/gpu_suite.sh): results survive limits, nothing crashes the rest --
+def fake_row(name, seed):
+    return dict(seed=seed, test_acc=0.5 + 0.01 * seed, test_loss=1.0, train_acc=0.6, train_seconds=0.1,
+                wall_seconds=0.1, img_per_s=100.0, params=1, coefficients={})
+
+
+@pytest.fixture
+def fake_training(monkeypatch):
+    """compare_schemes without training: each run calls ``behaviour(name, seed)`` and returns a row."""
+    calls = []
+    meta = dict(params=1, coefficients=0, blocks=9, evaluations=9, macs=1000)
+    monkeypatch.setattr(compare_schemes, "model_meta", lambda name, dataset: dict(meta))
+
+    def install(behaviour):
+        def train_one(name, seed, recipe):
+            calls.append((name, seed))
+            behaviour(name, seed)
+            return fake_row(name, seed), None
+        monkeypatch.setattr(compare_schemes, "train_one", train_one)
+        return calls
+    return install
+
+
+SCHEMES_ARGS = ["--tiny", "--dataset", "synthetic", "--schemes", "resnet,lm_resnet", "--sweep-depths", "none"]
+
+
+def test_compare_schemes_keeps_partial_results_when_killed(fake_training, tmp_path):
+    def behaviour(name, seed):
+        if (name, seed) == ("lm_resnet20", 1):
+            raise KeyboardInterrupt  # what a time limit does, as far as the files are concerned
+    fake_training(behaviour)
+    with pytest.raises(KeyboardInterrupt):
+        compare_schemes.main(SCHEMES_ARGS + ["--seeds", "0,1", "--out-dir", str(tmp_path)])
+    saved = json.loads((tmp_path / "compare_schemes_tiny_cpu.json").read_text())
+    assert saved["partial"] and saved["status"] == "running seed 1"
+    assert {n: m["test_acc"]["n"] for n, m in saved["models"].items()} == {"resnet20": 2, "lm_resnet20": 1}
+    assert "Partial results" in (tmp_path / "compare_schemes_tiny_cpu.md").read_text()
+
+
+def test_compare_schemes_records_a_failed_run_and_goes_on(fake_training, tmp_path):
+    def behaviour(name, seed):
+        if name == "resnet20" and seed == 0:
+            raise RuntimeError("diverged")
+    calls = fake_training(behaviour)
+    payload = compare_schemes.main(SCHEMES_ARGS + ["--seeds", "0,1", "--out-dir", str(tmp_path)])
+    assert len(calls) == 4 and not payload["partial"]
+    assert payload["failures"] == [dict(model="resnet20", seed=0, error="RuntimeError: diverged")]
+    assert payload["models"]["resnet20"]["test_acc"]["n"] == 1
+    assert "resnet20 seed 0 failed" in (tmp_path / "compare_schemes_tiny_cpu.md").read_text()
+
+
+def test_compare_schemes_budget_starts_no_seed_that_cannot_finish(fake_training, tmp_path):
+    import time
+    calls = fake_training(lambda name, seed: time.sleep(0.15))  # a seed takes >= 0.3 s
+    payload = compare_schemes.main(SCHEMES_ARGS + ["--seeds", "0,1,2", "--budget-s", "0.5",
+                                                   "--out-dir", str(tmp_path)])
+    assert [seed for _, seed in calls] == [0, 0]  # seed 1 would end past 0.5 s
+    assert payload["partial"] and payload["status"].startswith("stopped before seed 1")
+    assert all(m["test_acc"]["n"] == 1 for m in payload["models"].values())
+    assert payload["plots"]  # the final write still draws the plots
+
+
+def test_results_are_written_without_matplotlib(fake_training, monkeypatch, tmp_path):
+    def no_matplotlib(*args):
+        raise ModuleNotFoundError("No module named 'matplotlib'")
+    monkeypatch.setattr(compare_schemes, "pyplot", no_matplotlib)
+    monkeypatch.setattr(speed, "plot_memory", no_matplotlib)
+    fake_training(lambda name, seed: None)
+    payload = compare_schemes.main(SCHEMES_ARGS + ["--seeds", "0", "--out-dir", str(tmp_path)])
+    saved = json.loads((tmp_path / "compare_schemes_tiny_cpu.json").read_text())
+    assert not saved["partial"] and saved["plots"] == [] and "matplotlib" in saved["plot_error"]
+    assert payload["models"]["resnet20"]["test_acc"]["n"] == 1
+    speed.main(["--groups", "ode", "--ode-steps", "2", "--batch", "2", "--rounds", "1", "--warmup", "1",
+                "--memory-depths", "20", "--out-dir", str(tmp_path)])
+    saved = json.loads((tmp_path / "speed_cpu.json").read_text())
+    assert saved["memory_vs_depth"]["resnet"]["20"]["saved_tensor_bytes"] > 0 and saved["plots"] == []
+    assert "plot not drawn" in saved["note"]
+
+
+def test_summary_of_a_partial_sweep():
+    """A depth of the sweep where only one family has finished is left out of the LM claim."""
+    def model(name, acc, params):
+        return dict(name=name, macs=params, params=params, test_acc=dict(mean=acc, std=0.0, n=1))
+    models = {"resnet20": model("resnet20", 0.8, 1), "lm_resnet20": model("lm_resnet20", 0.81, 1),
+              "resnet32": model("resnet32", 0.82, 2)}
+    args = compare_schemes.parse_args(["--tiny"])
+    args.n_seeds = 1
+    summary = compare_schemes.summarise(models, args, [20, 32])
+    assert [c["resnet"] for c in summary["lm_claim"]] == ["resnet20"]
+
+
+def test_speed_keeps_partial_results_when_killed(monkeypatch, tmp_path):
+    real, calls = speed.measure_group, []
+
+    def measure_group(cases, args, device, mode, dtype):
+        calls.append(dtype)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(cases, args, device, mode, dtype)
+    monkeypatch.setattr(speed, "measure_group", measure_group)
+    with pytest.raises(KeyboardInterrupt):
+        speed.main(["--groups", "ode", "--ode-steps", "2", "--batch", "2", "--rounds", "2", "--warmup", "1",
+                    "--dtypes", "fp32,bf16", "--memory-depths", "none", "--out-dir", str(tmp_path)])
+    saved = json.loads((tmp_path / "speed_cpu.json").read_text())
+    assert saved["partial"] and list(saved["results"]) == ["ode/eager/fp32"]
+    assert "not measured yet: ode/eager/bf16" in saved["note"]
+
+
+def test_speed_budget_skips_and_failures_are_recorded(tmp_path):
+    payload = speed.main(["--groups", "ode", "--ode-steps", "2", "--batch", "2", "--memory-depths", "none",
+                          "--budget-s", "1e-9", "--out-dir", str(tmp_path)])
+    assert payload["results"] == {} and list(payload["skipped_settings"]) == ["ode/eager/fp32"]
+    assert not payload["partial"] and "Skipped for the time budget: ode/eager/fp32" in payload["note"]
+
+    def broken():
+        raise RuntimeError("no kernel")
+    ns = type("Args", (), dict(channels_last=False, warmup=1, rounds=2, iters=1))
+    rows = speed.measure_group({"broken": (broken, (16, 8, 8), 2),
+                                "ok": (lambda: torch.nn.Conv2d(16, 16, 3, padding=1), (16, 8, 8), 2)},
+                               ns, "cpu", "eager", "fp32")
+    assert rows["broken"] == {"error": "RuntimeError: no kernel"} and rows["ok"]["s_per_step"] > 0
+
+
+def test_predicted_seconds_of_a_setting():
+    done = {("resnet56", "compile", "bf16"): (90.0, 3), ("ode", "eager", "bf16"): (4.0, 4)}
+    assert speed.predicted_seconds("resnet56", "compile", 3, done) == 90.0  # same group, other dtype
+    assert speed.predicted_seconds("resnet50", "compile", 2, done) == 60.0  # 30 s per compiled model
+    assert speed.predicted_seconds("resnet50", "eager", 2, done) == 2.0
+    assert speed.predicted_seconds("ode", "compile", 4, {}) == 0.0
+
+
+@pytest.mark.parametrize("name, source", [
+    ("NVIDIA H100 80GB HBM3", "H100"), ("NVIDIA H100 PCIe", "H100 PCIe"), ("NVIDIA H100 NVL", "H100 NVL"),
+    ("NVIDIA H200", "H200"), ("NVIDIA H200 NVL", "H200 NVL"), ("NVIDIA GH200 480GB", "GH200"),
+    ("NVIDIA A100-SXM4-80GB", "A100"), ("Tesla T4", None)])
+def test_peak_table_knows_hopper_names(name, source):
+    entry = speed.peak_entry(name)
+    assert (entry and entry[0]) == source or (entry is None and source is None)
+    if source in ("H100", "H200", "GH200"):
+        assert entry[1] == (989.5e12, 494.5e12, 67e12)
+    if source == "H100 PCIe":
+        assert entry[1] == (756.5e12, 378e12, 51e12)
+
+
+def test_torchvision_check_of_the_resnet50_group():
+    pytest.importorskip("torchvision")
+    check = speed.torchvision_agreement("cpu", batch=1)
+    assert check["max_abs_diff"] <= 1e-5 * max(1.0, check["max_abs_logit"])
+
+
+def test_gpu_suite_script_runs_on_cpu(tmp_path):
+    """benchmarks/gpu_suite.sh end to end in a CPU smoke configuration: every option it passes
+    exists, both parts write their files, and the limits are in force."""
+    import os
+    import subprocess
+    env = dict(os.environ, OUT=str(tmp_path), DEVICE="cpu", DATASET="synthetic", SPEED_S="120", COMPARE_S="120",
+               SPEED_ARGS="--groups ode --ode-steps 2 --batch 2 --rounds 2 --warmup 1 --iters 1 "
+                          "--memory-depths 20 --threads 1",
+               COMPARE_ARGS="--tiny --schemes resnet --sweep-depths none --seeds 0 --batch-size 32 "
+                            "--epochs 1 --threads 1")
+    out = subprocess.run(["bash", str(BENCH / "gpu_suite.sh")], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "== speed: exit 0" in out.stdout and "== schemes: exit 0" in out.stdout, out.stdout[-2000:]
+    speed_json = json.loads((tmp_path / "speed_cpu.json").read_text())
+    schemes_json = json.loads((tmp_path / "compare_schemes_gpu_cpu.json").read_text())
+    assert not speed_json["partial"] and speed_json["config"]["budget_s"] == 90
+    assert not schemes_json["partial"] and schemes_json["recipe"]["lr"] == 0.1  # the script's own flag
+    assert schemes_json["recipe"]["batch_size"] == 32  # COMPARE_ARGS come last and override
+    assert schemes_json["models"]["resnet20"]["test_acc"]["n"] == 1
