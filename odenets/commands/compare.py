@@ -47,6 +47,8 @@ def run(args) -> int:
     import time
     from pathlib import Path
 
+    import torch
+
     from ..train import config_from_args, train
     from ..train.checkpoint import NAME
     from ..train.rundir import write_json
@@ -69,6 +71,8 @@ def run(args) -> int:
         configs.append(cfg)
     rows = []
     for cfg in configs:
+        if cfg.compile:  # a fresh compile cache per model: torch.compile allows a few recompiles
+            torch._dynamo.reset()  # of one forward (every preset's), then silently runs eager
         summary = train(cfg)
         final = summary["final"]
         rows.append(dict(model=cfg.model, params=summary["params"], test_acc=final["test_acc"],
