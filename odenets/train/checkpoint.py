@@ -109,10 +109,19 @@ def load_model_state(model, state_dict: dict, path) -> None:
 
 
 class _ModuleGenerator:
-    """`rng_state` / `set_rng_state` of a module's own ``_generator`` (an ``sde:`` flow's seed)."""
+    """A module's own ``_generator`` (an ``sde:`` flow's seed) behind the noise-source interface
+    Euler-Maruyama schemes have: ``seed``, `manual_seed`, `rng_state`, `set_rng_state`."""
 
     def __init__(self, module):
         self.module = module
+
+    @property
+    def seed(self):
+        return self.module.seed
+
+    def manual_seed(self, seed: int) -> None:
+        self.module.seed = seed
+        self.module._generator.manual_seed(seed)
 
     def rng_state(self) -> dict:
         return {"generator": self.module._generator.get_state()}
@@ -153,15 +162,8 @@ def decorrelate_noise(model, rank: int) -> None:
     if rank == 0:
         return
     for source in noise_sources(model):
-        owner = source.module if isinstance(source, _ModuleGenerator) else source
-        seed = getattr(owner, "seed", None)
-        if seed is None:
-            continue
-        if isinstance(source, _ModuleGenerator):   # an sde: flow
-            owner.seed = seed + 1_000_003 * rank
-            owner._generator.manual_seed(owner.seed)
-        else:                                       # an Euler-Maruyama scheme
-            owner.manual_seed(seed + 1_000_003 * rank)
+        if source.seed is not None:
+            source.manual_seed(source.seed + 1_000_003 * rank)
 
 
 def rng_state(model=None) -> dict:
