@@ -37,7 +37,6 @@ Writes benchmarks/results/speed_<device>.{json,md} and speed_<device>_memory_vs_
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import sys
 import time
@@ -45,83 +44,24 @@ import traceback
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _baselines import HandResNet, TorchdiffeqFlow, odeint  # noqa: E402
+from _case import Case  # noqa: E402
 from _common import HelpFormatter, env_info, result_path, synchronize, write_json  # noqa: E402
+from _peaks import peak_flops, peak_info  # noqa: E402
 from _train_common import parse_list, set_threads  # noqa: E402
 from report import plot_memory, speed_goals, speed_markdown  # noqa: E402
 
 import odenets  # noqa: E402
 from odenets.fields import BasicField  # noqa: E402
-from odenets.info import count_macs  # noqa: E402
 from odenets.models.torchvision_map import load_torchvision  # noqa: E402
 
-try:
-    from torchdiffeq import odeint
-except ImportError:
-    odeint = None
 try:
     import torchvision
 except ImportError:
     torchvision = None
-
-
-# -- the hand-written baseline ---------------------------------------------------------------------
-class HandBlock(nn.Module):
-    """relu(S(x) + bn2(conv2(relu(bn1(conv1(x)))))), S = option-A subsample + zero-pad."""
-
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.stride, self.pad = stride, cout - cin
-
-    def forward(self, x):
-        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
-        s = x[:, :, ::self.stride, ::self.stride] if self.stride > 1 else x
-        if self.pad:
-            s = F.pad(s, (0, 0, 0, 0, 0, self.pad))
-        return F.relu(out + s)
-
-
-class HandResNet(nn.Module):
-    """CIFAR ResNet-(6n+2) of He et al. (2016a) in plain PyTorch, the layers of odenets' resnet."""
-
-    def __init__(self, n=9, num_classes=10, in_channels=3):
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
-        self.bn = nn.BatchNorm2d(16)
-        blocks, cin = [], 16
-        for width, stride in ((16, 1), (32, 2), (64, 2)):
-            for i in range(n):
-                blocks.append(HandBlock(cin, width, stride if i == 0 else 1))
-                cin = width
-        self.blocks = nn.Sequential(*blocks)
-        self.fc = nn.Linear(64, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def forward(self, x):
-        x = self.blocks(F.relu(self.bn(self.conv(x))))
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
-
-
-class TorchdiffeqFlow(nn.Module):
-    """u(1) of u' = field(u) by torchdiffeq's fixed-grid ``odeint`` with step 1/steps."""
-
-    def __init__(self, field, steps, method):
-        super().__init__()
-        self.field, self.steps, self.method = field, steps, method
-
-    def forward(self, u):
-        t = torch.tensor([0.0, 1.0], device=u.device)
-        return odeint(lambda t, v: self.field(v), u, t, method=self.method,
-                      options=dict(step_size=1.0 / self.steps))[-1]
 
 
 # -- the cases ---------------------------------------------------------------------------------------
@@ -144,133 +84,6 @@ def groups(args) -> dict:
         out["resnet50"] = {"torchvision_resnet50": (lambda: torchvision.models.resnet50(), big, args.batch50),
                            "resnet50": (lambda: odenets.create("resnet50", num_classes=1000), big, args.batch50)}
     return {g: v for g, v in out.items() if g in args.groups}
-
-
-def loss_of(out, y):
-    return F.cross_entropy(out.float(), y) if out.dim() == 2 else out.float().square().mean()
-
-
-class Case:
-    """A model, its optimiser and a fixed batch; ``step()`` is one training step."""
-
-    def __init__(self, factory, shape, batch, device, mode, dtype, channels_last):
-        torch.manual_seed(0)
-        self.model = factory().to(device)
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        self.model = self.model.to(memory_format=fmt)
-        self.macs = count_macs(self.model, (1, *shape))
-        self.params = sum(p.numel() for p in self.model.parameters())
-        self.x = torch.randn(batch, *shape, device=device).contiguous(memory_format=fmt)
-        self.y = torch.randint(0, 10, (batch,), device=device)
-        self.batch, self.device = batch, torch.device(device)
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9)
-        self.run = torch.compile(self.model) if mode == "compile" else self.model
-        self.autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if dtype == "bf16"
-                         else contextlib.nullcontext())
-        self.model.train()
-
-    def step(self):
-        self.opt.zero_grad(set_to_none=True)
-        with self.autocast:
-            loss = loss_of(self.run(self.x), self.y)
-        loss.backward()
-        self.opt.step()
-
-    def timed(self, iters) -> float:
-        """Seconds per step over ``iters`` steps (CUDA events on GPU)."""
-        if self.device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(iters):
-                self.step()
-            end.record()
-            torch.cuda.synchronize(self.device)
-            return start.elapsed_time(end) / 1e3 / iters
-        t = time.perf_counter()
-        for _ in range(iters):
-            self.step()
-        return (time.perf_counter() - t) / iters
-
-    def memory(self) -> dict:
-        """Activation memory of one step: saved-tensor bytes (eager model); on CUDA also the peak
-        allocated during one step of what is timed (compiled or not)."""
-        out = dict(saved_tensor_bytes=saved_bytes(self.model, self.x, self.y, self.autocast))
-        if self.device.type == "cuda":
-            synchronize(self.device)
-            base = torch.cuda.memory_allocated(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.step()
-            synchronize(self.device)
-            out.update(peak_allocated_bytes=torch.cuda.max_memory_allocated(self.device),
-                       peak_above_resident_bytes=torch.cuda.max_memory_allocated(self.device) - base)
-        return out
-
-
-def saved_bytes(model, x, y=None, autocast=contextlib.nullcontext()) -> int:
-    """Bytes of the distinct non-parameter storages autograd saves in one forward of ``model``."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen = {}
-
-    def pack(t):
-        try:
-            storage = t.untyped_storage()
-            key, size = storage.data_ptr(), storage.nbytes()
-        except (RuntimeError, NotImplementedError):  # e.g. tensors without storage
-            key, size = id(t), t.numel() * t.element_size()
-        if key not in params:
-            seen[key] = max(seen.get(key, 0), size)
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast:
-        out = model(x)
-        loss = loss_of(out, y) if y is not None else out.float().sum()
-    del loss, out
-    return sum(seen.values())
-
-
-# -- device peaks ------------------------------------------------------------------------------------
-# Dense peak FLOP/s (bf16 tensor core, tf32 tensor core, fp32 non-tensor) from NVIDIA's data sheets:
-# the H100 and H200 data sheets quote tensor-core numbers *with* 2:4 sparsity, halved here (H100 SXM
-# bf16 1,979 -> 989.5 T, tf32 989 -> 494.5 T, fp32 67 T; H100 PCIe 1,513 / 756 / 51; H100 NVL and H200
-# NVL 1,671 / 835 / 60; H200 SXM and GH200 as H100 SXM); A100 (dense in its data sheet) 312 / 156 /
-# 19.5. Matched as substrings of torch.cuda.get_device_name, most specific first ("NVIDIA H100 80GB
-# HBM3" is the SXM part; "NVIDIA GH200 480GB" must not match "H200"). Other devices: no peak.
-PEAKS = (("GH200", (989.5e12, 494.5e12, 67e12)), ("H200 NVL", (835.5e12, 417.5e12, 60e12)),
-         ("H200", (989.5e12, 494.5e12, 67e12)), ("H100 PCIe", (756.5e12, 378e12, 51e12)),
-         ("H100 NVL", (835.5e12, 417.5e12, 60e12)), ("H100", (989.5e12, 494.5e12, 67e12)),
-         ("A100", (312e12, 156e12, 19.5e12)))
-
-
-def peak_entry(name: str):
-    """``(key, (bf16, tf32, fp32))`` of the first `PEAKS` key found in device name ``name``, or None."""
-    return next(((key, peaks) for key, peaks in PEAKS if key in name), None)
-
-
-def peak_flops(device, dtype) -> float | None:
-    """The device's dense peak for ``dtype`` ("bf16"; "fp32" counts TF32 when cuDNN may use it for
-    convolutions, its default); None off-GPU or for a device not in `PEAKS`."""
-    device = torch.device(device)
-    if device.type != "cuda":
-        return None
-    entry = peak_entry(torch.cuda.get_device_name(device))
-    if entry is None:
-        return None
-    bf16, tf32, fp32 = entry[1]
-    return bf16 if dtype == "bf16" else (tf32 if torch.backends.cudnn.allow_tf32 else fp32)
-
-
-def peak_info(device) -> dict:
-    """What the fractions of peak are relative to (stored in the JSON)."""
-    device = torch.device(device)
-    if device.type != "cuda":
-        return dict(source=None, note="no peak off-GPU")
-    name = torch.cuda.get_device_name(device)
-    entry = peak_entry(name)
-    if entry is None:
-        return dict(source=None, note=f"unknown peak: {name!r} is not in speed.PEAKS")
-    return dict(source=entry[0], bf16=peak_flops(device, "bf16"), fp32=peak_flops(device, "fp32"),
-                fp32_counts_tf32=bool(torch.backends.cudnn.allow_tf32),
-                note="dense tensor-core peaks from NVIDIA data sheets (sparsity figures halved)")
 
 
 # -- measuring ---------------------------------------------------------------------------------------

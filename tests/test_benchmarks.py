@@ -10,6 +10,7 @@ import torch
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
+import _peaks  # noqa: E402
 import compare_schemes  # noqa: E402
 import report  # noqa: E402
 import sde_noise  # noqa: E402
@@ -17,6 +18,7 @@ import speed  # noqa: E402
 
 import odenets  # noqa: E402
 from odenets import cli  # noqa: E402
+from odenets.info import count_macs  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -80,7 +82,7 @@ def test_handwritten_resnet56_has_the_same_layers():
     hand, ours = speed.HandResNet(9), odenets.create("resnet56")
     assert sum(p.numel() for p in hand.parameters()) == sum(p.numel() for p in ours.parameters())
     shape = (1, 3, 32, 32)
-    assert speed.count_macs(hand, shape) == speed.count_macs(ours, shape)
+    assert count_macs(hand, shape) == count_macs(ours, shape)
 
 
 def test_speed_tiny(out_dir):
@@ -313,7 +315,7 @@ def test_predicted_seconds_of_a_setting():
     ("NVIDIA H200", "H200"), ("NVIDIA H200 NVL", "H200 NVL"), ("NVIDIA GH200 480GB", "GH200"),
     ("NVIDIA A100-SXM4-80GB", "A100"), ("Tesla T4", None)])
 def test_peak_table_knows_hopper_names(name, source):
-    entry = speed.peak_entry(name)
+    entry = _peaks.peak_entry(name)
     assert (entry and entry[0]) == source or (entry is None and source is None)
     if source in ("H100", "H200", "GH200"):
         assert entry[1] == (989.5e12, 494.5e12, 67e12)
