@@ -1,5 +1,6 @@
 """Two-process DistributedDataParallel on CPU (gloo): identical weights on both ranks, each rank
 trains on its own shard, and `torchrun -m odenets train` works end to end."""
+import gc
 import json
 import os
 import subprocess
@@ -26,7 +27,11 @@ def _worker(rank: int, world: int, port: int, out: str):
                       run_dir=str(Path(out) / "run"))
     torch.manual_seed(rank)  # different initial weights per rank: DDP must broadcast rank 0's
     model = Recorder()
+    gc.disable()  # the DDP wrapper sits in reference cycles: train() must free it itself
     summary = train(cfg, model=model)
+    wrappers = [o for o in gc.get_objects() if isinstance(o, torch.nn.parallel.DistributedDataParallel)]
+    gc.enable()
+    summary["ddp_alive_after_train"] = len(wrappers)
     torch.save({"state": model.state_dict(), "seen": model.seen, "summary": summary},
                Path(out) / f"rank{rank}.pt")
 
@@ -37,6 +42,8 @@ def test_two_process_gloo_ddp(tmp_path):
     for key in r0["state"]:
         assert torch.equal(r0["state"][key], r1["state"][key]), f"{key} differs between ranks"
     assert r0["summary"]["world_size"] == 2 and r0["summary"]["final"]["train_images"] == 2 * 96
+    # the process group was destroyed with nothing left holding it (no teardown at exit)
+    assert r0["summary"]["ddp_alive_after_train"] == r1["summary"]["ddp_alive_after_train"] == 0
     # each rank saw its own shard: 96 examples per epoch, none shared with the other rank
     from fixtures.tiny_models import fingerprints
     from odenets.data import load_dataset
@@ -58,7 +65,7 @@ def test_torchrun_cli(tmp_path):
            "--test-subset", "64", "--batch-size", "32", "--epochs", "1", "--no-progress",
            "--device", "cpu", "--run-dir", str(tmp_path / "run")]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, f"stdout:\n{result.stdout[-2000:]}\nstderr:\n{result.stderr[-3000:]}"
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["final"]["train_images"] == 128
     assert summary["final"]["test_acc"] >= 0 and result.stdout.count("test accuracy") == 1

@@ -14,6 +14,7 @@ finds them once, at start-up, so only such models pay.
 from __future__ import annotations
 
 import copy
+import gc
 import os
 from dataclasses import dataclass
 
@@ -90,9 +91,18 @@ def any_rank(flag: bool, info: Dist, device: torch.device) -> bool:
     return bool(all_reduce(box, info, op=dist.ReduceOp.MAX).item()) if info.enabled else flag
 
 
-def teardown(info: Dist) -> None:
-    if info.owns_group and dist.is_initialized():
-        dist.destroy_process_group()
+def teardown(info: Dist, *, finished: bool = True) -> None:
+    """Leave the process group we joined. After a finished run every rank first waits for the
+    others (rank 0 is still writing files when the rest are done; a rank that closes its gloo
+    connections meanwhile can abort the process), and the DDP wrapper, which sits in reference
+    cycles, is collected so its reducer lets go of the group now rather than at interpreter
+    exit. After a failure no rank waits: the others may never arrive."""
+    if not (info.owns_group and dist.is_initialized()):
+        return
+    gc.collect()
+    if finished:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def all_reduce(tensor: torch.Tensor, info: Dist, op=None) -> torch.Tensor:

@@ -45,10 +45,13 @@ def train(cfg: TrainConfig, *, model: nn.Module | None = None, resume: bool = Fa
     cfg.validate()
     spec = datasets.get_spec(cfg.dataset)
     info, device = distributed.setup(cfg.device)
+    finished = False
     try:
-        return _train(cfg, spec, info, device, model, resume)
+        summary = _train(cfg, spec, info, device, model, resume)
+        finished = True
+        return summary
     finally:
-        distributed.teardown(info)
+        distributed.teardown(info, finished=finished)
 
 
 def _train(cfg, spec, info, device, model, resume):
