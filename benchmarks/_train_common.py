@@ -85,6 +85,18 @@ class Recipe:
         return dataclasses.asdict(self)
 
 
+def configuration_label(config: str, recipe: dict) -> str:
+    """``config``, followed by what the run changed of its preset recipe (``--epochs`` etc.):
+    'quick', 'quick with epochs=3, subset=20000'."""
+    try:
+        preset = Recipe.preset(config, dataset=recipe["dataset"]).to_dict()
+    except (KeyError, ValueError):
+        return config
+    changed = [f"{k}={recipe[k]}" for k in preset
+               if k not in ("dataset", "data_dir", "device") and k in recipe and recipe[k] != preset[k]]
+    return config + (f" with {', '.join(changed)}" if changed else "")
+
+
 def default_dataset(dataset: str | None, data_dir: str | None) -> str:
     """Fashion-MNIST unless ``--data-dir`` is given (then CIFAR-10), or what ``--dataset`` says."""
     if dataset:

@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import HelpFormatter, env_info, result_path, write_json  # noqa: E402
-from _train_common import (Recipe, save_results, default_dataset, markdown_table, mean_std, model_meta,  # noqa: E402
+from _train_common import (Recipe, configuration_label, save_results, default_dataset, markdown_table, mean_std, model_meta,  # noqa: E402
                            parse_list, pm, pyplot, resolve_device, set_threads, significant,
                            train_one)
 
@@ -73,7 +73,8 @@ def parse_args(argv=None):
     p.add_argument("--compile", action="store_true", help="torch.compile every model")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU; 1 is "
                    "faster than 2 on a machine shared with other jobs)")
-    p.add_argument("--name", default=None, help="result file stem (default compare_schemes_<config>)")
+    p.add_argument("--name", default=None, help="result file stem (default compare_schemes_<config>); the device "
+                   "kind is appended: <name>_cpu.json, <name>_cuda.json")
     p.add_argument("--out-dir", default=None, help="directory for the results (default benchmarks/results)")
     p.add_argument("--budget-s", type=float, default=None, help="start no seed predicted to end after "
                    "this many seconds, and no run after them (default: no limit)")
@@ -165,7 +166,8 @@ def summarise(models: dict, args, depths: list[int]) -> dict:
 
 def markdown(payload: dict) -> str:
     env, recipe, models = payload["env"], payload["recipe"], payload["models"]
-    lines = [f"# Scheme comparison ({payload['config']}, {recipe['dataset']})", "",
+    lines = [f"# Scheme comparison ({configuration_label(payload['config'], recipe)}, "
+             f"{recipe['dataset']})", "",
              f"Device: {env['device']} ({env['device_type']}), torch {env['torch']}; seeds "
              f"{payload['seeds']}; recipe: {recipe['epochs']} epoch(s), subset {recipe['subset'] or 'all'}, "
              f"test subset {recipe['test_subset'] or 'all'}, batch {recipe['batch_size']}, lr "

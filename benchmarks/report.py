@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS  # noqa: E402
-from _train_common import markdown_table, pyplot  # noqa: E402
+from _train_common import configuration_label, markdown_table, pyplot  # noqa: E402
 
 # DESIGN.md section 5: CIFAR-10 test accuracy %, basic blocks, and ResNet parameter counts.
 PAPER_CIFAR10 = {20: (91.25, 91.67, "0.27M"), 32: (92.49, 92.82, "0.46M"), 44: (92.83, 92.98, "0.66M"),
@@ -239,7 +239,8 @@ def readme_section(results: Path = RESULTS) -> str:
            "[RESULTS.md](benchmarks/results/RESULTS.md)).", ""]
     for p in load("compare_schemes_*.json", results):
         recipe = p["recipe"]
-        out += [f"**Schemes at equal parameters** ({p['config']} configuration, {recipe['dataset']}, "
+        out += [f"**Schemes at equal parameters** ({configuration_label(p['config'], recipe)}, "
+                f"{recipe['dataset']}, "
                 f"{p['env']['device']}, torch {p['env']['torch']}, seeds {p['seeds']}):", "",
                 first_table(compare_schemes.markdown(p)), ""]
     for p in load("speed_*.json", results):

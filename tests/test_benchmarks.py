@@ -349,3 +349,12 @@ def test_gpu_suite_script_runs_on_cpu(tmp_path):
     assert not schemes_json["partial"] and schemes_json["recipe"]["lr"] == 0.1  # the script's own flag
     assert schemes_json["recipe"]["batch_size"] == 32  # COMPARE_ARGS come last and override
     assert schemes_json["models"]["resnet20"]["test_acc"]["n"] == 1
+
+
+def test_configuration_label_names_what_a_run_changed_of_its_preset():
+    from _train_common import Recipe, configuration_label
+    quick = Recipe.preset("quick").to_dict()
+    assert configuration_label("quick", quick) == "quick"
+    changed = Recipe.preset("quick", epochs=3, subset=20000, device="cpu").to_dict()
+    assert configuration_label("quick", changed) == "quick with epochs=3, subset=20000"
+    assert configuration_label("custom", quick) == "custom"  # unknown preset: the name alone
