@@ -97,6 +97,18 @@ def configuration_label(config: str, recipe: dict) -> str:
     return config + (f" with {', '.join(changed)}" if changed else "")
 
 
+def run_description(payload: dict) -> str:
+    """The line under a result's markdown title: device, torch, seeds, recipe and wall time."""
+    env, recipe = payload["env"], payload["recipe"]
+    return (f"Device: {env['device']} ({env['device_type']}), torch {env['torch']}; seeds "
+            f"{payload['seeds']}; recipe: {recipe['epochs']} epoch(s), subset {recipe['subset'] or 'all'}, "
+            f"test subset {recipe['test_subset'] or 'all'}, batch {recipe['batch_size']}, lr "
+            f"{recipe['lr']} ({recipe['schedule']})"
+            + (f", BatchNorm statistics recomputed on {recipe['precise_bn']} batches before "
+               f"evaluation" if recipe.get("precise_bn") else "")
+            + f"; total wall time {payload['wall_seconds']:.0f} s.")
+
+
 def default_dataset(dataset: str | None, data_dir: str | None) -> str:
     """Fashion-MNIST unless ``--data-dir`` is given (then CIFAR-10), or what ``--dataset`` says."""
     if dataset:

@@ -36,9 +36,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import HelpFormatter, env_info, result_path, write_json  # noqa: E402
-from _train_common import (Recipe, configuration_label, save_results, default_dataset, markdown_table, mean_std, model_meta,  # noqa: E402
-                           parse_list, pm, pyplot, resolve_device, set_threads, significant,
-                           train_one)
+from _train_common import (Recipe, configuration_label, default_dataset, markdown_table,  # noqa: E402
+                           mean_std, model_meta, parse_list, pm, pyplot, resolve_device,
+                           run_description, save_results, set_threads, significant, train_one)
 
 import odenets  # noqa: E402
 
@@ -168,14 +168,7 @@ def markdown(payload: dict) -> str:
     env, recipe, models = payload["env"], payload["recipe"], payload["models"]
     lines = [f"# Scheme comparison ({configuration_label(payload['config'], recipe)}, "
              f"{recipe['dataset']})", "",
-             f"Device: {env['device']} ({env['device_type']}), torch {env['torch']}; seeds "
-             f"{payload['seeds']}; recipe: {recipe['epochs']} epoch(s), subset {recipe['subset'] or 'all'}, "
-             f"test subset {recipe['test_subset'] or 'all'}, batch {recipe['batch_size']}, lr "
-             f"{recipe['lr']} ({recipe['schedule']})"
-             + (f", BatchNorm statistics recomputed on {recipe['precise_bn']} batches before "
-                f"evaluation" if recipe.get("precise_bn") else "")
-             + f"; total wall time {payload['wall_seconds']:.0f} s.",
-             f"Command: `{env['command']}`", ""]
+             run_description(payload), f"Command: `{env['command']}`", ""]
     if payload.get("partial"):
         lines += [f"**Partial results** ({payload['status']}); runs per model: "
                   + ", ".join(f"{name} {m['test_acc']['n']}" for name, m in models.items()) + ".", ""]

@@ -33,8 +33,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import HelpFormatter, env_info  # noqa: E402
-from _train_common import (Recipe, save_results, default_dataset, markdown_table, mean_std, parse_list, pm,  # noqa: E402
-                           pyplot, resolve_device, set_threads, significant, train_one)
+from _train_common import (Recipe, default_dataset, markdown_table, mean_std, parse_list,  # noqa: E402
+                           pm, pyplot, resolve_device, run_description, save_results, set_threads,
+                           significant, train_one)
 
 import odenets  # noqa: E402
 from odenets import data as datasets  # noqa: E402
@@ -169,12 +170,8 @@ def markdown(payload: dict) -> str:
     env, recipe, levels = payload["env"], payload["recipe"], payload["input_noise_levels"]
     lines = [f"# Noise injection (Euler-Maruyama) and input-noise robustness ({payload['config']}, "
              f"{recipe['dataset']}, depth {payload['depth']})", "",
-             f"Device: {env['device']} ({env['device_type']}), torch {env['torch']}; seeds {payload['seeds']}; "
-             f"{recipe['epochs']} epoch(s) on {recipe['subset'] or 'all'} images, {recipe['test_subset'] or 'all'} "
-             f"test images" + (f", BatchNorm statistics recomputed on {recipe['precise_bn']} batches before "
-                               f"evaluation" if recipe.get("precise_bn") else "")
-             + f"; total wall time {payload['wall_seconds']:.0f} s. Input noise: clip(x + delta eps, 0, 1) "
-             f"in pixel units. Command: `{env['command']}`", ""]
+             run_description(payload) + " Input noise: clip(x + delta eps, 0, 1) in pixel units. "
+             f"Command: `{env['command']}`", ""]
     head = ["variant", "model", "params", "train s/run"] + [
         "clean acc %" if lv == "0" else f"acc % at delta={lv}" for lv in levels] + ["mean over noisy levels %"]
     rows = [[name, v["model"], f"{v['params']:,}", f"{v['train_seconds']['mean']:.1f}"]
