@@ -322,5 +322,10 @@ def main(argv=None) -> dict:
     return out
 
 
+def exit_status(payload: dict) -> int:
+    """1 when a run failed (the others were recorded), else 0."""
+    return 1 if payload["failures"] else 0
+
+
 if __name__ == "__main__":
-    sys.exit(1 if main()["failures"] else 0)
+    sys.exit(exit_status(main()))

@@ -228,6 +228,8 @@ def test_compare_schemes_records_a_failed_run_and_goes_on(fake_training, tmp_pat
     assert payload["failures"] == [dict(model="resnet20", seed=0, error="RuntimeError: diverged")]
     assert payload["models"]["resnet20"]["test_acc"]["n"] == 1
     assert "resnet20 seed 0 failed" in (tmp_path / "compare_schemes_tiny_cpu.md").read_text()
+    # `odenets bench schemes` exits as the script does: 1 when a run failed
+    assert cli.main(["bench", "schemes", *SCHEMES_ARGS, "--seeds", "0", "--out-dir", str(tmp_path)]) == 1
 
 
 def test_compare_schemes_budget_starts_no_seed_that_cannot_finish(fake_training, tmp_path):

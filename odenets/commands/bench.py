@@ -88,5 +88,6 @@ def _named_parsers(prog: str):
 def run(args) -> int:
     module = load_script(args.name)
     with _named_parsers(f"odenets bench {args.name}"):
-        module.main(list(args.args))
-    return 0
+        result = module.main(list(args.args))
+    exit_status = getattr(module, "exit_status", None)  # the script's own rule, as run directly
+    return exit_status(result) if exit_status is not None else 0
