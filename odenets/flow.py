@@ -12,7 +12,7 @@ from torch import nn
 from solvers.base import DivergenceError, Scheme
 from solvers.integrate import shape_checked, shape_message
 
-from .evaluation_norm import EvaluationIndex
+from .evaluation_norm import EvaluationIndex, _PerEvaluationStats
 from .evaluation_norm import per_evaluation_norm as per_evaluation_norm_
 
 ACTIVATIONS = {"relu": torch.relu}
@@ -30,6 +30,14 @@ class _Call(nn.Module):
         super().__init__()
         self.module, self.index = module, index
         self.calls = EvaluationIndex() if index is not None else None
+        self._norms = [m for m in module.modules() if isinstance(m, _PerEvaluationStats)]
+
+    @property
+    def order_dependent(self) -> bool:
+        """True while a per-evaluation norm of the field is in eval mode: it then normalises
+        with the statistics of the call's index, so the field computes differently when called
+        in another order (as a reversible backward does, see `solvers.reversible`)."""
+        return any(not m.training for m in self._norms)
 
     def _count(self):
         if self.index is not None:

@@ -91,6 +91,10 @@ class ShapeChecked(torch.nn.Module):
         if not isinstance(f, torch.nn.Module) and isinstance(owner, torch.nn.Module):
             self.owner = owner
 
+    @property
+    def order_dependent(self) -> bool:  # see `reversible.order_dependent`
+        return bool(getattr(self.f, "order_dependent", False))
+
     def forward(self, t, u):
         out = self.f(t, u)
         if not torch.is_tensor(out) or out.shape != u.shape:

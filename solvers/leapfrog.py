@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from .base import Scheme
-from .reversible import reversible_solve
+from .reversible import order_dependent, reversible_solve
 
 
 class Leapfrog(Scheme):
@@ -26,9 +26,10 @@ class Leapfrog(Scheme):
     ``f(t, u)`` on the whole state whose y-half must not depend on y and z-half not on z (a
     separable system); then F and G are read off its halves.
 
-    ``memory_efficient=True`` makes a training `solve` (``training=True``, grad enabled) store no
-    per-step activations: backward rebuilds each step's input from its output with `inverse` and
-    recomputes the step (see `reversible_solve`). Eval-mode solves keep the plain autograd graph.
+    ``memory_efficient=True`` makes `solve` (grad enabled) store no per-step activations:
+    backward rebuilds each step's input from its output with `inverse` and recomputes the step
+    (see `reversible_solve`). Fields that depend on their call order (`order_dependent`) keep the
+    plain autograd graph.
     ``dim=None`` splits along dim 1 (channels) when ``u`` has 2+ dims, else dim 0.
     """
 
@@ -105,9 +106,8 @@ class Leapfrog(Scheme):
 
     def solve(self, fields, u0, t0=0.0, dt=1.0, coefficients=None, state=None, return_path=False,
               training=True, params=None):
-        # eval-mode solves keep the plain graph: a field may depend on its call order there
-        # (per-call normalisation statistics), which the inverse-then-recompute backward changes
-        if return_path or not self.memory_efficient or not training or not torch.is_grad_enabled():
+        if (return_path or not self.memory_efficient or not torch.is_grad_enabled()
+                or order_dependent(fields)):
             return super().solve(fields, u0, t0, dt, coefficients, state, return_path, training)
         self._per_step(coefficients, len(fields))
         return reversible_solve(self, fields, u0, t0, dt, params), state

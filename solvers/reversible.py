@@ -102,6 +102,15 @@ class _ReversibleSolve(torch.autograd.Function):
         return (None, None, None, None, None, grad_u, *grads)
 
 
+def order_dependent(fields) -> bool:
+    """True when a step's field says (``order_dependent = True``) that it computes differently
+    depending on the order of its calls within the step, e.g. normalisation with statistics per
+    call. The memory-saving backward calls it in another order (inverse, then recompute), so a
+    reversible solve must keep the plain autograd graph for such fields."""
+    return any(getattr(part, "order_dependent", False)
+               for f in fields for part in (f if isinstance(f, (tuple, list)) else (f,)))
+
+
 def reversible_solve(scheme, fields, u0, t0=0.0, dt=1.0, params=None):
     """Integrate with a scheme that has an exact ``inverse``, storing only the final state.
 

@@ -177,9 +177,11 @@ def test_reversible_backward_recompute_leaves_statistics():
         torch.testing.assert_close(v, after_forward[k], msg=k)
 
 
-def test_verlet_eval_gradients_match_plain_autograd():
-    """The reversible backward inverts then recomputes a step, calling F in another order; in
-    eval mode (per-call statistics in use) the solve keeps the plain graph, so gradients agree."""
+@pytest.mark.parametrize("frozen", ["flow", "norms"])
+def test_verlet_eval_gradients_match_plain_autograd(frozen):
+    """The reversible backward inverts then recomputes a step, calling F in another order; while
+    per-call statistics are in use (the flow in eval mode, or only its norms: fine-tuning with
+    frozen BatchNorm) the solve keeps the plain graph, so gradients agree."""
     torch.manual_seed(0)
     batch = torch.randn(16, 8, 6, 6, dtype=torch.float64)
     x = torch.randn(4, 8, 6, 6, dtype=torch.float64)
@@ -191,11 +193,16 @@ def test_verlet_eval_gradients_match_plain_autograd():
     flows[1].load_state_dict(flows[0].state_dict())
     grads = []
     for flow in flows:
-        flow.eval()
+        flow.train(frozen == "norms")
+        if frozen == "norms":
+            for m in flow.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         xi = x.clone().requires_grad_()
         flow(xi).square().sum().backward()
-        grads.append(xi.grad)
-    torch.testing.assert_close(grads[0], grads[1])
+        grads.append((xi.grad, *(p.grad for p in flow.parameters())))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
 
 
 def test_duplicate_blocks_are_converted_once_and_counted_per_step():

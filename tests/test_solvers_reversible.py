@@ -89,7 +89,7 @@ def test_memory_efficient_matches_plain_autograd(variant, form):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
 
 
-def _count_saved(memory_efficient, steps):
+def _count_saved(memory_efficient, steps, training=True):
     """Number of tensors autograd saves for backward during one forward."""
     count = [0]
 
@@ -100,7 +100,7 @@ def _count_saved(memory_efficient, steps):
     scheme = solvers.get("leapfrog", memory_efficient=memory_efficient)
     x = torch.randn(8, 6, requires_grad=True)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = solvers.integrate(fields, x, steps, scheme=scheme)
+        out = solvers.integrate(fields, x, steps, scheme=scheme, training=training)
     out.sum().backward()
     assert x.grad is not None
     return count[0]
@@ -112,6 +112,13 @@ def test_memory_efficient_saves_no_per_step_activations():
     assert efficient[0] == efficient[1] == efficient[2], efficient
     assert efficient[0] <= 2
     assert plain[0] < plain[1] < plain[2], plain
+
+
+def test_memory_efficient_also_in_eval_mode():
+    """Eval mode alone does not give up the memory saving: only fields that depend on their call
+    order (`reversible.order_dependent`) need the plain graph."""
+    efficient = [_count_saved(True, n, training=False) for n in (2, 8, 32)]
+    assert efficient[0] == efficient[1] == efficient[2] and efficient[0] <= 2, efficient
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
