@@ -10,11 +10,11 @@ from __future__ import annotations
 import copy
 import difflib
 import inspect
-import math
 
 from torch import nn
 
 import solvers
+from solvers.base import check_t_span
 
 from .flow import ACTIVATIONS, Flow
 
@@ -143,24 +143,12 @@ def build(field, solver="euler", steps: int | None = None, tied: bool | None = N
     if activation is not None and not (activation in ACTIVATIONS or callable(activation)):
         raise ValueError(f"activation must be None, one of {sorted(ACTIVATIONS)} or a callable, "
                          f"got {activation!r}")
-    t0, t1 = _check_t_span(scheme.name, t_span) if t_span is not None else \
+    t0, t1 = check_t_span(scheme.name, t_span) if t_span is not None else \
         (0.0, 1.0 if tied else float(steps))
     fields = _make_fields(field, steps, tied)
-    return Flow(fields, scheme, steps, tied=tied, t0=t0, dt=(float(t1) - float(t0)) / steps,
+    return Flow(fields, scheme, steps, tied=tied, t0=t0, dt=(t1 - t0) / steps,
                 activation=activation, coefficients=coefficients, channels=channels,
                 per_evaluation_norm=per_evaluation_norm)
-
-
-def _check_t_span(name: str, t_span) -> tuple[float, float]:
-    """``(t0, t1)`` as two finite, distinct floats (else a ValueError naming the problem)."""
-    try:
-        t0, t1 = (float(t) for t in t_span)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: t_span must be a pair (t0, t1) of real numbers, got "
-                         f"{t_span!r}") from None
-    if not (math.isfinite(t0) and math.isfinite(t1)) or t0 == t1:
-        raise ValueError(f"{name}: t_span must be two distinct finite times, got {t_span!r}")
-    return t0, t1
 
 
 def coefficients(model: nn.Module) -> dict[str, list[float]]:

@@ -197,3 +197,15 @@ def check_float(name: str, value, scheme: str, low=None, high=None, closed=(True
         lb, rb = ("[" if closed[0] else "("), ("]" if closed[1] else ")")
         raise ValueError(f"{scheme}: {name} must lie in {lb}{low}, {high}{rb}, got {value!r}")
     return value
+
+
+def check_t_span(name: str, t_span) -> tuple[float, float]:
+    """``(t0, t1)`` as two finite, distinct floats (else a ValueError naming the problem)."""
+    try:
+        t0, t1 = (float(t) for t in t_span)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: t_span must be a pair (t0, t1) of real numbers, got "
+                         f"{t_span!r}") from None
+    if not (math.isfinite(t0) and math.isfinite(t1)) or t0 == t1:
+        raise ValueError(f"{name}: t_span must be two distinct finite times, got {t_span!r}")
+    return t0, t1

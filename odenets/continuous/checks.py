@@ -58,17 +58,6 @@ def function(solver: str, name: str, value):
     return value
 
 
-def t_span(solver: str, value) -> tuple[float, float]:
-    """``(t0, t1)`` with finite, distinct ends."""
-    try:
-        t0, t1 = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{solver}: t_span must be a pair (t0, t1) of real numbers, got {value!r}") from None
-    if not (math.isfinite(t0) and math.isfinite(t1)) or t0 == t1:
-        raise ValueError(f"{solver}: t_span must be two distinct finite times, got {value!r}")
-    return t0, t1
-
-
 def steps_or_dt(solver: str, steps, dt, name: str, t0: float, t1: float) -> float:
     """The step size from exactly one of ``steps`` (uniform grid on [t0, t1]) and ``dt``."""
     if steps is not None and dt is not None:

@@ -15,6 +15,8 @@ import inspect
 import torch
 from torch import nn
 
+from solvers.base import check_t_span
+
 from . import checks
 from .nfe import CountedField
 
@@ -161,7 +163,7 @@ class ODEFlow(nn.Module):
         if method not in TORCHDIFFEQ_SOLVERS:
             raise ValueError(f"{name}: unknown torchdiffeq method {method!r}; "
                              f"available: {sorted(TORCHDIFFEQ_SOLVERS)}")
-        self.t_span = checks.t_span(name, t_span)
+        self.t_span = check_t_span(name, t_span)
         self.method, self.solver_name = method, name
         self.rtol, self.atol = checks.positive(name, "rtol", rtol), checks.positive(name, "atol", atol)
         self.adjoint = checks.boolean(name, "adjoint", adjoint)

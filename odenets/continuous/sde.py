@@ -30,6 +30,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from solvers.base import check_t_span
+
 from . import checks
 from .nfe import CountedField
 from .ode import UniformGrid, torchdiffeq
@@ -142,7 +144,7 @@ class SDEFlow(nn.Module):
         types, self.levy_area, adjoint_ok = SDE_METHODS[method]
         self.method = method
         self.sde_type = checks.choice(name, "sde_type", sde_type or types[0], types)
-        self.t_span = checks.t_span(name, t_span)
+        self.t_span = check_t_span(name, t_span)
         if self.t_span[1] < self.t_span[0]:
             raise ValueError(f"{name}: torchsde integrates forward in time: t_span must have t0 < t1, "
                              f"got {t_span!r}")
