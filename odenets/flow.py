@@ -79,6 +79,10 @@ class PostActivated(Scheme):
                      "paired_field"):
             setattr(self, attr, getattr(inner, attr))
 
+    @property
+    def field_calls(self) -> int:
+        return self.inner.field_calls
+
     def step(self, f, t, dt, u, state, **kwargs):
         u, state = self.inner.step(f, t, dt, u, state, **kwargs)
         return self.activation(u), state
@@ -230,8 +234,9 @@ class Flow(nn.Module):
         except RuntimeError as error:  # a later step's field of the wrong shape: say which
             self._diagnose_shapes(u, error)
             raise
-        for index in self._indices:  # a field called on its own afterwards uses slot 0
-            index.value = 0
+        finally:
+            for index in self._indices:  # a field called on its own afterwards uses slot 0
+                index.value = 0
         return (u, state) if return_state else u
 
     def _check_state(self, u, state):

@@ -217,9 +217,32 @@ def test_duplicate_blocks_are_converted_once_and_counted_per_step():
     assert bn.evaluation_index.value == 0   # reset after the solve: a direct call uses slot 0
 
 
+def test_call_index_is_reset_after_a_failed_solve():
+    flow = odenets.build(_bn_field(), "rk4", steps=2)
+    bn = flow.blocks[0][1]
+    calls = []
+
+    def fail_at_third_call(module, args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("boom")
+    bn.register_forward_pre_hook(fail_at_third_call)
+    with pytest.raises(RuntimeError, match="boom"):
+        flow(torch.randn(8, 6))
+    assert bn.evaluation_index.value == 0   # a direct call afterwards uses slot 0
+
+
 def test_backward_euler_with_tol_keeps_iterations_slots():
     scheme = solvers.get("backward_euler", iterations=2, tol=1e-6)
     assert scheme.field_calls == 2   # later iterates share the last slot
     flow = odenets.build(_bn_field(), "backward_euler", steps=1, iterations=2, tol=1e-3,
                          max_iterations=50)
     assert flow.blocks[0][1].running_mean.shape == (2, 6)
+
+
+@pytest.mark.parametrize("name,options", [("leapfrog", {}), ("backward_euler", {"tol": 1e-3}),
+                                          ("rk4", {})])
+def test_post_activated_scheme_reports_the_inner_field_calls(name, options):
+    from odenets.flow import PostActivated
+    scheme = solvers.get(name, **options)
+    assert PostActivated(scheme, torch.relu).field_calls == scheme.field_calls
