@@ -1,4 +1,4 @@
-"""Building the network a `TrainConfig` names, and reading its learned scheme coefficients.
+"""Building the network a `TrainConfig` names.
 
 ``cfg.model`` is a preset name (``odenets.list_models()``) built by ``odenets.create(name,
 num_classes=, in_channels=, **cfg.model_args)`` (plus ``solver=cfg.solver`` when given), or
