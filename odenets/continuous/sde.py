@@ -171,6 +171,27 @@ class SDEFlow(nn.Module):
         self.func = CountedField(field, checks.boolean(name, "count_vjp", count_vjp))
         self.sde = _FlowSDE(self.func, diffusion, self.sigma, self.sde_type)
 
+    # -- seeded noise, with the interface of a seeded Euler-Maruyama scheme (checkpoints, DDP) --
+    @property
+    def seeded(self) -> bool:
+        """True when the Brownian motion is drawn from this flow's own generator (``seed=``)."""
+        return self._generator is not None
+
+    def manual_seed(self, seed: int) -> None:
+        """Restart the seeded Brownian stream from ``seed``."""
+        self.seed = checks.integer(self.solver_name, "seed", seed, 0)
+        self._generator = torch.Generator().manual_seed(self.seed)
+
+    def rng_state(self) -> dict:
+        return {"generator": self._generator.get_state()} if self.seeded else {}
+
+    def set_rng_state(self, states: dict) -> None:
+        if set(states) != ({"generator"} if self.seeded else set()):
+            raise ValueError(f"{self.solver_name}: expected the state of "
+                             f"{'one generator' if self.seeded else 'no generator'}, got {sorted(states)}")
+        if self.seeded:
+            self._generator.set_state(states["generator"])
+
     @property
     def nfe(self) -> dict:
         return self.func.nfe

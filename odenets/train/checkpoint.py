@@ -108,36 +108,11 @@ def load_model_state(model, state_dict: dict, path) -> None:
                          f"--model-arg or --solver changed?): {detail}") from None
 
 
-class _ModuleGenerator:
-    """A module's own ``_generator`` (an ``sde:`` flow's seed) behind the noise-source interface
-    Euler-Maruyama schemes have: ``seed``, `manual_seed`, `rng_state`, `set_rng_state`."""
-
-    def __init__(self, module):
-        self.module = module
-
-    @property
-    def seed(self):
-        return self.module.seed
-
-    def manual_seed(self, seed: int) -> None:
-        self.module.seed = seed
-        self.module._generator.manual_seed(seed)
-
-    def rng_state(self) -> dict:
-        return {"generator": self.module._generator.get_state()}
-
-    def set_rng_state(self, states: dict) -> None:
-        if set(states) != {"generator"}:
-            raise ValueError(f"{type(self.module).__name__}: expected the state of one generator, "
-                             f"got {sorted(states)}")
-        self.module._generator.set_state(states["generator"])
-
-
 def noise_sources(model) -> list:
     """What owns the noise generators of ``model``, each once, in module order: the scheme of
     every `odenets.flow.Flow` that has ``rng_state`` (Euler-Maruyama; a scheme shared by several
-    flows counts once, wrappers with ``.inner`` are unwrapped), and every module holding a
-    ``torch.Generator`` as ``_generator`` (a seeded ``sde:`` flow)."""
+    flows counts once, wrappers with ``.inner`` are unwrapped), and every other module that is
+    ``seeded`` (a seeded ``sde:`` flow)."""
     sources, seen = [], set()
     for m in model.modules():
         owner = None
@@ -146,11 +121,11 @@ def noise_sources(model) -> list:
             while hasattr(owner, "inner"):
                 owner = owner.inner
             owner = owner if hasattr(owner, "rng_state") else None
-        elif isinstance(getattr(m, "_generator", None), torch.Generator):
+        elif getattr(m, "seeded", False) is True:
             owner = m
         if owner is not None and id(owner) not in seen:
             seen.add(id(owner))
-            sources.append(owner if owner is not m else _ModuleGenerator(m))
+            sources.append(owner)
     return sources
 
 
