@@ -55,9 +55,9 @@ def device_tag(device="cpu") -> str:
     return re.sub(r"[^a-z0-9]+", "_", device_name(device).lower()).strip("_")
 
 
-def result_path(name: str, device="cpu") -> Path:
-    """benchmarks/results/<name>_<device tag>.json"""
-    return RESULTS / f"{name}_{device_tag(device)}.json"
+def result_path(name: str, device="cpu", out_dir=None) -> Path:
+    """<out_dir, default benchmarks/results>/<name>_<device tag>.json"""
+    return Path(out_dir or RESULTS) / f"{name}_{device_tag(device)}.json"
 
 
 def _git_commit() -> str | None:

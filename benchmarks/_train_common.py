@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import odenets  # noqa: E402
 from odenets import data as datasets  # noqa: E402
 from odenets.train import TrainConfig, train  # noqa: E402
+from odenets.train.model import build_model  # noqa: E402
 
 CONFIGS = ("tiny", "quick", "full")
 
@@ -134,12 +135,6 @@ def set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def train_one(name: str, seed: int, recipe: Recipe, overrides: dict | None = None, keep_model=False):
     """Train preset ``name`` (with `NetConfig` ``overrides``) once; returns ``(row, model)``.
 
@@ -150,20 +145,15 @@ def train_one(name: str, seed: int, recipe: Recipe, overrides: dict | None = Non
     overrides = dict(overrides or {})
     spec = datasets.get_spec(recipe.dataset)
     tmp = Path(tempfile.mkdtemp(prefix="odenets-bench-"))
-    cfg = TrainConfig(model=name, dataset=recipe.dataset, data_dir=recipe.data_dir, subset=recipe.subset,
-                      test_subset=recipe.test_subset, epochs=recipe.epochs, batch_size=recipe.batch_size,
-                      lr=recipe.lr, schedule=recipe.schedule, weight_decay=recipe.weight_decay,
-                      augment=recipe.augment, amp=recipe.amp, compile=recipe.compile,
-                      device=recipe.device, seed=seed, run_dir=str(tmp / "run"), progress=False,
-                      model_args=overrides, log_every=50, precise_bn=recipe.precise_bn)
+    cfg = TrainConfig(**recipe.to_dict(), model=name, seed=seed, run_dir=str(tmp / "run"),
+                      progress=False, model_args=overrides, log_every=50)
     start = time.perf_counter()
     if recipe.compile:  # drop earlier runs' compiled code: dynamo's limit of 8 compilations per code
         from torch import _dynamo  # object (every preset's forward) would silently run later ones eager
         _dynamo.reset()
     try:
         torch.manual_seed(seed)
-        model = odenets.create(name, num_classes=spec.num_classes, in_channels=spec.input_size[0],
-                               **overrides)
+        model = build_model(cfg, spec.num_classes, spec.input_size[0])
         summary = train(cfg, model=model)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -239,9 +229,7 @@ def save_results(payload: dict, name: str, device, out_dir, plot, markdown) -> P
     be drawn (no matplotlib, as on a bare GPU image) are left out (``payload["plot_error"]``),
     never the results."""
     from _common import result_path, write_json
-    path = result_path(name, device)
-    if out_dir:
-        path = Path(out_dir) / path.name
+    path = result_path(name, device, out_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     stem = path.with_suffix("")
     try:

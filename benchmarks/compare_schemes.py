@@ -37,10 +37,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import HelpFormatter, env_info, result_path, write_json  # noqa: E402
 from _train_common import (Recipe, configuration_label, default_dataset, markdown_table,  # noqa: E402
-                           mean_std, model_meta, parse_list, pm, pyplot, resolve_device,
+                           mean_std, model_meta, parse_list, pm, pyplot,
                            run_description, save_results, set_threads, significant, train_one)
 
 import odenets  # noqa: E402
+from odenets.train.distributed import resolve_device  # noqa: E402
 
 SCHEMES = ("resnet", "lm_resnet", "lmm3_resnet", "lmm4_resnet", "poly_resnet", "rk2_resnet",
            "ab2_resnet", "rev_resnet", "sd_resnet", "shake_resnet")
@@ -270,9 +271,7 @@ def main(argv=None) -> dict:
     meta = {n: model_meta(n, recipe.dataset) for n in names}
     runs, failures = {n: [] for n in names}, []
     stem_name = args.name or f"compare_schemes_{args.config}"
-    path = result_path(stem_name, device)
-    if args.out_dir:
-        path = Path(args.out_dir) / path.name
+    path = result_path(stem_name, device, args.out_dir)
 
     def payload(status: str) -> dict:
         models = aggregate(names, meta, runs)

@@ -34,11 +34,12 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import HelpFormatter, env_info  # noqa: E402
 from _train_common import (Recipe, default_dataset, markdown_table, mean_std, parse_list,  # noqa: E402
-                           pm, pyplot, resolve_device, run_description, save_results, set_threads,
+                           pm, pyplot, run_description, save_results, set_threads,
                            significant, train_one)
 
 import odenets  # noqa: E402
 from odenets import data as datasets  # noqa: E402
+from odenets.train.distributed import resolve_device  # noqa: E402
 
 EM = "euler_maruyama"
 

@@ -57,6 +57,7 @@ from report import plot_memory, speed_goals, speed_markdown  # noqa: E402
 import odenets  # noqa: E402
 from odenets.fields import BasicField  # noqa: E402
 from odenets.models.torchvision_map import load_torchvision  # noqa: E402
+from odenets.train.distributed import resolve_device  # noqa: E402
 
 try:
     import torchvision
@@ -273,12 +274,7 @@ def main(argv=None) -> dict:
                    "this many seconds (default: no limit)")
     args = p.parse_args(argv)
     set_threads(args.threads)
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        raise ValueError(f"unknown device {args.device!r}; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {args.device}: CUDA is not available here; use --device cpu")
+    device = resolve_device(args.device)
     gpu = device.type == "cuda"
     for key, cpu_value, gpu_value in (("batch", 32, 128), ("batch50", 4, 64), ("rounds", 30, 30),
                                       ("iters", 1, 10), ("warmup", 2, 10)):
@@ -307,9 +303,7 @@ def main(argv=None) -> dict:
                    skipped_settings={}, partial=True, plots=[])
     base_note = ("CPU run: no GPU was available for these numbers; the script is GPU-ready "
                  "(CUDA events, max_memory_allocated, bf16 autocast, torch.compile)." if not gpu else "GPU run.")
-    path = result_path("speed", device)
-    if args.out_dir:
-        path = Path(args.out_dir) / path.name
+    path = result_path("speed", device, args.out_dir)
     stem = path.with_suffix("")
 
     def save(final: bool) -> None:
