@@ -14,6 +14,7 @@ buffers of shape (slots, C)) recompute every slot, each from its own call of the
 """
 from __future__ import annotations
 
+import itertools
 from typing import Callable, Iterable
 
 import torch
@@ -41,9 +42,12 @@ def recompute_bn_stats(model: nn.Module, batches: Iterable[torch.Tensor],
     norms = batch_norms(model)
     if not norms:
         return 0
+    batches = iter(batches)
+    first = next(batches, None)
+    if first is None:
+        raise ValueError("recompute_bn_stats got no batches")
     forward = forward or (lambda module, x: module(x))
     momenta = [m.momentum for m in norms]
-    before = [{k: v.clone() for k, v in m.named_buffers(recurse=False)} for m in norms]
     training = model.training
     for m in norms:
         m.reset_running_stats()
@@ -51,16 +55,11 @@ def recompute_bn_stats(model: nn.Module, batches: Iterable[torch.Tensor],
     count = 0
     try:
         model.train()
-        for x in batches:
+        for x in itertools.chain((first,), batches):
             forward(model, x)
             count += 1
     finally:
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
         model.train(training)
-    if count == 0:
-        for m, buffers in zip(norms, before):
-            for k, v in buffers.items():
-                getattr(m, k).copy_(v)
-        raise ValueError("recompute_bn_stats got no batches")
     return count
