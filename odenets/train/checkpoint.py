@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from ..flow import Flow
+from .rundir import stale_temps, temp_path
 
 NAME = "checkpoint.pt"
 
@@ -31,7 +32,7 @@ NAME = "checkpoint.pt"
 def save_atomic(obj, path) -> Path:
     """``torch.save(obj, path)`` so that ``path`` is always either the old or the new file."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temp_path(path)
     try:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
@@ -54,8 +55,7 @@ def save_atomic(obj, path) -> Path:
 
 def remove_stale_temps(path) -> list[Path]:
     """Delete temp files a killed `save_atomic` left beside ``path``; returns what was removed."""
-    path = Path(path)
-    stale = sorted(path.parent.glob(f".{path.name}.*.tmp"))
+    stale = stale_temps(Path(path))
     for tmp in stale:
         tmp.unlink(missing_ok=True)
     return stale

@@ -20,12 +20,27 @@ def default_run_dir(cfg) -> Path:
     return Path("runs") / f"{model}-{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def temp_path(path: Path) -> Path:
+    """Where an atomic write of ``path`` puts its data before the rename: ``.<name>.<pid>.tmp``
+    beside it (`stale_temps` finds those a killed process left)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def stale_temps(path: Path) -> list[Path]:
+    """Temp files of atomic writes of ``path`` (any process's) that were never renamed."""
+    return sorted(path.parent.glob(f".{path.name}.*.tmp"))
+
+
+def _write_text_atomic(path, text: str) -> None:
+    path = Path(path)
+    tmp = temp_path(path)
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_json(path, obj) -> None:
     """Write ``obj`` as indented JSON, atomically (temp file + rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    _write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def read_json(path) -> dict:
@@ -45,10 +60,7 @@ def append_metrics(run_dir, record: dict) -> None:
 
 def rewrite_metrics(run_dir, history: list[dict]) -> None:
     """Make metrics.jsonl hold exactly ``history`` (used on resume, from the checkpoint)."""
-    path = Path(run_dir) / METRICS
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
-    os.replace(tmp, path)
+    _write_text_atomic(Path(run_dir) / METRICS, "".join(json.dumps(r) + "\n" for r in history))
 
 
 def read_metrics(run_dir) -> list[dict]:
