@@ -7,9 +7,12 @@ then a `Flow` of the remaining steps (all d steps when the shape is unchanged).
 """
 from __future__ import annotations
 
+import math
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from solvers import Scheme
@@ -169,6 +172,7 @@ class Network(nn.Module):
         super().__init__()
         cfg.check()
         self.config = cfg
+        init_seed = int(torch.randint(2 ** 62, ()))  # one draw, whatever the preset builds below
         self.stem = _stem(cfg)
         survival = _survival(cfg)
         act = "relu" if cfg.post_activation else None
@@ -210,15 +214,29 @@ class Network(nn.Module):
             channels, block_index = width, block_index + depth
         self.stages = nn.ModuleList(stages)
         self.head = _head(cfg, channels)
-        self._init_weights()
+        self._init_weights(init_seed)
 
-    def _init_weights(self):
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+    def _init_weights(self, seed: int):
+        """Conv: Kaiming normal (fan_out); Linear: torch's default; BatchNorm: weight 1, bias 0.
+
+        Each module draws from its own generator seeded by (``seed``, its qualified name), so two
+        presets built under the same ``torch.manual_seed`` start with identical weights in every
+        part they share by name (resnet20 and lm_resnet20: all but LM's k_n): paired seeds."""
+        for name, m in self.named_modules():
+            if not isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)):
+                continue
+            g = torch.Generator().manual_seed((seed + zlib.crc32(name.encode())) % 2 ** 63)
+            with torch.no_grad():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=g)
+                elif isinstance(m, nn.Linear):
+                    nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=g)
+                    if m.bias is not None:
+                        bound = 1 / math.sqrt(m.in_features)
+                        nn.init.uniform_(m.bias, -bound, bound, generator=g)
+                else:
+                    nn.init.ones_(m.weight)
+                    nn.init.zeros_(m.bias)
 
     def forward(self, x):
         if x.dim() != 4 or x.shape[1] != self.config.in_channels:
