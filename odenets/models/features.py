@@ -33,9 +33,16 @@ def call_leaf(module: nn.Module, u, *args, **kwargs):
     """``module(u, *args, **kwargs)``; while torch.fx traces (``u`` a Proxy), one ``call_module``
     node for ``module`` instead (its forward is not traced into)."""
     if isinstance(u, torch.fx.Proxy):
-        tracer = u.tracer
-        return tracer.create_proxy("call_module", tracer.path_of_module(module), (u, *args),
-                                   kwargs)
+        tracer, path = u.tracer, u.tracer.path_of_module(module)
+        # torchvision's feature-extraction tracer names nodes after the module being called
+        outer = getattr(tracer, "current_module_qualname", None)
+        if outer is not None:
+            tracer.current_module_qualname = path
+        try:
+            return tracer.create_proxy("call_module", path, (u, *args), kwargs)
+        finally:
+            if outer is not None:
+                tracer.current_module_qualname = outer
     return module(u, *args, **kwargs)
 
 
