@@ -132,7 +132,7 @@ def markdown(payload: dict) -> str:
              f"weight decay {recipe['weight_decay']}, label smoothing {recipe['label_smoothing']}, "
              f"compile {recipe['compile']}, amp {recipe['amp']}; {recipe['dataset']} with "
              f"{recipe['val_split']} training images held out for validation. Test accuracy is the "
-             "final epoch's; 'val-best epoch' is chosen on validation.", ""]
+             "final epoch's (nothing is chosen on the test set).", ""]
     rows = []
     for m, s in payload["models"].items():
         t = s["test_acc"]
@@ -238,6 +238,7 @@ def main(argv=None) -> int:
     key = recipe_key(recipe.to_dict())
     name = NAME if args.config == "converged" else f"{NAME}_{args.config}"
     path = result_path(name, device, args.out_dir)
+    version = git_version()  # the code this process runs, whatever the checkout does meanwhile
     payload = load(path)
     payload.update(config=args.config, recipe_name=args.config, recipe=recipe.to_dict(),
                    recipe_key=key, env=env_info(device))
@@ -268,7 +269,7 @@ def main(argv=None) -> int:
                       img_per_s=row["img_per_s"], params=row["params"],
                       coefficients=row["coefficients"], curve=row["curve"],
                       recipe=args.config, recipe_key=key, device=payload["env"]["device"],
-                      torch=payload["env"]["torch"], **git_version(),
+                      torch=payload["env"]["torch"], **version,
                       finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         payload["runs"].append(record)
         summarise(payload, models, key)
