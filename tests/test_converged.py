@@ -136,6 +136,13 @@ def test_campaign_accumulates_and_skips_finished_runs(monkeypatch, tmp_path):
     md = (tmp_path / "converged_tiny_cpu.md").read_text()
     assert "lm_resnet20 − resnet20 = +0.20 points" in md
     assert (tmp_path / "converged_tiny_cpu_paired.png").exists()
+    # the report leads with it (tiny files are skipped: renamed as a committed result would be)
+    (tmp_path / "converged_cpu.json").write_text((tmp_path / "converged_tiny_cpu.json").read_text())
+    import report
+    assert "Converged, paired-seed comparison" in report.build_report(tmp_path)
+    section = report.readme_section(tmp_path)
+    assert section.index("**Converged, paired seeds**") < section.index("The paper's numbers")
+    assert "- lm_resnet20 − resnet20 = +0.20 points" in section
 
 
 def test_campaign_baselines_pair_each_scheme_with_its_depth():
