@@ -1,0 +1,108 @@
+"""What a run writes for people: progress off a terminal (plain lines, no carriage returns),
+metrics.csv beside metrics.jsonl, optional TensorBoard logs, the epoch line."""
+import csv
+import io
+import json
+
+import pytest
+
+from odenets import cli
+from odenets.train import TrainConfig, progress, rundir, train
+from odenets.train.loop import _nfe_text
+
+
+def tiny_config(tmp_path, **kw):
+    base = dict(model="fixtures.tiny_models:tiny", dataset="synthetic", subset=128, test_subset=64,
+                batch_size=32, lr=0.05, epochs=2, log_every=1, run_dir=str(tmp_path / "run"))
+    return TrainConfig(**{**base, **kw})
+
+
+def test_progress_off_a_terminal_is_plain_lines(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(progress, "INTERVAL", 0.0)  # a line at every update
+    train(tiny_config(tmp_path))
+    captured = capsys.readouterr()
+    assert "\r" not in captured.out + captured.err
+    lines = [line for line in captured.out.splitlines() if " step " in line]
+    assert lines, captured.out
+    # 4 steps per epoch, a line after steps 1..3 (the epoch line follows step 4)
+    assert lines[0].startswith("epoch 1/2 step 1/4 | loss ") and "acc " in lines[0]
+    assert " img/s | ETA " in lines[0]
+    assert sum(line.startswith("epoch 2/2 step") for line in lines) == 3
+
+
+def test_progress_is_a_bar_only_on_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    from tqdm import tqdm
+    bar = progress.progress(10, stream=Terminal())
+    assert isinstance(bar, tqdm)
+    bar.close()
+    assert isinstance(progress.progress(10, stream=io.StringIO()), progress.LineProgress)
+
+
+def test_line_progress_waits_for_its_interval(capsys):
+    p = progress.LineProgress(100, interval=3600)
+    p.set_postfix(loss="1.0")
+    p.update(5)
+    assert capsys.readouterr().out == ""
+
+
+def test_format_eta():
+    assert [progress.format_eta(s) for s in (0, 52.4, 725, 3729)] == ["0:00", "0:52", "12:05", "1:02:09"]
+
+
+def test_metrics_csv_mirrors_metrics_jsonl(tmp_path):
+    train(tiny_config(tmp_path, model="lm_resnet20", model_args=dict(widths=(4, 8, 8), stem_width=4), progress=False,
+                      subset=64, test_subset=32))
+    run = tmp_path / "run"
+    records = rundir.read_metrics(run)
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    for record, row in zip(records, rows):
+        assert float(row["test_acc"]) == record["test_acc"]
+        assert float(row["lr"]) == record["lr"]
+        k = record["coefficients"]["stages.0.flow.k"]
+        assert [float(row[f"coefficients/stages.0.flow.k/{i}"]) for i in range(len(k))] == k
+
+
+def test_metrics_csv_is_rewritten_with_the_history():
+    flat = rundir.flatten({"epoch": 1, "coefficients": {"a.k": [0.5, -0.25]}})
+    assert flat == {"epoch": 1, "coefficients/a.k/0": 0.5, "coefficients/a.k/1": -0.25}
+
+
+def test_tensorboard_without_the_package_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith(("tensorboard", "torch.utils.tensorboard")):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    code = cli.main(["train", "--model", "fixtures.tiny_models:tiny", "--dataset", "synthetic",
+                     "--subset", "64", "--test-subset", "32", "--epochs", "1", "--no-progress",
+                     "--tensorboard", "--run-dir", str(tmp_path / "run")])
+    assert code == 2 and not (tmp_path / "run").exists()
+    assert "pip install tensorboard" in capsys.readouterr().err
+
+
+def test_tensorboard_logs_steps_epochs_and_coefficients(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    train(tiny_config(tmp_path, model="lm_resnet20", model_args=dict(widths=(4, 8, 8), stem_width=4), progress=False,
+                      subset=64, test_subset=32, tensorboard=True))
+    events = EventAccumulator(str(tmp_path / "run"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss_step", "train/lr", "test/acc", "train/acc"} <= tags
+    assert len(events.Scalars("train/loss_step")) == 4  # 2 epochs of 2 steps
+    assert any(t.startswith("coefficients/stages.0.flow.k/") for t in tags)
+    assert [e.step for e in events.Scalars("test/acc")] == [1, 2]
+
+
+def test_epoch_line_names_the_backward_nfe_only_when_there_is_one():
+    assert _nfe_text(None) == ""
+    assert _nfe_text({"forward": 14.0, "backward": 0.0}) == " | NFE/step fwd 14.0"
+    assert _nfe_text({"forward": 14.0, "backward": 20.0}) == " | NFE/step fwd 14.0 bwd 20.0"
