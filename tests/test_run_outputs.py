@@ -106,3 +106,30 @@ def test_epoch_line_names_the_backward_nfe_only_when_there_is_one():
     assert _nfe_text(None) == ""
     assert _nfe_text({"forward": 14.0, "backward": 0.0}) == " | NFE/step fwd 14.0"
     assert _nfe_text({"forward": 14.0, "backward": 20.0}) == " | NFE/step fwd 14.0 bwd 20.0"
+
+
+# -- figures: points within epochs, titles, block names ------------------------------------------
+def test_epoch_curve_averages_runs_of_steps():
+    curve = progress.epoch_curve([4.0, 2.0, 1.0, 1.0], [8, 16, 32, 32], 32, epoch=1,
+                                 lrs=[0.1, 0.1, 0.01, 0.01], points=2)
+    assert curve == dict(epoch=[1.5, 2.0], loss=[3.0, 1.0], acc=[0.375, 1.0], lr=[0.1, 0.01])
+    assert len(progress.epoch_curve([1.0] * 3, [1] * 3, 1, 0, [0.1] * 3)["epoch"]) == 3
+
+
+def test_run_records_points_within_epochs_and_plots_are_titled(tmp_path):
+    from odenets.plot import _flatten, plot_run, run_title
+    train(tiny_config(tmp_path, model="lm_resnet20", model_args=dict(widths=(4, 8, 8), stem_width=4),
+                      progress=False, subset=128, test_subset=32))
+    run = tmp_path / "run"
+    records = rundir.read_metrics(run)
+    assert [len(r["train_curve"]["epoch"]) for r in records] == [4, 4]  # 4 steps per epoch
+    assert records[1]["train_curve"]["epoch"][-1] == 2.0
+    assert run_title(rundir.read_json(run / "config.json")) == "lm_resnet20 on synthetic, solver lm"
+    assert run_title({"model": "mymodel:build", "dataset": "synthetic"}) == "mymodel:build on synthetic"
+    labels, _, starts, _ = _flatten(records[-1]["coefficients"])
+    assert labels[:4] == ["n=0 (stage 0)", "n=1 (stage 0)", "n=2 (stage 0)", "n=3 (stage 1)"]
+    assert starts == [0, 3, 5]  # stages 1 and 2 start with a transition block (no k)
+    names = [p.name for p in plot_run(run)]
+    # coefficients.png is the k_n figure; lm_coefficients.png (the same numbers) is not drawn
+    assert names == ["curves.png", "coefficients.png", "roots.png", "lm_modified_equation.md",
+                     "lm_modified_equation.csv"]

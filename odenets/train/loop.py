@@ -146,11 +146,12 @@ def _train(cfg, spec, info, device, model, resume):
             reset_nfe(raw)
             stats = train_epoch(train_model, train_loader, optimizer, epoch, epoch * len(train_loader),
                                 total_steps, cfg, info, device, bar)
-            step_losses = stats.pop("step_losses")
+            first = epoch * len(train_loader)
+            lrs = [cfg.lr * lr_factor(first + i, total_steps, cfg, len(train_loader))
+                   for i in range(len(train_loader))]
+            step_losses, step_correct = stats.pop("step_losses").tolist(), stats.pop("step_correct").tolist()
             if tb is not None:
-                first = epoch * len(train_loader)
-                tb.steps(first, step_losses.tolist(), [cfg.lr * lr_factor(first + i, total_steps, cfg, len(train_loader))
-                                                      for i in range(len(train_loader))])
+                tb.steps(first, step_losses, lrs)
             nfe = total_nfe(raw)  # continuous-depth flows: field evaluations this epoch
             if cfg.precise_bn:
                 _precise_bn(raw, train_loader, epoch, cfg, device)
@@ -163,6 +164,8 @@ def _train(cfg, spec, info, device, model, resume):
                     "--warmup-epochs, or check the model.", epoch + 1, len(train_loader))
             record = dict(epoch=epoch + 1, **stats, test_loss=test["loss"], test_acc=test["acc"],
                           lr=optimizer.param_groups[0]["lr"], coefficients=coefficients(raw))
+            record["train_curve"] = progress.epoch_curve(step_losses, step_correct, train_loader.local_batch,
+                                                         epoch, lrs)
             if any(nfe.values()):
                 record["nfe_per_step"] = {k: v / len(train_loader) for k, v in nfe.items()}
             history.append(record)

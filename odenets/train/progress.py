@@ -10,6 +10,9 @@ every ``interval`` seconds:
 Both offer the part of tqdm's interface the training loop uses (``n``, ``reset``,
 ``set_description``, ``set_postfix``, ``update``, ``write``, ``close``), so the loop does not
 know which one it has.
+
+`epoch_curve` condenses an epoch's per-step losses into a few points for the run's metrics
+(``train_curve``), so curves.png shows the training within epochs.
 """
 from __future__ import annotations
 
@@ -28,6 +31,26 @@ def progress(total: int, *, stream=None, interval: float | None = None):
         from tqdm.auto import tqdm
         return tqdm(total=total, unit="step", dynamic_ncols=True, leave=False, file=stream)
     return LineProgress(total, interval=INTERVAL if interval is None else interval)
+
+
+def epoch_curve(step_losses, step_correct, batch: int, epoch: int, lrs, points: int = 10) -> dict:
+    """Training loss, accuracy and learning rate within epoch ``epoch`` (0-based), averaged
+    over up to ``points`` equal runs of steps: ``{"epoch": [x...], "loss": [...], "acc": [...],
+    "lr": [...]}`` where x = epoch + (steps done) / (steps per epoch), so x = e + 1 is the end
+    of the epoch whose record has ``"epoch": e + 1``. ``lrs`` holds each step's learning rate."""
+    losses, correct = [float(v) for v in step_losses], [int(v) for v in step_correct]
+    steps = len(losses)
+    k = min(points, steps)
+    ends = sorted({max(1, round(steps * (j + 1) / k)) for j in range(k)})
+    curve = dict(epoch=[], loss=[], acc=[], lr=[])
+    start = 0
+    for end in ends:
+        curve["epoch"].append(epoch + end / steps)
+        curve["loss"].append(sum(losses[start:end]) / (end - start))
+        curve["acc"].append(sum(correct[start:end]) / ((end - start) * batch))
+        curve["lr"].append(lrs[end - 1])
+        start = end
+    return curve
 
 
 def format_eta(seconds: float) -> str:

@@ -4,7 +4,8 @@
     checkpoint.pt    the last completed epoch (see `checkpoint`)
     metrics.jsonl    one JSON record per epoch: losses, accuracies, lr, time, img/s, coefficients
     metrics.csv      the same records as a table (spreadsheets, pandas): nested values flattened,
-                     e.g. ``coefficients/stages.0.flow.k/0`` for the first k_n of stage 0
+                     e.g. ``coefficients/stages.0.flow.k/0`` for the first k_n of stage 0;
+                     without ``train_curve`` (loss, accuracy and lr at points within the epoch)
     summary.json     written at the end (status "finished" or "diverged")
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 CONFIG, METRICS, METRICS_CSV, SUMMARY = "config.json", "metrics.jsonl", "metrics.csv", "summary.json"
+CSV_SKIP = ("train_curve",)  # lists of points within an epoch: metrics.jsonl only
 
 
 def default_run_dir(cfg) -> Path:
@@ -86,7 +88,7 @@ def write_metrics_csv(run_dir, history: list[dict]) -> None:
     """metrics.csv: one row per epoch of ``history``, columns in order of first appearance
     (nested values flattened by `flatten`; a column an epoch lacks is left empty). Rewritten
     whole, atomically, after every epoch."""
-    rows = [flatten(r) for r in history]
+    rows = [flatten({k: v for k, v in r.items() if k not in CSV_SKIP}) for r in history]
     columns = list(dict.fromkeys(k for row in rows for k in row))
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
