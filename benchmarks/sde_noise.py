@@ -33,8 +33,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import HelpFormatter, env_info  # noqa: E402
-from _train_common import (Recipe, default_dataset, markdown_table, mean_std, parse_list,  # noqa: E402
-                           pm, pyplot, run_description, save_results, set_threads,
+from _train_common import (Recipe, default_dataset, markdown_table, mean_std, model_styles,  # noqa: E402
+                           parse_list, pm, pyplot, run_description, save_results, set_threads,
                            significant, train_one)
 
 import odenets  # noqa: E402
@@ -214,9 +214,11 @@ def plot(payload: dict, stem: Path) -> list[str]:
     plt = pyplot()
     levels = payload["input_noise_levels"]
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    styles = model_styles(payload["variants"])
     for name, v in payload["variants"].items():
         ax.errorbar([float(lv) for lv in levels], [100 * v["accuracy"][lv]["mean"] for lv in levels],
-                    yerr=[100 * v["accuracy"][lv]["std"] for lv in levels], marker="o", capsize=3, label=name)
+                    yerr=[100 * v["accuracy"][lv]["std"] for lv in levels], marker=styles[name][1],
+                    color=styles[name][0], capsize=3, label=name)
     ax.set_xlabel("input noise std delta (pixel units)")
     ax.set_ylabel("test accuracy % (mean ± std over seeds)")
     ax.set_title(f"{payload['recipe']['dataset']}, depth {payload['depth']}, {payload['config']}")

@@ -3,6 +3,7 @@ metrics.csv beside metrics.jsonl, optional TensorBoard logs, the epoch line."""
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 
@@ -133,3 +134,58 @@ def test_run_records_points_within_epochs_and_plots_are_titled(tmp_path):
     # coefficients.png is the k_n figure; lm_coefficients.png (the same numbers) is not drawn
     assert names == ["curves.png", "coefficients.png", "roots.png", "lm_modified_equation.md",
                      "lm_modified_equation.csv"]
+
+
+# -- docs, licence, `odenets list` ---------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_no_file_cites_a_document_the_repo_lacks():
+    import re
+    cited = {}
+    for path in [*ROOT.glob("*.md"), *ROOT.glob("docs/*.md"), *ROOT.glob("odenets/**/*.py"),
+                 *ROOT.glob("solvers/*.py"), *ROOT.glob("tests/*.py"), *ROOT.glob("benchmarks/*.py"),
+                 ROOT / "benchmarks/results/RESULTS.md"]:
+        text = path.read_text()
+        assert "DESIGN" + ".md" not in text, f"{path} cites a design document the repo lacks"
+        for doc in re.findall(r"docs/[\w./-]+\.md", text):
+            cited.setdefault(doc, path)
+    assert cited, "no docs/ citations found"
+    missing = {doc: str(path) for doc, path in cited.items() if not (ROOT / doc).is_file()}
+    assert not missing
+    assert "MIT License" in (ROOT / "LICENSE").read_text()
+
+
+def test_list_describes_presets_and_names_lists_them_bare(capsys):
+    import odenets
+    assert cli.main(["list", "models", "--pattern", "lm_resnet2*"]) == 0
+    line, = capsys.readouterr().out.splitlines()
+    assert line.split()[:3] == ["lm_resnet20", "lm", "0.270M"] and "depth 20" in line
+    assert cli.main(["list", "models", "--pattern", "lmm3_resnet20"]) == 0
+    assert "lmm(history=3)" in capsys.readouterr().out
+    assert cli.main(["list", "--names", "--pattern", "lm_resnet2*"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["models:", "  lm_resnet20", "solvers:",
+                                                    "  (none match 'lm_resnet2*')", "datasets:",
+                                                    "  (none match 'lm_resnet2*')"]
+    assert odenets.list_models() == sorted(__import__("odenets.commands.list", fromlist=["x"])
+                                           .parameter_table())
+
+
+def test_preset_parameter_table_matches_the_models():
+    """The cached counts of `odenets list` (regenerate: odenets.commands.list.write_parameter_table)
+    against real builds, for the depth-20 preset of every family."""
+    import odenets
+    from odenets.commands.list import count_parameters, parameter_table
+    table = parameter_table()
+    missing = sorted(set(odenets.list_models()) - set(table))
+    assert not missing, f"{missing} not in preset_params.json: run write_parameter_table()"
+    for name in odenets.list_models("*resnet20"):
+        assert table[name] == count_parameters(name), name
+
+
+def test_bench_overhead_and_report_readme_are_opt_in():
+    from odenets.commands import bench
+    assert bench.SCRIPTS["overhead"] == "solver_overhead.py"
+    assert (ROOT / "benchmarks" / bench.SCRIPTS["overhead"]).is_file()
+    text = (ROOT / "benchmarks" / "report.py").read_text()
+    assert '"--readme"' in text and "--no-readme" not in text

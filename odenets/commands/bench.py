@@ -4,7 +4,8 @@
     odenets bench speed --device cuda    # benchmarks/speed.py --device cuda
     odenets bench sde --quick            # benchmarks/sde_noise.py --quick
     odenets bench overhead               # benchmarks/solver_overhead.py (per-step solver cost)
-    odenets bench report                 # benchmarks/report.py (rewrites results/RESULTS.md)
+    odenets bench report                 # benchmarks/report.py (rewrites results/RESULTS.md;
+                                         # --readme: also README.md's results section)
 
 Everything after the benchmark's name goes to the script's own parser (``odenets bench schemes
 --help`` shows its flags). The scripts live in the source checkout's ``benchmarks/`` directory
