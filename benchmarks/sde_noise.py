@@ -235,23 +235,28 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=HelpFormatter)
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_const", dest="config", const="quick")
-    size.add_argument("--tiny", action="store_const", dest="config", const="tiny")
+    size.add_argument("--quick", action="store_const", dest="config", const="quick",
+                      help="the CPU configuration (minutes on 2 cores; default: full, for a GPU)")
+    size.add_argument("--tiny", action="store_const", dest="config", const="tiny",
+                      help="a smoke-test configuration (seconds; numbers meaningless)")
     p.set_defaults(config="full")
-    p.add_argument("--depth", type=int, default=20)
+    p.add_argument("--depth", type=int, default=20, help="depth of every variant's ResNet")
     p.add_argument("--additive-sigmas", default="0.1,0.3", help="additive Gaussian noise levels")
     p.add_argument("--field-sigmas", default="0.25,0.5", help="multiplicative (diffusion=field) levels")
     p.add_argument("--input-noise", default="0,0.05,0.1,0.2,0.3", help="test-time input noise levels")
-    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     p.add_argument("--dataset", default=None, help="default: fashion-mnist, cifar10 with --data-dir")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--subset", type=int, default=None)
-    p.add_argument("--test-subset", type=int, default=None)
+    p.add_argument("--data-dir", default=None, help="directory with the dataset files")
+    p.add_argument("--epochs", type=int, default=None, help="override the configuration's epochs")
+    p.add_argument("--subset", type=int, default=None, help="override the configuration's "
+                   "training subset (images)")
+    p.add_argument("--test-subset", type=int, default=None, help="override the configuration's "
+                   "test subset (images)")
     p.add_argument("--sd-samples", type=int, default=4000, help="samples of the SD equivalence check (0: skip)")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out-dir", default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    p.add_argument("--out-dir", default=None, help="directory for the results (default "
+                   "benchmarks/results)")
     args = p.parse_args(argv)
     set_threads(args.threads)
     dataset = default_dataset(args.dataset, args.data_dir)
