@@ -36,7 +36,7 @@ def test_list(capsys):
     status, out, _ = run_cli(capsys, "list")
     assert status == 0
     assert "lm_resnet20" in out and "euler_maruyama" in out and "fashion-mnist" in out
-    status, out, _ = run_cli(capsys, "list", "models", "--pattern", "lm_resnet*")
+    status, out, _ = run_cli(capsys, "list", "models", "--pattern", "lm_resnet*", "--names")
     assert out.split() == odenets.list_models("lm_resnet*")
 
 
