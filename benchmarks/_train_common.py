@@ -236,6 +236,27 @@ def pyplot():
     return plt
 
 
+MARKERS = "os^vDP<>pXh*d8H"
+
+
+def model_styles(names) -> dict:
+    """One distinct (colour, marker) per name, in order: matplotlib's ten colours, then the
+    lighter halves of tab20, each with its own marker (15 names before a marker repeats)."""
+    from matplotlib import colormaps
+    tab20 = colormaps["tab20"].colors
+    colors = [tab20[i] for i in range(0, 20, 2)] + [tab20[i] for i in range(1, 20, 2)]
+    return {name: (colors[i % len(colors)], MARKERS[i % len(MARKERS)])
+            for i, name in enumerate(dict.fromkeys(names))}
+
+
+def plain_axis(axis) -> None:
+    """Tick labels as plain numbers (no offset or 1e7 multiplier at the axis end)."""
+    from matplotlib.ticker import ScalarFormatter
+    formatter = ScalarFormatter(useOffset=False)
+    formatter.set_scientific(False)
+    axis.set_major_formatter(formatter)
+
+
 def save_results(payload: dict, name: str, device, out_dir, plot, markdown) -> Path:
     """Write ``<name>_<device>.json`` (in ``out_dir`` or benchmarks/results/), its plots (names
     stored in ``payload["plots"]``) and markdown beside it; print the markdown. Plots that cannot

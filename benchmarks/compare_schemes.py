@@ -37,8 +37,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import HelpFormatter, env_info, result_path, write_json  # noqa: E402
 from _train_common import (Recipe, configuration_label, default_dataset, markdown_table,  # noqa: E402
-                           mean_std, model_meta, parse_list, pm, pyplot,
-                           run_description, save_results, set_threads, significant, train_one)
+                           mean_std, model_meta, model_styles, parse_list, plain_axis, pm,
+                           pyplot, run_description, save_results, set_threads, significant, train_one)
 
 import odenets  # noqa: E402
 from odenets.train.distributed import resolve_device  # noqa: E402
@@ -218,22 +218,27 @@ def plot(payload: dict, stem: Path) -> list[str]:
     plt = pyplot()
     models, depths = payload["models"], payload["sweep_depths"]
     files = []
-    for key, label, fname in (("params", "parameters", "acc_vs_params"),
-                              ("macs", "MACs per image", "acc_vs_macs"),
-                              ("train_seconds", "training seconds per run", "acc_vs_time")):
+    variants = [n for n in models if n.endswith(str(payload["depth"]))]
+    sweeps = [f for f in SWEEP if sum(f"{f}{d}" in models for d in depths) > 1]
+    styles = model_styles([f"{f} depth sweep" for f in sweeps] + variants)
+    for key, label, fname, scale in (("params", "parameters (millions)", "acc_vs_params", 1e-6),
+                                     ("macs", "MMACs per image", "acc_vs_macs", 1e-6),
+                                     ("train_seconds", "training seconds per run", "acc_vs_time", 1)):
         fig, ax = plt.subplots(figsize=(8, 4.6))
-        x_of = (lambda m: m["train_seconds"]["mean"]) if key == "train_seconds" else (lambda m: m[key])
-        for fam in SWEEP:
+        x_of = (lambda m: m["train_seconds"]["mean"]) if key == "train_seconds" else (lambda m: m[key] * scale)
+        for fam in sweeps:
             pts = [models[f"{fam}{d}"] for d in depths if f"{fam}{d}" in models]
-            if len(pts) > 1:
-                ax.errorbar([x_of(m) for m in pts], [100 * m["test_acc"]["mean"] for m in pts],
-                            yerr=[100 * m["test_acc"]["std"] for m in pts], marker="o", capsize=3,
-                            label=f"{fam} depth sweep")
-        markers = "sD^v<>phX*"
-        for i, name in enumerate(n for n in models if n.endswith(str(payload["depth"]))):
+            color, marker = styles[f"{fam} depth sweep"]
+            ax.errorbar([x_of(m) for m in pts], [100 * m["test_acc"]["mean"] for m in pts],
+                        yerr=[100 * m["test_acc"]["std"] for m in pts], marker=marker, color=color,
+                        capsize=3, label=f"{fam} depth sweep")
+        for name in variants:
             m = models[name]  # the scheme variants at the comparison depth, one legend entry each
+            color, marker = styles[name]
             ax.errorbar([x_of(m)], [100 * m["test_acc"]["mean"]], yerr=[100 * m["test_acc"]["std"]],
-                        fmt=markers[i % len(markers)], capsize=3, alpha=0.85, label=name)
+                        fmt=marker, color=color, ms=7, mec="k", mew=0.5, capsize=3, alpha=0.9,
+                        label=name)
+        plain_axis(ax.xaxis)
         ax.set_xlabel(label)
         ax.set_ylabel("test accuracy % (mean ± std over seeds)")
         ax.set_title(f"{payload['recipe']['dataset']}, {payload['config']} ({payload['env']['device_type']})")

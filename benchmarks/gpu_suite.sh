@@ -10,7 +10,7 @@
 # - Each benchmark runs under a soft budget (it skips what it predicts will not fit) and a hard
 #   time limit, and rewrites its JSON/markdown in $OUT after every setting or training run
 #   ("partial": true until it finishes), so a limit hit keeps what was measured. Copy $OUT's
-#   files to benchmarks/results/ and run `python benchmarks/report.py` to update the README.
+#   files to benchmarks/results/ and run `python benchmarks/report.py --readme` to update the README.
 # - Expected wall time on one H100, estimated from aten-op counts per training step measured on
 #   CPU (eager steps of these small nets are bound by kernel launches, ~15 us per op): setup
 #   ~25 s; speed ~60 s for the eager settings and the memory sweep, then the compiled settings,

@@ -33,8 +33,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import HelpFormatter, env_info  # noqa: E402
-from _train_common import (Recipe, default_dataset, markdown_table, mean_std, parse_list,  # noqa: E402
-                           pm, pyplot, run_description, save_results, set_threads,
+from _train_common import (Recipe, default_dataset, markdown_table, mean_std, model_styles,  # noqa: E402
+                           parse_list, pm, pyplot, run_description, save_results, set_threads,
                            significant, train_one)
 
 import odenets  # noqa: E402
@@ -214,9 +214,11 @@ def plot(payload: dict, stem: Path) -> list[str]:
     plt = pyplot()
     levels = payload["input_noise_levels"]
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    styles = model_styles(payload["variants"])
     for name, v in payload["variants"].items():
         ax.errorbar([float(lv) for lv in levels], [100 * v["accuracy"][lv]["mean"] for lv in levels],
-                    yerr=[100 * v["accuracy"][lv]["std"] for lv in levels], marker="o", capsize=3, label=name)
+                    yerr=[100 * v["accuracy"][lv]["std"] for lv in levels], marker=styles[name][1],
+                    color=styles[name][0], capsize=3, label=name)
     ax.set_xlabel("input noise std delta (pixel units)")
     ax.set_ylabel("test accuracy % (mean ± std over seeds)")
     ax.set_title(f"{payload['recipe']['dataset']}, depth {payload['depth']}, {payload['config']}")
@@ -233,23 +235,28 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=HelpFormatter)
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_const", dest="config", const="quick")
-    size.add_argument("--tiny", action="store_const", dest="config", const="tiny")
+    size.add_argument("--quick", action="store_const", dest="config", const="quick",
+                      help="the CPU configuration (minutes on 2 cores; default: full, for a GPU)")
+    size.add_argument("--tiny", action="store_const", dest="config", const="tiny",
+                      help="a smoke-test configuration (seconds; numbers meaningless)")
     p.set_defaults(config="full")
-    p.add_argument("--depth", type=int, default=20)
+    p.add_argument("--depth", type=int, default=20, help="depth of every variant's ResNet")
     p.add_argument("--additive-sigmas", default="0.1,0.3", help="additive Gaussian noise levels")
     p.add_argument("--field-sigmas", default="0.25,0.5", help="multiplicative (diffusion=field) levels")
     p.add_argument("--input-noise", default="0,0.05,0.1,0.2,0.3", help="test-time input noise levels")
-    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     p.add_argument("--dataset", default=None, help="default: fashion-mnist, cifar10 with --data-dir")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--subset", type=int, default=None)
-    p.add_argument("--test-subset", type=int, default=None)
+    p.add_argument("--data-dir", default=None, help="directory with the dataset files")
+    p.add_argument("--epochs", type=int, default=None, help="override the configuration's epochs")
+    p.add_argument("--subset", type=int, default=None, help="override the configuration's "
+                   "training subset (images)")
+    p.add_argument("--test-subset", type=int, default=None, help="override the configuration's "
+                   "test subset (images)")
     p.add_argument("--sd-samples", type=int, default=4000, help="samples of the SD equivalence check (0: skip)")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out-dir", default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    p.add_argument("--out-dir", default=None, help="directory for the results (default "
+                   "benchmarks/results)")
     args = p.parse_args(argv)
     set_threads(args.threads)
     dataset = default_dataset(args.dataset, args.data_dir)

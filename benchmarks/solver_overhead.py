@@ -218,9 +218,9 @@ def main(argv=None):
     summary = summarise(table)
     payload = {"benchmark": "solver_overhead", "env": env_info(args.device, args.seed),
                "config": vars(args), "results_us_per_step": table, "summary": summary,
-               "anchors_from_design_md": {"plain_euler_loop_us_per_step": 20.9,
-                                          "torchdiffeq_euler_us_per_step": 34.6,
-                                          "machine": "2-core CPU, torch 2.13"}}
+               "anchors": {"plain_euler_loop_us_per_step": 20.9,
+                           "torchdiffeq_euler_us_per_step": 34.6,
+                           "machine": "2-core CPU, torch 2.13", "source": "docs/solver_layer.md §7"}}
     path = write_json(args.out or result_path("solver_overhead", args.device), payload)
     for mode, rows in table.items():
         print(f"\n{mode} ({args.steps} steps, batch {args.batch}, width {args.width}, {args.device})")

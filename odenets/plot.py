@@ -1,16 +1,21 @@
 """Plots of a run directory (matplotlib, Agg backend: no display needed).
 
-``curves.png``        train/test loss and accuracy per epoch.
+Titled with the run's model, dataset and solver (from config.json). Blocks are numbered
+n = 0, 1, ... over the whole network (stages in order) in every figure and table.
+
+``curves.png``        loss, accuracy and learning rate against epoch: training at points within
+                      each epoch (the records' ``train_curve``), test at the end of each epoch.
 ``coefficients.png``  the learned scheme coefficients (LM's k_n) per block: left, k_n against
-                      block index (all stages in order) with one line per epoch, light to dark;
-                      right, each block's k_n against epoch. Written only when the run recorded
-                      coefficients. The paper reads k_n as the size of the momentum term
-                      (1 - k_n)(dt/2) u_tt of the modified equation (DESIGN.md section 2).
+                      block n with one line per epoch, dark to light; right, each block's k_n
+                      against epoch. Written only when the run recorded coefficients. The paper
+                      reads k_n as the size of the momentum term (1 - k_n)(dt/2) u_tt of the
+                      modified equation (docs/schemes.md, "The LM scheme").
 ``roots.png``         for LM / lmm networks: the learned roots of each block's characteristic
                       polynomial rho (other than the root at 1) in the complex plane, with the
                       unit circle (zero-stability keeps them inside), one panel per stage.
-``lm_coefficients.png`` (+ ``lm_modified_equation.md/.csv``) for LM networks: k_n and the modified-equation
-                      coefficients (1 + k_n) and (1 - k_n)/2 per block (`odenets.analysis`).
+``lm_modified_equation.md/.csv`` for LM networks: k_n and the modified-equation coefficients
+                      (1 + k_n) and (1 - k_n)/2 per block (`odenets.analysis`; ``odenets
+                      analyze --run`` also draws them as ``lm_coefficients.png``).
 """
 from __future__ import annotations
 
@@ -25,63 +30,140 @@ def _pyplot():
     return plt
 
 
-def _flatten(coefficients: dict) -> tuple[list[str], list[float]]:
-    """Blocks in stage order: labels ``"stages.0.flow.k[1]"`` and values (per-channel lists are
-    averaged)."""
-    labels, values = [], []
+def _flatten(coefficients: dict) -> tuple[list[str], list[float], list[int], list[tuple]]:
+    """Blocks in network order (numbered n = 0, 1, ... over all stages, as in
+    ``lm_coefficients.png`` and ``lm_modified_equation.md``): labels ``"n=3 (stage 1)"`` (with
+    the coefficient's name when there are several, ``"n=3 (stage 1) r1"``), values (per-channel
+    lists averaged), the index n where each stage starts, and (n, coefficient name) per value."""
+    names = {key.rsplit(".", 1)[-1] for key in coefficients}
+    first, total = {}, 0  # stage path -> its first block index n
+    for key in coefficients:
+        stage = key.rsplit(".", 1)[0]
+        if stage not in first:
+            first[stage] = total
+            total += max(len(v) for k, v in coefficients.items() if k.rsplit(".", 1)[0] == stage)
+    labels, values, where = [], [], []
     for key, vals in coefficients.items():
+        stage, name = key.rsplit(".", 1)
+        suffix = f" {name}" if len(names) > 1 else ""
         for i, v in enumerate(vals):
-            labels.append(f"{key}[{i}]")
+            labels.append(f"n={first[stage] + i} ({_stage_name(stage)}){suffix}")
             values.append(sum(v) / len(v) if isinstance(v, list) else float(v))
-    return labels, values
+            where.append((first[stage] + i, name))
+    return labels, values, list(first.values()), where
 
 
-def plot_curves(history: list[dict], path) -> Path:
+def _stage_name(path: str) -> str:
+    """``"stages.1.flow"`` -> ``"stage 1"``; other module paths are kept."""
+    parts = path.split(".")
+    return f"stage {parts[1]}" if len(parts) >= 2 and parts[0] == "stages" and parts[1].isdigit() else path
+
+
+def _colors(plt, n: int) -> list:
+    """``n`` colours from dark to mid (viridis without its pale yellow end: visible on white)."""
+    cmap = plt.get_cmap("viridis")
+    return [cmap(0.85 * j / max(1, n - 1)) for j in range(n)]
+
+
+def _block_colors(plt, n: int) -> list:
+    """One colour per block n, the same in coefficients.png and roots.png: matplotlib's ten
+    distinct colours, or a dark-to-mid scale for more than ten blocks."""
+    return [f"C{b}" for b in range(n)] if n <= 10 else _colors(plt, n)
+
+
+def _integer_ticks(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def run_title(config: dict | None) -> str | None:
+    """'lm_resnet20 on fashion-mnist, solver lm' from a run's config.json (None without one)."""
+    if not config:
+        return None
+    solver = config.get("solver") or (config.get("model_args") or {}).get("solver")
+    if solver is None:
+        try:
+            from .models.registry import get_config
+            solver = get_config(config["model"], **(config.get("model_args") or {})).solver
+        except Exception:  # not a preset (module:function): no solver to name
+            solver = None
+    return f"{config.get('model')} on {config.get('dataset')}" + (f", solver {solver}" if solver else "")
+
+
+def plot_curves(history: list[dict], path, title: str | None = None) -> Path:
+    """Loss, accuracy and learning rate against epoch: training at points within each epoch
+    (the records' ``train_curve``; per-epoch values for runs without it), test at epoch ends."""
     plt = _pyplot()
     epochs = [r["epoch"] for r in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for split, style in (("train", "-o"), ("test", "-s")):
-        ax_loss.plot(epochs, [r[f"{split}_loss"] for r in history], style, label=split, ms=3)
-        ax_acc.plot(epochs, [r[f"{split}_acc"] for r in history], style, label=split, ms=3)
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    for ax in (ax_loss, ax_acc):
+    curve = {key: [x for r in history for x in r.get("train_curve", {}).get(key, [])]
+             for key in ("epoch", "loss", "acc", "lr")}
+    fig, (ax_loss, ax_acc, ax_lr) = plt.subplots(1, 3, figsize=(13, 4))
+    for ax, key, label in ((ax_loss, "loss", "cross-entropy"), (ax_acc, "acc", "accuracy")):
+        if curve["epoch"]:
+            ax.plot(curve["epoch"], curve[key], "-", color="C0", lw=1.2, label="train (within epochs)")
+        ax.plot(epochs, [r[f"train_{key}"] for r in history], "o", color="C0", ms=5,
+                label="train (epoch mean)")
+        ax.plot(epochs, [r[f"test_{key}"] for r in history], "s-", color="C3", ms=5, label="test")
+        ax.set(xlabel="epoch", ylabel=label, title="loss" if key == "loss" else "accuracy")
+    if curve["epoch"]:
+        ax_lr.plot(curve["epoch"], curve["lr"], "-", color="C2", lw=1.2)
+    else:
+        ax_lr.plot(epochs, [r.get("lr", float("nan")) for r in history], "o-", color="C2", ms=4)
+    ax_lr.set(xlabel="epoch", ylabel="learning rate", title="learning rate")
+    for ax in (ax_loss, ax_acc, ax_lr):
+        ax.set_xlim(0 if curve["epoch"] else None, max(epochs) + 0.05)
+        _integer_ticks(ax)
         ax.grid(alpha=0.3)
-        ax.legend()
+    ax_loss.legend(fontsize=8)
+    ax_acc.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
 
 
-def plot_coefficients(history: list[dict], path) -> Path | None:
+def plot_coefficients(history: list[dict], path, title: str | None = None) -> Path | None:
+    """Learned coefficients per block: left, against block n (stages separated by dotted lines)
+    with one line per epoch, dark to light; right, each block's value against epoch."""
     records = [(r["epoch"], _flatten(r["coefficients"])) for r in history if r.get("coefficients")]
     if not records:
         return None
     plt = _pyplot()
-    labels = records[-1][1][0]
-    last = next(r for r in reversed(history) if r.get("coefficients"))
-    names = sorted({key.rsplit(".", 1)[-1] for key in last["coefficients"]})
-    what = "k_n" if names == ["k"] else f"coefficient ({', '.join(names)})"
-    fig, (ax_block, ax_epoch) = plt.subplots(1, 2, figsize=(11, 4))
-    cmap = plt.get_cmap("viridis")
-    for j, (epoch, (_, values)) in enumerate(records):
-        shade = cmap(j / max(1, len(records) - 1))
-        ax_block.plot(range(1, len(values) + 1), values, "-o", ms=3, color=shade,
-                      label=f"epoch {epoch}" if j in (0, len(records) - 1) else None)
-    order = "block" if names == ["k"] else "block, per coefficient"
-    ax_block.set(xlabel=f"{order} (all stages in order)", ylabel=what, title=f"learned {what} per block")
-    ax_block.legend()
+    labels, _, starts, where = records[-1][1]
+    names = sorted({name for _, name in where})
+    styles = dict(zip(names, ["-", "--", ":", "-."]))
+    what = "k_n" if names == ["k"] else f"coefficients {', '.join(names)}"
+    fig, (ax_block, ax_epoch) = plt.subplots(1, 2, figsize=(12, 4.4))
+    shades = _colors(plt, len(records))
+    for j, (epoch, (_, values, _, at)) in enumerate(records):
+        for name in names:
+            pick = [(n, v) for (n, nm), v in zip(at, values) if nm == name]
+            label = f"epoch {epoch}" + (f", {name}" if len(names) > 1 else "")
+            ax_block.plot([n for n, _ in pick], [v for _, v in pick], "o", ls=styles.get(name, "-"),
+                          ms=3, color=shades[j], label=label if j in (0, len(records) - 1) else None)
+    for start in starts[1:]:
+        ax_block.axvline(start - 0.5, color="0.6", lw=0.8, ls=":")
+    ax_block.set(xlabel="block n (all stages in order; dotted: stage boundaries)", ylabel=what,
+                 title=f"learned {what} per block")
+    _integer_ticks(ax_block)
+    ax_block.legend(fontsize=8)
     epochs = [e for e, _ in records]
-    for b in range(len(labels)):
-        ax_epoch.plot(epochs, [vals[b] if b < len(vals) else float("nan") for _, (_, vals) in records],
-                      lw=1, label=labels[b] if len(labels) <= 12 else None)
+    colors = _block_colors(plt, max(n for n, _ in where) + 1)
+    for b, (n, name) in enumerate(where):
+        ax_epoch.plot(epochs, [vals[b] if b < len(vals) else float("nan") for _, (_, vals, _, _) in records],
+                      "o", ls=styles.get(name, "-"), ms=3, lw=1, color=colors[n], label=labels[b])
     ax_epoch.set(xlabel="epoch", ylabel=what, title=f"{what} of each block during training")
-    if len(labels) <= 12:
-        ax_epoch.legend(fontsize=6)
+    _integer_ticks(ax_epoch)
+    if len(labels) <= 16:
+        ax_epoch.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="block",
+                        title_fontsize=7)
     for ax in (ax_block, ax_epoch):
         ax.axhline(0, color="grey", lw=0.5)
         ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -95,62 +177,68 @@ def _multistep_flows(model):
             if isinstance(m, Flow) and m.scheme.name in ("lm", "lmm")]
 
 
-def plot_roots(model, path) -> Path | None:
-    """Learned roots of rho per block in the complex plane (see the module docstring)."""
+def plot_roots(model, path, title: str | None = None) -> Path | None:
+    """Learned roots of rho per block in the complex plane (see the module docstring); blocks
+    are numbered n = 0, 1, ... over the whole network, as in coefficients.png."""
     from solvers.lmm import roots_per_step
     flows = _multistep_flows(model)
     if not flows:
         return None
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(flows), figsize=(3.6 * len(flows), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(flows), figsize=(3.8 * len(flows), 4.2), squeeze=False)
     angles = [2 * math.pi * i / 200 for i in range(201)]
-    cmap = plt.get_cmap("viridis")
-    for ax, (name, flow) in zip(axes[0], flows):
-        roots = roots_per_step(flow.scheme, flow.coefficients()).detach().cpu()  # model may be on a GPU
-        steps = roots.shape[0]
+    roots = [roots_per_step(flow.scheme, flow.coefficients()).detach().cpu() for _, flow in flows]
+    colors = _block_colors(plt, sum(r.shape[0] for r in roots))
+    n = 0
+    for ax, (name, flow), stage_roots in zip(axes[0], flows, roots):
         ax.plot([math.cos(a) for a in angles], [math.sin(a) for a in angles], color="grey", lw=0.8)
-        ax.plot([1], [0], "kx", ms=7, label="root at 1 (consistency)")
-        for n in range(steps):
-            r = roots[n]
-            ax.scatter(r.real.numpy(), r.imag.numpy(), s=14, color=cmap(n / max(1, steps - 1)),
-                       label="block 0 ... last (dark to light)" if n == 0 else None)
-        ax.set(xlabel="Re", ylabel="Im", title=f"{name or 'flow'} ({flow.scheme.name})",
-               aspect="equal", xlim=(-1.15, 1.15), ylim=(-1.15, 1.15))
+        ax.plot([1], [0], "kx", ms=7, label="root at 1")
+        for r in stage_roots:  # model may be on a GPU: roots moved to the CPU above
+            ax.scatter(r.real.numpy(), r.imag.numpy(), s=22, color=colors[n], edgecolors="k",
+                       linewidths=0.3, label=f"n={n}" if stage_roots.shape[0] <= 10 else None)
+            n += 1
+        ax.set(xlabel="Re", ylabel="Im", title=f"{_stage_name(name) if name else 'flow'} "
+               f"({flow.scheme.name})", aspect="equal", xlim=(-1.15, 1.15), ylim=(-1.15, 1.15))
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=6, loc="lower left")
+        ax.legend(fontsize=6, loc="lower left", ncol=2, title="block", title_fontsize=6)
+    fig.suptitle((title + ": " if title else "") + "roots of each block's ρ (zero-stable inside "
+                 "the unit circle)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
 
 
-def plot_model(model, out_dir) -> list[Path]:
+def plot_model(model, out_dir, title: str | None = None) -> list[Path]:
     """Figures of a trained model's scheme: learned roots (LM/lmm) and, for LM, the
-    modified-equation coefficients with their table."""
+    modified-equation table (``lm_modified_equation.md``/``.csv``; the k_n figure is
+    coefficients.png, drawn from the metrics)."""
     out, paths = Path(out_dir), []
-    roots = plot_roots(model, out / "roots.png")
+    roots = plot_roots(model, out / "roots.png", title)
     if roots is not None:
         paths.append(roots)
     from .analysis import write_lm_report
     from .build import coefficients
-    paths += [Path(p) for p in write_lm_report(out, coefficients(model)).values()]
+    paths += [Path(p) for p in write_lm_report(out, coefficients(model), figure=False).values()]
     return paths
 
 
 def plot_run(run_dir, out_dir=None) -> list[Path]:
     """Write the run's PNG plots (see the module docstring); returns their paths."""
-    from .train.rundir import read_metrics
+    from .train.rundir import CONFIG, read_json, read_metrics
     history = read_metrics(run_dir)
     if not history:
         raise ValueError(f"{run_dir}: metrics.jsonl has no completed epoch yet")
     out = Path(out_dir) if out_dir else Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [plot_curves(history, out / "curves.png")]
-    coeff = plot_coefficients(history, out / "coefficients.png")
+    config = Path(run_dir) / CONFIG
+    title = run_title(read_json(config) if config.is_file() else None)
+    paths = [plot_curves(history, out / "curves.png", title)]
+    coeff = plot_coefficients(history, out / "coefficients.png", title)
     paths += [coeff] if coeff else []
     from .train import checkpoint
     if (Path(run_dir) / checkpoint.NAME).exists():
         from .train.model import load_run_model
         model, _, _ = load_run_model(run_dir)
-        paths += plot_model(model, out)
+        paths += plot_model(model, out, title)
     return paths

@@ -36,7 +36,7 @@ def test_list(capsys):
     status, out, _ = run_cli(capsys, "list")
     assert status == 0
     assert "lm_resnet20" in out and "euler_maruyama" in out and "fashion-mnist" in out
-    status, out, _ = run_cli(capsys, "list", "models", "--pattern", "lm_resnet*")
+    status, out, _ = run_cli(capsys, "list", "models", "--pattern", "lm_resnet*", "--names")
     assert out.split() == odenets.list_models("lm_resnet*")
 
 
@@ -94,11 +94,17 @@ def test_train_eval_plot_resume(capsys, tmp_path, monkeypatch):
     assert "schedule now spans 16 steps, resuming at step 8" in " ".join(err.split())
     summary = json.loads((run / "summary.json").read_text())
     assert summary["epochs_done"] == 2 and summary["config"]["subset"] == 256  # kept from config.json
-    status, out, _ = run_cli(capsys, "eval", str(run))
+    status, out, _ = run_cli(capsys, "eval", str(run), "--subset", "all", "--json")
     result = json.loads(out)
     assert status == 0 and result["epoch"] == 2 and result["images"] == 1000  # the whole test split
-    status, out, _ = run_cli(capsys, "eval", str(run), "--subset", "100")  # the run's test subset
-    assert json.loads(out)["acc"] == pytest.approx(summary["final"]["test_acc"], abs=1e-9)
+    status, out, _ = run_cli(capsys, "eval", str(run), "--json")  # default: the run's test subset
+    result = json.loads(out)
+    assert result["images"] == 100
+    assert result["acc"] == pytest.approx(summary["final"]["test_acc"], abs=1e-9)
+    status, out, _ = run_cli(capsys, "eval", str(run))  # a readable line that names the subset
+    assert status == 0 and out.startswith("fixtures.tiny_models:tiny after epoch 2 on synthetic test, "
+                                          "100 images (the run's --test-subset")
+    assert f"accuracy {result['acc']:.4f}" in out
     status, out, _ = run_cli(capsys, "plot", str(run), "--out", str(tmp_path / "plots"))
     assert status == 0 and (tmp_path / "plots" / "curves.png").stat().st_size > 1000
     assert "coefficients.png" not in out  # the tiny model has no scheme coefficients

@@ -123,7 +123,7 @@ def test_order_one_towards_rho_prime_equation(options):
 
 
 def test_lm_case_matches_known_limit():
-    """s = 2, r = -k: the limit is exp(-t / (1 + k)), as for LM in DESIGN.md section 4."""
+    """s = 2, r = -k: the limit is exp(-t / (1 + k)), as for LM in docs/schemes.md §5."""
     scheme = solvers.get("lmm", history=2, roots=(0.3,))
     assert float(scheme.effective_step_factor()) == pytest.approx(0.7)
     out = solvers.integrate(lambda t, u: -u, torch.ones(1, dtype=torch.float64), 2048, scheme)

@@ -6,7 +6,7 @@ leapfrog schemes can take the same whole-state field as the others:
   * forced pendulum:  y' = z, z' = -sin(y) + cos(t) / 2 (nonlinear, non-autonomous), against
     scipy's DOP853 at rtol 1e-13.
 Multistep schemes with a coefficient (LM's k, lmm's roots) are consistent with
-rho'(1) u' = f rather than u' = f (DESIGN.md section 2); their target is that equation, with
+rho'(1) u' = f rather than u' = f (docs/schemes.md §2); their target is that equation, with
 rho'(1) from ``scheme.effective_step_factor()``.
 """
 import math
@@ -130,7 +130,7 @@ def test_return_path_ends_at_solution(name):
 
 
 def test_map_state_passes_history_through_a_shortcut():
-    """Stage transitions: LM's u_{n-1} goes through the same map as u_n (DESIGN.md section 2)."""
+    """Stage transitions: LM's u_{n-1} goes through the same map as u_n (docs/schemes.md §2)."""
     scheme = solvers.get("lm", k=0.25)
     u0 = torch.tensor([[1.0, 2.0, 3.0, 4.0]], dtype=torch.float64)
     f = lambda t, u: -0.5 * u  # noqa: E731

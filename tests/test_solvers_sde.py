@@ -1,4 +1,4 @@
-"""Euler-Maruyama: agreement with torchsde, noise statistics (DESIGN.md section 3), eval-mode
+"""Euler-Maruyama: agreement with torchsde, noise statistics (docs/schemes.md §3), eval-mode
 means, reproducibility, shake-shake's backward weight, and weak/strong convergence orders.
 
 All random tests are seeded; statistical tolerances are 5-6 standard errors.

@@ -5,7 +5,7 @@ observed order is minus the least-squares slope of ``log(error)`` against ``log(
 (diffrax's ``test_ode_order`` does the same). Test problems:
 
 * ``u' = lam u``, ``u(0) = 1``, ``lam = -1``: exact ``exp(lam t)``;
-* LM with fixed ``k`` is consistent with ``(1 + k) u' = f`` (DESIGN.md section 2), so its
+* LM with fixed ``k`` is consistent with ``(1 + k) u' = f`` (docs/schemes.md §2), so its
   reference is ``exp(lam t / (1 + k))``; likewise ``lmm`` with ``rho'(1) u' = f`` (its
   ``effective_step_factor``);
 * leapfrog needs a partitioned system: the harmonic oscillator ``y' = -z``, ``z' = y``,

@@ -1,7 +1,7 @@
 """The modified equation of a trained LM-ResNet: what its learned k_n say about the dynamics.
 
 LM's step ``u_{n+1} = (1 - k_n) u_n + k_n u_{n-1} + dt f_n(u_n)``, expanded in Taylor series
-about ``t_n`` (DESIGN.md section 2), is a consistent scheme for
+about ``t_n`` (docs/schemes.md §2), is a consistent scheme for
 
     (1 + k_n) u_t + (1 - k_n) (dt / 2) u_tt + O(dt^2) = f_n(u),
 

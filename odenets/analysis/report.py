@@ -5,7 +5,7 @@ import os
 
 from .convergence import convergence_table
 from .figures import plot_convergence, plot_lm_coefficients, plot_stability_regions
-from .modified_equation import table_csv, table_markdown
+from .modified_equation import lm_table, table_csv, table_markdown
 
 
 def _has_lm(coefficients) -> bool:
@@ -34,16 +34,20 @@ def write_report(out_dir, model=None, coefficients=None) -> dict[str, str]:
     return paths
 
 
-def write_lm_report(out_dir, coefficients) -> dict[str, str]:
-    """For an LM network's ``coefficients`` (`odenets.coefficients`): ``lm_coefficients.png``,
-    ``lm_modified_equation.md`` and ``.csv`` (k_n, 1 + k_n, (1 - k_n)/2 per block). Writes
-    nothing and returns ``{}`` when there is no LM k."""
+def write_lm_report(out_dir, coefficients, figure: bool = True) -> dict[str, str]:
+    """For an LM network's ``coefficients`` (`odenets.coefficients`): ``lm_coefficients.png``
+    (unless ``figure=False``), ``lm_modified_equation.md`` and ``.csv`` (k_n, 1 + k_n,
+    (1 - k_n)/2 per block). Writes nothing and returns ``{}`` when there is no LM k."""
     if not _has_lm(coefficients):
         return {}
     join = lambda name: os.path.join(out_dir, name)  # noqa: E731
     paths = dict(lm=join("lm_coefficients.png"), lm_table=join("lm_modified_equation.md"),
                  lm_csv=join("lm_modified_equation.csv"))
-    rows = plot_lm_coefficients(coefficients, paths["lm"])
+    if figure:
+        rows = plot_lm_coefficients(coefficients, paths["lm"])
+    else:
+        rows = lm_table(coefficients)
+        del paths["lm"]
     with open(paths["lm_table"], "w") as fh:
         fh.write(table_markdown(rows))
     table_csv(rows, paths["lm_csv"])

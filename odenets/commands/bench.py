@@ -3,7 +3,9 @@
     odenets bench schemes --quick        # benchmarks/compare_schemes.py --quick
     odenets bench speed --device cuda    # benchmarks/speed.py --device cuda
     odenets bench sde --quick            # benchmarks/sde_noise.py --quick
-    odenets bench report                 # benchmarks/report.py (rewrites results/RESULTS.md)
+    odenets bench overhead               # benchmarks/solver_overhead.py (per-step solver cost)
+    odenets bench report                 # benchmarks/report.py (rewrites results/RESULTS.md;
+                                         # --readme: also README.md's results section)
 
 Everything after the benchmark's name goes to the script's own parser (``odenets bench schemes
 --help`` shows its flags). The scripts live in the source checkout's ``benchmarks/`` directory
@@ -15,10 +17,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 
-HELP = "run a benchmark: schemes (accuracy per parameter/FLOP/second), speed, sde, report"
+HELP = ("run a benchmark: schemes (accuracy per parameter/FLOP/second), speed, sde, overhead, "
+        "report")
 ORDER = 60
 SCRIPTS = {"schemes": "compare_schemes.py", "speed": "speed.py", "sde": "sde_noise.py",
-           "report": "report.py"}
+           "overhead": "solver_overhead.py", "report": "report.py"}
 
 
 def add_parser(subparsers):

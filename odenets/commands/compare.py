@@ -4,18 +4,35 @@
 
 Every model gets the same data, subset, schedule and seed; each run is a normal run directory
 under ``--out``, and ``compare.json`` there holds the table. Without ``--subset`` the comparison
-trains on a fixed 30,000-image subset of the training set (``--subset 0`` for all of it), so
+trains on a fixed 30,000-image subset of the training set (``--subset all`` for all of it), so
 the default finishes in a few minutes on a 2-core CPU.
 """
 from __future__ import annotations
 
+import argparse
+
 HELP = "train several models with the same recipe and seed and compare them"
 ORDER = 15
-DEFAULT_SUBSET = 30000  # images per epoch when --subset is not given (0 = the whole training set)
+DEFAULT_SUBSET = 30000  # images per epoch when --subset is not given ("all": the whole training set)
 COLUMNS = ("model", "params", "test_acc", "vs first", "train_s", "img_per_s")
 CAVEAT = ("One seed and a short run: differences of about a point or less are inside seed noise "
           "and say nothing about the schemes. The converged, paired 5-seed comparison with 95% "
           "confidence intervals: python benchmarks/converged.py (results in the README).")
+
+
+def subset_arg(text: str):
+    """``--subset``: a positive number of images, or 'all' (None: the whole training set). 0 is
+    an error, as in `odenets train`."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number of images or 'all', got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of images or 'all' (the whole "
+                                         f"training set), got {value}")
+    return value
 DESCRIPTION = ("Train several models with the same recipe and seed, then print a table comparing "
                "them. Each run is a normal run directory under --out; compare.json there holds "
                "the table. The other options are those of `odenets train`.")
@@ -28,9 +45,9 @@ def add_parser(subparsers):
                    help="comma-separated model names (see `odenets list models`)")
     p.add_argument("--out", default=None, help="directory for the runs and compare.json "
                    "(default: runs/compare-TIME)")
-    p.add_argument("--subset", type=int, default=DEFAULT_SUBSET, help="train on a fixed random "
-                   "subset of this many training images, 0 = the whole training set (default: "
-                   f"{DEFAULT_SUBSET})")
+    p.add_argument("--subset", type=subset_arg, default=DEFAULT_SUBSET, metavar="N|all",
+                   help="train on a fixed random subset of this many training images; 'all' = "
+                   f"the whole training set (default: {DEFAULT_SUBSET})")
     add_arguments(p, skip=("model", "run_dir", "subset"))
     return p
 
@@ -79,8 +96,6 @@ def run(args) -> int:
         raise ValueError("--models needs at least one model name")
     if len(set(models)) != len(models):
         raise ValueError(f"--models lists a model twice: {args.models}")
-    if args.subset == 0:
-        args.subset = None
     out = Path(args.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}")
     configs = []
     for name in models:  # check every name before training anything

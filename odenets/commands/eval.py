@@ -1,6 +1,8 @@
 """``odenets eval RUN_DIR``: accuracy of a run's last checkpoint on a dataset split."""
 from __future__ import annotations
 
+from .compare import subset_arg
+
 HELP = "evaluate a run's checkpoint (test accuracy and loss)"
 ORDER = 35
 
@@ -11,12 +13,14 @@ def add_parser(subparsers):
     p.add_argument("--split", default="test", choices=("test", "train"),
                    help="split to evaluate (default: test)")
     p.add_argument("--data-dir", default=None, help="dataset directory (default: the run's)")
-    p.add_argument("--subset", type=int, default=None, help="evaluate on a fixed random subset of "
-                   "this many examples (default: all)")
+    p.add_argument("--subset", type=lambda text: subset_arg(text) or "all", default=None, metavar="N|all",
+                   help="evaluate on a fixed random subset of this many examples, or 'all' "
+                   "(default: the test subset the run was trained with, if any, else all)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto: "
                    "cuda if available)")
     p.add_argument("--batch-size", type=int, default=512, help="evaluation batch size "
                    "(default: 512)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON record")
     return p
 
 
@@ -33,12 +37,23 @@ def run(args) -> int:
     run_dir = Path(args.run_dir)
     model, cfg, state = load_run_model(run_dir)
     device = distributed.resolve_device(args.device)
-    split = datasets.load_dataset(cfg.dataset, args.split, args.data_dir or cfg.data_dir, args.subset)
+    subset, which = args.subset, "--subset"
+    if subset == "all":
+        subset = None
+    elif subset is None and args.split == "test" and cfg.test_subset:
+        subset, which = cfg.test_subset, "the run's --test-subset; --subset all for the whole split"
+    split = datasets.load_dataset(cfg.dataset, args.split, args.data_dir or cfg.data_dir, subset)
     model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loader = datasets.Loader(split, args.batch_size, train=False, device=device,
                              channels_last=cfg.channels_last)
     result = evaluate(model, loader, cfg, distributed.Dist(), device)
-    print(json.dumps(dict(run_dir=str(run_dir), epoch=state["epoch"], split=args.split, **result)))
+    record = dict(run_dir=str(run_dir), epoch=state["epoch"], split=args.split, **result)
+    if args.json:
+        print(json.dumps(record))
+    else:
+        images = f"{result['images']} images" + (f" ({which})" if subset else " (all)")
+        print(f"{cfg.model} after epoch {state['epoch']} on {cfg.dataset} {args.split}, {images}: "
+              f"accuracy {result['acc']:.4f}, loss {result['loss']:.4f}")
     return 0

@@ -8,8 +8,9 @@ ORDER = 30
 def add_parser(subparsers):
     p = subparsers.add_parser("info", help=HELP, description=HELP + ".")
     p.add_argument("model", help="preset name (see `odenets list models`)")
-    p.add_argument("--dataset", default="cifar10",
-                   help="take input shape and number of classes from this dataset (default: cifar10)")
+    p.add_argument("--dataset", default="fashion-mnist",
+                   help="take input shape and number of classes from this dataset (default: "
+                   "fashion-mnist, as `odenets train`)")
     p.add_argument("--solver", default=None, help="replace the preset's scheme by this solver")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p

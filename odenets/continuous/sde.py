@@ -1,6 +1,6 @@
 """Continuous depth with noise through torchsde: ``du = f(t, u) dt + sigma g(t, u) dW``.
 
-The SDE view of noisy residual networks (DESIGN.md section 3): stochastic depth and shake-shake
+The SDE view of noisy residual networks (docs/schemes.md §3): stochastic depth and shake-shake
 are Euler-Maruyama steps of an SDE whose diffusion is proportional to the residual ``f``;
 Gaussian noise injection has additive noise. Here the flow is integrated by ``torchsde.sdeint``
 with a ``BrownianInterval`` on [t0, t1]; ``diffusion`` picks ``g``:
@@ -23,7 +23,7 @@ In ``eval()`` mode the noise is replaced by its mean (``g = 0``): the same metho
 drift ODE on the same grid, like dropout and the rest of the toolkit. Where that drift-only
 method is a torchdiffeq one (euler, milstein, euler_heun -> Euler; heun -> heun2; midpoint ->
 midpoint) it runs through torchdiffeq, without Brownian bookkeeping (torchsde's costs ~10x per
-step, DESIGN.md section 7); srk and reversible_heun run sdeint with ``g = 0``.
+step, docs/solver_layer.md §7); srk and reversible_heun run sdeint with ``g = 0``.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """All presets: each a row over the shared `NetConfig` builder.
 
 CIFAR families (depths 20, 32, 44, 56, 110, 164 = 6n + 2 with n basic blocks per stage; 164
-uses n = 27 basic blocks, DESIGN.md section 5):
+uses n = 27 basic blocks, docs/schemes.md §6):
 
 | family           | scheme                                         | params vs resnet    |
 |------------------|------------------------------------------------|---------------------|

@@ -4,7 +4,7 @@ A transition is one residual block with a shortcut S that changes the shape:
 ``u_{n+1} = S(u_n) + f(u_n)`` (then the post-activation, if any). It belongs to the network,
 not to a flow. For multistep schemes (LM's u_{n-1}) the history rule (`NetConfig`'s
 ``transition_history``, the ``history`` argument of `Transition`) says what the next flow takes as
-history (DESIGN.md section 2):
+history (docs/schemes.md §2):
 
 * ``"project"`` (default; the LM-ResNet authors' code): the transition is the scheme's
   starting step (forward Euler) taken in the new space from S(u_n), so the history it leaves

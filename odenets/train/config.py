@@ -86,7 +86,11 @@ class TrainConfig:
                                         "(default: runs/MODEL-DATASET-TIME)")
     log_every: int = opt(20, "steps between progress-bar updates and NaN checks (each one "
                          "synchronises with the device)")
-    progress: bool = opt(True, "show a tqdm progress bar")
+    progress: bool = opt(True, "show progress within epochs: a bar on a terminal, a plain line "
+                         "every 30 s otherwise (log files, pipes)")
+    tensorboard: bool = opt(False, "also log to TensorBoard in the run directory: per-step loss "
+                            "and lr, per-epoch accuracy and learned coefficients (needs the "
+                            "tensorboard package)")
     deterministic: bool = opt(False, "ask cuDNN/torch for deterministic kernels (slower on GPU)")
 
     def validate(self) -> "TrainConfig":

@@ -88,7 +88,8 @@ def train_epoch(model, loader, optimizer, epoch: int, first_step: int, total_ste
     seconds = time.perf_counter() - start
     loss_total, correct_total, count = totals.tolist()
     return dict(train_loss=loss_total / count, train_acc=correct_total / count,
-                train_images=int(count), train_seconds=seconds, img_per_s=count / seconds)
+                train_images=int(count), train_seconds=seconds, img_per_s=count / seconds,
+                step_losses=step_loss, step_correct=step_correct)  # this rank's, on the device
 
 
 def _check_finite(losses: torch.Tensor, epoch: int, info: distributed.Dist) -> None:

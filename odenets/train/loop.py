@@ -24,14 +24,14 @@ import torch
 from torch import nn
 
 from .. import data as datasets
-from . import checkpoint, distributed, rundir
+from . import checkpoint, distributed, progress, rundir, tblog
 from .config import TrainConfig
 from .epoch import TrainingDivergedError, autocast, evaluate, train_epoch
 from .precise_bn import recompute_bn_stats
 from ..continuous import reset_nfe, total_nfe
 from ..build import coefficients
 from .model import build_model, count_parameters
-from .optim import build_optimizer
+from .optim import build_optimizer, lr_factor
 
 
 def train(cfg: TrainConfig, *, model: nn.Module | None = None, resume: bool = False) -> dict:
@@ -58,6 +58,8 @@ def _train(cfg, spec, info, device, model, resume):
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+    if cfg.tensorboard:
+        tblog.summary_writer()  # missing package: fail before any work
     run_dir = Path(distributed.broadcast_object(cfg.run_dir or str(rundir.default_run_dir(cfg)), info))
     cfg.run_dir = str(run_dir)
     ckpt_path = run_dir / checkpoint.NAME
@@ -124,6 +126,7 @@ def _train(cfg, spec, info, device, model, resume):
     train_model = eval_model
     if info.enabled:
         train_model = _ddp(eval_model, raw, train_data.images.shape[1:], cfg, info, device)
+    tb = tblog.open_log(run_dir) if cfg.tensorboard and info.main else None
     bar = _progress_bar(cfg, info, len(train_loader))
     log = (bar.write if bar is not None else print) if info.main else (lambda line: None)
     if start_epoch == cfg.epochs:
@@ -147,6 +150,12 @@ def _train(cfg, spec, info, device, model, resume):
             reset_nfe(raw)
             stats = train_epoch(train_model, train_loader, optimizer, epoch, epoch * len(train_loader),
                                 total_steps, cfg, info, device, bar)
+            first = epoch * len(train_loader)
+            lrs = [cfg.lr * lr_factor(first + i, total_steps, cfg, len(train_loader))
+                   for i in range(len(train_loader))]
+            step_losses, step_correct = stats.pop("step_losses").tolist(), stats.pop("step_correct").tolist()
+            if tb is not None:
+                tb.steps(first, step_losses, lrs)
             nfe = total_nfe(raw)  # continuous-depth flows: field evaluations this epoch
             if cfg.precise_bn:
                 _precise_bn(raw, train_loader, epoch, cfg, device)
@@ -162,6 +171,8 @@ def _train(cfg, spec, info, device, model, resume):
             if val_loader is not None:
                 val = evaluate(eval_model, val_loader, cfg, info, device)
                 record.update(val_loss=val["loss"], val_acc=val["acc"])
+            record["train_curve"] = progress.epoch_curve(step_losses, step_correct, train_loader.local_batch,
+                                                         epoch, lrs)
             if any(nfe.values()):
                 record["nfe_per_step"] = {k: v / len(train_loader) for k, v in nfe.items()}
             history.append(record)
@@ -172,13 +183,15 @@ def _train(cfg, spec, info, device, model, resume):
                     schedule=dict(name=cfg.schedule, step=(epoch + 1) * len(train_loader), total=total_steps),
                     rng=rng, history=history, config=cfg.to_dict()), ckpt_path)
                 rundir.append_metrics(run_dir, record)
+                rundir.write_metrics_csv(run_dir, history)
+                if tb is not None:
+                    tb.epoch(record)
                 log(f"epoch {epoch + 1}: train loss {stats['train_loss']:.4f} acc "
                     f"{stats['train_acc']:.4f} | "
                     + (f"val acc {record['val_acc']:.4f} | " if val_loader is not None else "") +
                     f"test loss {test['loss']:.4f} acc "
                     f"{test['acc']:.4f} | {stats['img_per_s']:.0f} img/s"
-                    + ("" if "nfe_per_step" not in record else " | NFE/step fwd {forward:.1f} bwd "
-                       "{backward:.1f}".format(**record["nfe_per_step"])))
+                    + _nfe_text(record.get("nfe_per_step")))
     except TrainingDivergedError as e:
         last = history[-1]["epoch"] if history else 0
         e.args = (f"{e.args[0]} Last good checkpoint: {ckpt_path} (epoch {last})" if last else
@@ -190,6 +203,8 @@ def _train(cfg, spec, info, device, model, resume):
     finally:
         if bar is not None:
             bar.close()
+        if tb is not None:
+            tb.close()
     summary.update(status="finished", epochs_done=len(history), final=history[-1] if history else None,
                    history=history,
                    **_best_on_validation(history),
@@ -261,6 +276,14 @@ def _best_on_validation(history: list) -> dict:
                 test_acc_at_best_val=best["test_acc"])
 
 
+def _nfe_text(nfe: dict | None) -> str:
+    """' | NFE/step fwd 14.0 bwd 20.0' (no 'bwd' when the backward evaluated no field: no
+    adjoint), '' without continuous-depth flows."""
+    if not nfe:
+        return ""
+    return f" | NFE/step fwd {nfe['forward']:.1f}" + (f" bwd {nfe['backward']:.1f}" if nfe["backward"] else "")
+
+
 def _epochs_text(start: int, epochs: int) -> str:
     """'epoch 3 of 3', 'epochs 2..5' (1-based, the ones this call trains)."""
     return f"epoch {epochs} of {epochs}" if start + 1 == epochs else f"epochs {start + 1}..{epochs}"
@@ -271,10 +294,10 @@ def _training_seed(seed: int, rank: int) -> int:
 
 
 def _progress_bar(cfg, info, total):
+    """A bar on a terminal, plain periodic lines elsewhere (`progress.progress`)."""
     if not (cfg.progress and info.main):
         return None
-    from tqdm.auto import tqdm
-    return tqdm(total=total, unit="step", dynamic_ncols=True, leave=False, file=sys.stderr)
+    return progress.progress(total)
 
 
 @torch.no_grad()
