@@ -3,6 +3,7 @@
     odenets bench schemes --quick        # benchmarks/compare_schemes.py --quick
     odenets bench speed --device cuda    # benchmarks/speed.py --device cuda
     odenets bench sde --quick            # benchmarks/sde_noise.py --quick
+    odenets bench cross --config quick   # benchmarks/cross_solver.py: is it an ODE?
     odenets bench report                 # benchmarks/report.py (rewrites results/RESULTS.md)
 
 Everything after the benchmark's name goes to the script's own parser (``odenets bench schemes
@@ -15,10 +16,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 
-HELP = "run a benchmark: schemes (accuracy per parameter/FLOP/second), speed, sde, report"
+HELP = ("run a benchmark: schemes (accuracy per parameter/FLOP/second), speed, sde, cross "
+        "(cross-solver evaluation), report")
 ORDER = 60
 SCRIPTS = {"schemes": "compare_schemes.py", "speed": "speed.py", "sde": "sde_noise.py",
-           "report": "report.py"}
+           "cross": "cross_solver.py", "report": "report.py"}
 
 
 def add_parser(subparsers):
