@@ -11,6 +11,8 @@ ICLR 2021, "ResNet After All?"; Queiruga et al. 2020). The answer is returned as
 
 Rules, per flow (`odenets.flow.Flow`, or a continuous `ODEFlow`):
 
+* scheme: a name (with ``solver_opts``), or None for each flow's own; the run's own scheme
+  name without options keeps the run's options (e.g. LM's per_channel, lmm's history).
 * steps: untied flows (one field per step) keep their number of steps: ``steps`` must be None
   or equal to it (there is no field for an extra step). Tied flows keep their time interval
   [t0, t1] and take dt = (t1 - t0) / steps. None keeps each flow's trained steps.
@@ -117,7 +119,10 @@ def _resolve_flow(name, old, solver, steps, opts, shared, notes):
                              f"this flow is {why}: re-solve it with a fixed-grid scheme")
         grid = {"steps": steps} if steps is not None else {}
         return build(old.blocks[0], solver, tied=True, t_span=(t0, t1), **grid, **opts), shared
-    scheme = old.scheme if solver is None else (shared or solvers.get(solver, **opts))
+    if solver is None or (solver == old.scheme.name and not opts):  # the run's scheme, options
+        scheme = old.scheme if solver is None else (shared or old.scheme)
+    else:
+        scheme = shared or solvers.get(solver, **opts)
     fixed = {}
     for c_name in old._fixed:
         declared = {c.name for c in scheme.coefficients}

@@ -135,3 +135,28 @@ def test_eval_cli_resolves_a_run(capsys, tmp_path):
     assert cli.main(["eval", str(run), "--solver", "lm"]) == 2
     assert "did not learn" in capsys.readouterr().err
     assert Path(run / "config.json").is_file()
+
+
+@pytest.mark.parametrize("name", [n for n in odenets.list_models() if n.endswith("resnet20")])
+def test_every_preset_is_resolved_or_refused_clearly(name):
+    """Every CIFAR family: each scheme either gives a working network or a ValueError."""
+    model = net(name)
+    outcomes = {}
+    for solver in ("euler", "rk4", "lm", "dopri5", None):
+        try:
+            new, _ = with_solver(model, solver, steps=None if solver else 2)
+        except ValueError as e:
+            outcomes[solver] = str(e)
+            continue
+        assert new(X).shape == (4, 3)
+        outcomes[solver] = "ok"
+    assert outcomes["euler"] == "ok" or "coefficient 'p'" in outcomes["euler"] \
+        or "pair of fields" in outcomes["euler"]
+    assert outcomes[None] == "ok" or "untied flow" in outcomes[None]
+
+
+def test_the_runs_own_scheme_keeps_its_options():
+    model = net("lm_resnet20", solver_options=dict(per_channel=True))
+    new, notes = with_solver(model, "lm")
+    assert notes == [] and new.flows[0].raw["k"].shape == model.flows[0].raw["k"].shape == (2, 4)
+    assert torch.allclose(new(X), model(X), atol=1e-6)
