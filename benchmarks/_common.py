@@ -60,13 +60,24 @@ def result_path(name: str, device="cpu", out_dir=None) -> Path:
     return Path(out_dir or RESULTS) / f"{name}_{device_tag(device)}.json"
 
 
-def _git_commit() -> str | None:
+def _git(*args) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+        out = subprocess.run(["git", *args], capture_output=True, text=True,
                              cwd=Path(__file__).resolve().parent, timeout=5)
-        return out.stdout.strip() or None
+        return out.stdout.strip() if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def _git_commit() -> str | None:
+    return _git("rev-parse", "--short", "HEAD") or None
+
+
+def git_version() -> dict:
+    """``{"git_commit", "git_dirty"}``: the code a result came from; dirty when tracked files
+    differ from that commit (None outside a git checkout)."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return dict(git_commit=_git_commit(), git_dirty=None if status is None else bool(status))
 
 
 def env_info(device="cpu", seed: int | None = None) -> dict:
@@ -85,7 +96,7 @@ def env_info(device="cpu", seed: int | None = None) -> dict:
         "load_average_1_5_15min": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "seed": seed,
         "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
-        "git_commit": _git_commit(),
+        **git_version(),
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -4,6 +4,7 @@
     model = odenets.create("lm_resnet56", num_classes=100)  # a preset network
     odenets.list_models("lm_*"), odenets.available_solvers(), odenets.info("resnet20")
     odenets.coefficients(model)                             # learned k_n per flow, for plots
+    odenets.register_timm()   # timm.create_model("odenets_lm_resnet20"), docs/timm.md
 """
 __version__ = "0.1.0"
 
@@ -11,7 +12,7 @@ from . import fields
 from .build import available_solvers, build, coefficients
 from .flow import Flow
 from .info import info
-from .models import NetConfig, Network, create, list_models
+from .models import NetConfig, Network, create, list_models, register_timm
 
 __all__ = ["Flow", "NetConfig", "Network", "available_solvers", "build", "coefficients", "create",
-           "fields", "info", "list_models", "__version__"]
+           "fields", "info", "list_models", "register_timm", "__version__"]

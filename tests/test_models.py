@@ -53,7 +53,7 @@ def test_registry_lists_and_rejects():
     (dict(strides=(0, 2, 2)), r"strides must be an integer >= 1"),
     (dict(widths=(16, 32.5, 64)), r"widths must be an integer >= 1"),
     (dict(depths=(0, 3, 3)), r"depths must be an integer >= 1"),
-    (dict(num_classes=0), r"num_classes must be an integer >= 1"),
+    (dict(num_classes=-1), r"num_classes must be an integer >= 0"),
     (dict(in_channels=None), r"in_channels must be an integer >= 1"),
     (dict(survival="half"), r"survival must lie in \(0, 1\]"),
 ])

@@ -12,7 +12,10 @@ from __future__ import annotations
 HELP = "train several models with the same recipe and seed and compare them"
 ORDER = 15
 DEFAULT_SUBSET = 30000  # images per epoch when --subset is not given (0 = the whole training set)
-COLUMNS = ("model", "params", "test_acc", "best_acc", "train_s", "img_per_s")
+COLUMNS = ("model", "params", "test_acc", "vs first", "train_s", "img_per_s")
+CAVEAT = ("One seed and a short run: differences of about a point or less are inside seed noise "
+          "and say nothing about the schemes. The converged, paired 5-seed comparison with 95% "
+          "confidence intervals: python benchmarks/converged.py (results in the README).")
 DESCRIPTION = ("Train several models with the same recipe and seed, then print a table comparing "
                "them. Each run is a normal run directory under --out; compare.json there holds "
                "the table. The other options are those of `odenets train`.")
@@ -34,13 +37,31 @@ def add_parser(subparsers):
 
 def format_table(rows: list[dict]) -> str:
     """A plain-text table of the comparison rows."""
+    first = rows[0]["test_acc"] if rows else 0.0
     cells = [COLUMNS] + [(r["model"], f"{r['params']:,}", f"{r['test_acc']:.4f}",
-                          f"{r['best_acc']:.4f}", f"{r['train_s']:.1f}", f"{r['img_per_s']:.0f}")
-                         for r in rows]
+                          "—" if i == 0 else f"{(r['test_acc'] - first) * 100:+.2f} pts",
+                          f"{r['train_s']:.1f}", f"{r['img_per_s']:.0f}")
+                         for i, r in enumerate(rows)]
     widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
              for row in cells]
     return "\n".join([lines[0], "-" * len(lines[0])] + lines[1:])
+
+
+def format_coefficients(rows: list[dict]) -> list[str]:
+    """One line per model with learned scheme coefficients: their range and mean per name
+    (LM-ResNet's k_n: k < 0 damps, k > 0 adds momentum; see docs)."""
+    lines = []
+    for r in rows:
+        values = {}
+        for key, vals in (r.get("coefficients") or {}).items():
+            values.setdefault(key.rsplit(".", 1)[-1], []).extend(
+                v for v in (vals if isinstance(vals, list) else [vals]) if isinstance(v, (int, float)))
+        parts = [f"{name}_n in [{min(v):+.3f}, {max(v):+.3f}], mean {sum(v) / len(v):+.3f} "
+                 f"over {len(v)} steps" for name, v in values.items() if v]
+        if parts:
+            lines.append(f"{r['model']}: learned " + "; ".join(parts))
+    return lines
 
 
 def run(args) -> int:
@@ -76,7 +97,7 @@ def run(args) -> int:
         summary = train(cfg)
         final = summary["final"]
         rows.append(dict(model=cfg.model, params=summary["params"], test_acc=final["test_acc"],
-                         best_acc=summary["best_test_acc"], train_s=summary["train_seconds"],
+                         coefficients=final.get("coefficients") or {}, train_s=summary["train_seconds"],
                          img_per_s=final["img_per_s"],
                          run_dir=summary["run_dir"]))
     cfg = configs[0].to_dict()
@@ -86,5 +107,8 @@ def run(args) -> int:
     print(f"{cfg['dataset']}, {epochs}, subset {cfg['subset'] or 'all'}, seed {cfg['seed']} "
           f"(img/s: last epoch's training throughput)")
     print(format_table(rows))
+    for line in format_coefficients(rows):
+        print(line)
+    print(CAVEAT)
     print(f"runs and compare.json in {out}")
     return 0

@@ -69,6 +69,18 @@ class ImageData:
         return ImageData(self.name, self.images[keep], self.labels[keep], self.num_classes,
                          self.mean, self.std, self.classes)
 
+    def split(self, n: int, seed: int = 0) -> tuple["ImageData", "ImageData"]:
+        """``(rest, held_out)``: ``n`` examples held out by a fixed permutation (``seed``), e.g. a
+        validation set that is the same for every training seed and model."""
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 < n < len(self):
+            raise ValueError(f"cannot hold out {n!r} of the {len(self)} {self.name} training "
+                             f"images: the validation split must lie in [1, {len(self) - 1}]")
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        held, rest = order[:n].sort().values, order[n:].sort().values
+        return tuple(ImageData(self.name, self.images[i.to(self.images.device)],
+                               self.labels[i.to(self.labels.device)], self.num_classes, self.mean,
+                               self.std, self.classes) for i in (rest, held))
+
     def to(self, device) -> "ImageData":
         """The same split with its tensors on ``device`` (one copy, still ``uint8``)."""
         return ImageData(self.name, self.images.to(device), self.labels.to(device),

@@ -4,12 +4,22 @@
 
 A stage of depth d is d residual blocks: a `Transition` first when the stride or width changes,
 then a `Flow` of the remaining steps (all d steps when the shape is unchanged).
+
+Every `Network` has timm's model interface (docs/timm.md): ``forward_features`` (stem + stages,
+(N, C, H, W)), ``forward_head(u, pre_logits=False)``, ``get_classifier``, ``reset_classifier``,
+``num_classes``, ``num_features``, ``global_pool``, ``drop_rate``, ``pretrained_cfg`` /
+``default_cfg``, ``feature_info``; ``drop_path_rate`` is stochastic depth as an Euler-Maruyama
+step with Bernoulli noise (`_survival`).
 """
 from __future__ import annotations
 
+import dataclasses
+import math
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from solvers import Scheme
@@ -17,6 +27,8 @@ from solvers import Scheme
 from ..build import _continuous, build
 from ..flow import Flow
 from ..fields import BLOCKS, Coupled, TwoBranch, make_block
+from .features import call_leaf, check_images, feature_info, pretrained_cfg
+from .head import ClassifierHead, check_head
 from .transitions import HISTORIES, SHORTCUTS, Transition, make_shortcut
 
 PAIRS = (None, "shake", "coupled")
@@ -38,11 +50,15 @@ class NetConfig:
     transition_history: str = "project"  # multistep history across transitions: project | restart
                                          # (not the lmm scheme's history=, a solver_options key)
     survival: float | None = None        # stochastic depth: p decays linearly 1 -> survival
+    drop_path_rate: float = 0.0          # timm's stochastic depth: drop prob. 0 -> rate (replaces
+                                         # survival); Euler steps become Euler-Maruyama Bernoulli
     pair: str | None = None              # None | "shake" (2 half-width branches) | "coupled" (rev)
     tied: bool = False                   # one shared field per flow: an ODE, dt = 1 / steps
                                          # (continuous solvers: always tied, t in [0, 1])
     per_evaluation_norm: bool = True     # BN statistics per field call within a step (RK, poly)
-    num_classes: int = 10                # classifier outputs
+    num_classes: int = 10                # classifier outputs (0: no classifier, pooled features)
+    global_pool: str = "avg"             # head pooling: avg | max | "" (none, needs num_classes=0)
+    drop_rate: float = 0.0               # dropout on the pooled features, before the classifier
     in_channels: int = 3                 # input image channels
 
     def check(self):
@@ -67,8 +83,11 @@ class NetConfig:
         if not (len(self.widths) == len(self.strides) == n) or n == 0:
             raise ValueError(f"depths, widths and strides must have one entry per stage, got "
                              f"{self.depths}, {self.widths}, {self.strides}")
-        for name in ("num_classes", "in_channels"):
-            _expect(self, name, _positive_int(getattr(self, name)), "an integer >= 1")
+        _expect(self, "in_channels", _positive_int(self.in_channels), "an integer >= 1")
+        check_head(self.num_classes, self.global_pool, self.drop_rate)
+        rate = self.drop_path_rate
+        _expect(self, "drop_path_rate", not isinstance(rate, bool) and isinstance(rate, (int, float))
+                and 0.0 <= rate < 1.0, "a number in [0, 1) (the last block's drop probability)")
         _expect(self, "stem_width", self.stem_width is None or _positive_int(self.stem_width),
                 "None (widths[0]) or an integer >= 1")
         if self.block not in BLOCKS:
@@ -111,11 +130,9 @@ def _stem(cfg: NetConfig) -> nn.Sequential:
     return nn.Sequential(OrderedDict(layers))
 
 
-def _head(cfg: NetConfig, channels: int) -> nn.Sequential:
-    layers = {} if cfg.block != "preact" else dict(bn=nn.BatchNorm2d(channels), relu=nn.ReLU())
-    layers.update(pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(),
-                  fc=nn.Linear(channels, cfg.num_classes))
-    return nn.Sequential(OrderedDict(layers))
+def _head(cfg: NetConfig, channels: int) -> ClassifierHead:
+    return ClassifierHead(channels, cfg.num_classes, pre_norm=cfg.block == "preact",
+                          global_pool=cfg.global_pool, drop_rate=cfg.drop_rate)
 
 
 def _flow_field(cfg: NetConfig, channels: int) -> nn.Module:
@@ -133,11 +150,42 @@ def _flow_field(cfg: NetConfig, channels: int) -> nn.Module:
 
 
 def _survival(cfg: NetConfig) -> list[float] | None:
-    """Stochastic depth's linear decay p_l = 1 - l / L (1 - p_L), l = 1..L over all blocks."""
+    """Survival probabilities p_l of stochastic depth, one per block over all L = sum(depths)
+    blocks (transitions count, but stay deterministic), or None for no stochastic depth.
+
+    ``drop_path_rate`` r > 0 (timm, replaces ``survival``): block l = 0..L-1 drops with
+    probability r l / (L - 1), timm's ``linspace(0, r, L)``: p_l = 1 - r l / (L - 1) (p = 1 when
+    L = 1). Else ``survival`` p_L (Huang et al. 2016): p_l = 1 - l / L (1 - p_L), l = 1..L.
+    A flow step with survival p is the Euler-Maruyama step u + eta f, eta ~ Bernoulli(p) (drift
+    p f, diffusion sqrt(p (1 - p)) f); in eval mode u + p f (Huang et al.'s test-time rule).
+    """
+    total = sum(cfg.depths)
+    if cfg.drop_path_rate:
+        return [1.0 - cfg.drop_path_rate * l / max(total - 1, 1) for l in range(total)]
     if cfg.survival is None:
         return None
-    total = sum(cfg.depths)
     return [1.0 - (l / total) * (1.0 - cfg.survival) for l in range(1, total + 1)]
+
+
+def _solver(cfg: NetConfig) -> tuple:
+    """(solver, solver_options) of the flows: with ``drop_path_rate`` a forward-Euler flow
+    becomes Euler-Maruyama with Bernoulli noise (stochastic depth is that SDE step); other
+    schemes have no drop-path step and are rejected."""
+    options = dict(cfg.solver_options)
+    if not cfg.drop_path_rate:
+        return cfg.solver, options
+    if cfg.solver == "euler":
+        return "euler_maruyama", {**options, "noise": "bernoulli"}
+    name = cfg.solver if isinstance(cfg.solver, str) else getattr(cfg.solver, "name", None)
+    noise = options.get("noise", "gaussian") if isinstance(cfg.solver, str) else \
+        getattr(cfg.solver, "noise", None)
+    if name == "euler_maruyama" and noise == "bernoulli":
+        return cfg.solver, options
+    raise ValueError(f"drop_path_rate={cfg.drop_path_rate} is stochastic depth, an Euler-Maruyama "
+                     f"step with Bernoulli noise: it needs forward-Euler flows (solver 'euler': "
+                     f"resnet*, preact_resnet*, resnet50, resnext29_*) or solver 'euler_maruyama' "
+                     f"with noise='bernoulli' (sd_resnet*), got solver={cfg.solver!r}"
+                     f"{f' with noise={noise!r}' if name == 'euler_maruyama' else ''}")
 
 
 def _is_continuous(solver) -> bool:
@@ -155,10 +203,10 @@ class Stage(nn.Module):
     def forward(self, u, state=None):
         if self.transition is not None:
             u, state = self.transition(u, state)
-        if isinstance(self.flow, Flow):
-            u, state = self.flow(u, state=state, return_state=True)
+        if isinstance(self.flow, Flow):  # call_leaf: one node under torch.fx (features.py)
+            u, state = call_leaf(self.flow, u, state=state, return_state=True)
         elif self.flow is not None:   # a continuous-depth flow (odenets.continuous): no history
-            u, state = self.flow(u), None
+            u, state = call_leaf(self.flow, u), None
         return u, state
 
 
@@ -169,13 +217,16 @@ class Network(nn.Module):
         super().__init__()
         cfg.check()
         self.config = cfg
+        init_seed = int(torch.randint(2 ** 62, ()))  # one draw, whatever the preset builds below
         self.stem = _stem(cfg)
+        continuous = _is_continuous(cfg.solver)
+        if continuous and (cfg.post_activation or cfg.survival is not None or cfg.drop_path_rate):
+            raise ValueError(f"solver {cfg.solver!r} is continuous: it needs post_activation=False "
+                             f"(e.g. a preact_* preset), no survival schedule and no "
+                             f"drop_path_rate")
+        solver, solver_options = _solver(cfg)
         survival = _survival(cfg)
         act = "relu" if cfg.post_activation else None
-        continuous = _is_continuous(cfg.solver)
-        if continuous and (cfg.post_activation or survival is not None):
-            raise ValueError(f"solver {cfg.solver!r} is continuous: it needs post_activation=False "
-                             f"(e.g. a preact_* preset) and no survival schedule")
         channels, block_index, stages = cfg.stem_width or cfg.widths[0], 0, []
         scheme = None  # built by the first flow, then shared: one noise stream (seed=) per network
         for depth, width, stride in zip(cfg.depths, cfg.widths, cfg.strides):
@@ -183,7 +234,7 @@ class Network(nn.Module):
             needs_transition = stride != 1 or width != channels
             steps = depth - needs_transition
             if steps:
-                options = dict(cfg.solver_options)
+                options = dict(solver_options)
                 coeffs = None
                 if survival is not None:
                     start = block_index + needs_transition
@@ -192,11 +243,11 @@ class Network(nn.Module):
                     seed = options.get("seed")
                     if isinstance(seed, int) and not isinstance(seed, bool):  # sde: a stream per stage
                         options["seed"] = options["seed"] + len(stages)
-                    flow = build(lambda: _flow_field(cfg, width), cfg.solver,
+                    flow = build(lambda: _flow_field(cfg, width), solver,
                                  options.pop("steps", None), tied=True, **options)
                 else:
                     flow = build(lambda: _flow_field(cfg, width),
-                                 cfg.solver if scheme is None else scheme, steps, tied=cfg.tied,
+                                 solver if scheme is None else scheme, steps, tied=cfg.tied,
                                  activation=act, coefficients=coeffs, channels=width,
                                  per_evaluation_norm=cfg.per_evaluation_norm,
                                  **(options if scheme is None else {}))
@@ -210,26 +261,78 @@ class Network(nn.Module):
             channels, block_index = width, block_index + depth
         self.stages = nn.ModuleList(stages)
         self.head = _head(cfg, channels)
-        self._init_weights()
+        self.feature_info = feature_info(cfg)
+        self.pretrained_cfg = pretrained_cfg(cfg)
+        self._init_weights(init_seed)
 
-    def _init_weights(self):
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+    def _init_weights(self, seed: int):
+        """Conv: Kaiming normal (fan_out); Linear: torch's default; BatchNorm: weight 1, bias 0.
 
-    def forward(self, x):
-        if x.dim() != 4 or x.shape[1] != self.config.in_channels:
-            raise ValueError(
-                f"{type(self).__name__} expects images of shape (N, {self.config.in_channels}, H, W), "
-                f"got {tuple(x.shape)}" + (f"; for {x.shape[1]}-channel images create it with "
-                                           f"in_channels={x.shape[1]}" if x.dim() == 4 else ""))
-        u, state = self.stem(x), None
+        Each module draws from its own generator seeded by (``seed``, its qualified name), so two
+        presets built under the same ``torch.manual_seed`` start with identical weights in every
+        part they share by name (resnet20 and lm_resnet20: all but LM's k_n): paired seeds."""
+        for name, m in self.named_modules():
+            if not isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)):
+                continue
+            g = torch.Generator().manual_seed((seed + zlib.crc32(name.encode())) % 2 ** 63)
+            with torch.no_grad():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=g)
+                elif isinstance(m, nn.Linear):
+                    nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=g)
+                    if m.bias is not None:
+                        bound = 1 / math.sqrt(m.in_features)
+                        nn.init.uniform_(m.bias, -bound, bound, generator=g)
+                else:
+                    nn.init.ones_(m.weight)
+                    nn.init.zeros_(m.bias)
+
+    def forward_features(self, x):
+        """Images (N, in_channels, H, W) -> the last stage's feature map (N, num_features, h, w)."""
+        u, state = self.stem(check_images(x, self.config.in_channels, type(self).__name__)), None
         for stage in self.stages:
             u, state = stage(u, state)
-        return self.head(u)
+        return u
+
+    def forward_head(self, u, pre_logits: bool = False):
+        """Feature map -> logits (N, num_classes); ``pre_logits``: the pooled features (N, C)."""
+        return self.head(u, pre_logits=pre_logits)
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+    # -- timm's model interface ----------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return self.head.num_classes
+
+    @property
+    def num_features(self) -> int:
+        """Channels of ``forward_features`` (and of the pooled features the classifier sees)."""
+        return self.head.num_features
+
+    @property
+    def global_pool(self) -> str:
+        return self.head.global_pool
+
+    @property
+    def drop_rate(self) -> float:
+        return self.head.drop_rate
+
+    @property
+    def default_cfg(self) -> dict:
+        """timm's older name of ``pretrained_cfg``."""
+        return self.pretrained_cfg
+
+    def get_classifier(self) -> nn.Module:
+        return self.head.fc
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A new, freshly initialised classifier for ``num_classes`` (0: none, the network then
+        returns pooled features) and optionally a new ``global_pool``; ``config`` follows."""
+        self.head.reset(num_classes, global_pool)
+        self.config = dataclasses.replace(self.config, num_classes=num_classes,
+                                          global_pool=self.head.global_pool)
 
     @property
     def flows(self) -> list[nn.Module]:

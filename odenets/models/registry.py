@@ -11,6 +11,7 @@ import fnmatch
 import re
 from typing import Callable
 
+from .features import FeatureNet
 from .network import NetConfig, Network
 
 PRESETS: dict[str, Callable[[], NetConfig]] = {}
@@ -24,9 +25,23 @@ def register(name: str, config: Callable[[], NetConfig], doc: str = "") -> None:
     PRESETS[name], DOCS[name] = config, doc
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Sorted preset names matching the shell-style ``pattern`` (e.g. ``"lm_*"``)."""
-    return sorted(n for n in PRESETS if fnmatch.fnmatchcase(n, pattern))
+def list_models(pattern="*", exclude_filters=(), pretrained: bool = False) -> list[str]:
+    """Sorted preset names matching the shell-style ``pattern`` (e.g. ``"lm_*"``), as timm's
+    ``list_models``: ``pattern`` and ``exclude_filters`` may be one pattern or a list of them
+    (names matching any pattern, minus those matching any exclude filter; ``""`` matches all).
+    ``pretrained=True`` lists the presets with pretrained weights: none."""
+    def patterns(value, name):
+        value = [value] if isinstance(value, str) else value
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{name} must be a shell-style pattern or a list of them, "
+                             f"got {name}={value!r}")
+        return list(value)
+    include = [p or "*" for p in patterns(pattern, "pattern")]
+    exclude = [p for p in patterns(exclude_filters, "exclude_filters") if p]
+    if pretrained:
+        return []
+    return sorted(n for n in PRESETS if any(fnmatch.fnmatchcase(n, p) for p in include)
+                  and not any(fnmatch.fnmatchcase(n, p) for p in exclude))
 
 
 def _summary(names) -> str:
@@ -85,13 +100,16 @@ def get_config(name: str, **overrides) -> NetConfig:
 
 
 def create(name: str, num_classes: int = 10, in_channels: int = 3, pretrained: bool = False,
-           **overrides) -> Network:
+           features_only: bool = False, out_indices=None, **overrides) -> Network | FeatureNet:
     """Build preset ``name``: ``create("lm_resnet56", num_classes=100)``.
 
     ``overrides`` are `NetConfig` fields, e.g. ``solver="rk2"``, ``transition_history="restart"``,
     ``solver_options={"k_init": (-0.5, 0.5)}`` (merged into the preset's). For timm users:
     ``in_chans`` is accepted as an alias of ``in_channels``, and ``pretrained=False`` is accepted
-    and does nothing (there are no pretrained weights; ``pretrained=True`` raises ValueError).
+    and does nothing (there are no pretrained weights; ``pretrained=True`` raises ValueError);
+    ``num_classes=0`` (pooled features out), ``global_pool``, ``drop_rate`` and
+    ``drop_path_rate`` are `NetConfig` fields; ``features_only=True`` returns a `FeatureNet`
+    giving the feature maps at ``out_indices`` (0: stem, i: stage i; default all). docs/timm.md.
     """
     if pretrained is not False:
         raise ValueError(f"pretrained={pretrained!r}: odenets ships no pretrained weights and "
@@ -103,7 +121,11 @@ def create(name: str, num_classes: int = 10, in_channels: int = 3, pretrained: b
             raise ValueError(f"in_chans={in_chans!r} (timm's name for in_channels) and "
                              f"in_channels={in_channels!r} disagree; pass only in_channels")
         in_channels = in_chans
+    if out_indices is not None and not features_only:
+        raise ValueError(f"out_indices={out_indices!r} selects feature maps: it needs "
+                         f"features_only=True")
     cfg = get_config(name, num_classes=num_classes, in_channels=in_channels, **overrides)
     model = Network(cfg)
     model.name = name
-    return model
+    model.pretrained_cfg["architecture"] = name
+    return FeatureNet(model, out_indices) if features_only else model

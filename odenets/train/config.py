@@ -12,6 +12,8 @@ import json
 import typing
 from dataclasses import dataclass, field
 
+from .recipes import recipe_values
+
 SCHEDULES = ("step", "cosine", "onecycle", "constant")
 AMP = ("auto", "bf16", "off")
 
@@ -30,6 +32,9 @@ class TrainConfig:
     run, weight decay 1e-4, batch 128)."""
 
     # -- what to train on -------------------------------------------------------------------
+    recipe: typing.Optional[str] = opt(None, "start from a named recipe's values (paper, "
+                                       "converged; see odenets/train/recipes.py); flags given "
+                                       "override them")
     model: str = opt("lm_resnet20", "model preset (see `odenets list`) or 'module:function' "
                      "returning an nn.Module from (num_classes=, in_channels=)")
     dataset: str = opt("fashion-mnist", "dataset name (see `odenets list`)")
@@ -39,6 +44,9 @@ class TrainConfig:
                                        "training images (default: all)")
     test_subset: typing.Optional[int] = opt(None, "evaluate on a fixed random subset of this "
                                             "many test images (default: all)")
+    val_split: int = opt(0, "hold out this many training images as a validation set (the same "
+                         "images for every seed and model), evaluated after each epoch; the best "
+                         "epoch is chosen on it, never on the test set; 0 = none")
     solver: typing.Optional[str] = opt(None, "replace the preset's scheme by this solver "
                                        "(see `odenets list`) (default: the preset's own)")
     model_args: dict = opt({}, "extra model options, KEY=VALUE (repeatable), passed to "
@@ -62,7 +70,7 @@ class TrainConfig:
     label_smoothing: float = opt(0.0, "label smoothing of the cross-entropy loss, in [0, 1)")
     # -- speed -----------------------------------------------------------------------------
     amp: str = opt("auto", f"mixed precision, one of {', '.join(AMP)} (auto = bf16 autocast "
-                   "on CUDA, off on CPU)")
+                   "on CUDA and on CPUs with AMX, where it is faster; fp32 otherwise)")
     channels_last: bool = opt(True, "channels_last memory format for model and inputs")
     compile: bool = opt(False, "wrap the model in torch.compile")
     # -- evaluation ----------------------------------------------------------------------------
@@ -91,11 +99,16 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size", "log_every"):
             positive(name)
         positive("lr", integer=False)
+        if isinstance(self.val_split, bool) or not isinstance(self.val_split, int) or self.val_split < 0:
+            raise ValueError(f"val_split must be an integer >= 0 (0 = no validation set), got "
+                             f"{self.val_split!r}")
         if isinstance(self.precise_bn, bool) or not isinstance(self.precise_bn, int) or self.precise_bn < 0:
             raise ValueError(f"precise_bn must be an integer >= 0 (0 = off), got {self.precise_bn!r}")
         for name in ("subset", "test_subset"):
             if getattr(self, name) is not None:
                 positive(name)
+        if self.recipe is not None:
+            recipe_values(self.recipe)  # ValueError listing the recipes
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; available: {', '.join(SCHEDULES)}")
         if self.amp not in AMP:
@@ -212,7 +225,8 @@ def config_from_args(args: argparse.Namespace, base: dict | None = None) -> Trai
     given = {k: v for k, v in vars(args).items() if k in names}
     if isinstance(given.get("model_args"), list):
         given["model_args"] = {**(base or {}).get("model_args", {}), **dict(given["model_args"])}
-    merged = {**(base or {}), **given}
+    recipe = given.get("recipe") if base is None else None  # a resumed run keeps its values
+    merged = {**(recipe_values(recipe) if recipe else {}), **(base or {}), **given}
     return TrainConfig.from_dict(merged)
 
 

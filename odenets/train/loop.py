@@ -65,7 +65,7 @@ def _train(cfg, spec, info, device, model, resume):
         raise ValueError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or "
                          "choose another --run-dir")
     # data first: a missing dataset should fail before any model work
-    train_data = datasets.load_dataset(cfg.dataset, "train", cfg.data_dir, cfg.subset)
+    train_data, val_data = _train_val(cfg)
     test_data = datasets.load_dataset(cfg.dataset, "test", cfg.data_dir, cfg.test_subset)
     torch.manual_seed(cfg.seed + info.rank)
     if model is None:
@@ -81,6 +81,8 @@ def _train(cfg, spec, info, device, model, resume):
                        channels_last=cfg.channels_last)
     train_loader = datasets.Loader(train_data, cfg.batch_size, train=True, augment=augment, **loader_args)
     test_loader = datasets.Loader(test_data, cfg.eval_batch_size * info.world_size, train=False, **loader_args)
+    val_loader = (datasets.Loader(val_data, cfg.eval_batch_size * info.world_size, train=False,
+                                  **loader_args) if val_data is not None else None)
     total_steps = cfg.epochs * len(train_loader)
 
     start_epoch, history = 0, []
@@ -129,10 +131,12 @@ def _train(cfg, spec, info, device, model, resume):
             f"(N > {start_epoch}) to extend it")
     else:
         log(f"{cfg.model}: {count_parameters(raw):,} parameters, {len(train_data)} training / "
+            + (f"{len(val_data)} validation / " if val_data is not None else "") +
             f"{len(test_data)} test images of {cfg.dataset} on {device} x{info.world_size}, "
             f"{_epochs_text(start_epoch, cfg.epochs)}, run directory {run_dir}")
     summary = dict(model=cfg.model, dataset=cfg.dataset, params=count_parameters(raw),
                    train_images=len(train_data), test_images=len(test_data),
+                   val_images=len(val_data) if val_data is not None else 0,
                    device=str(device), world_size=info.world_size, torch=torch.__version__,
                    command=" ".join(sys.argv), run_dir=str(run_dir))
     try:
@@ -155,6 +159,9 @@ def _train(cfg, spec, info, device, model, resume):
                     "--warmup-epochs, or check the model.", epoch + 1, len(train_loader))
             record = dict(epoch=epoch + 1, **stats, test_loss=test["loss"], test_acc=test["acc"],
                           lr=optimizer.param_groups[0]["lr"], coefficients=coefficients(raw))
+            if val_loader is not None:
+                val = evaluate(eval_model, val_loader, cfg, info, device)
+                record.update(val_loss=val["loss"], val_acc=val["acc"])
             if any(nfe.values()):
                 record["nfe_per_step"] = {k: v / len(train_loader) for k, v in nfe.items()}
             history.append(record)
@@ -166,7 +173,9 @@ def _train(cfg, spec, info, device, model, resume):
                     rng=rng, history=history, config=cfg.to_dict()), ckpt_path)
                 rundir.append_metrics(run_dir, record)
                 log(f"epoch {epoch + 1}: train loss {stats['train_loss']:.4f} acc "
-                    f"{stats['train_acc']:.4f} | test loss {test['loss']:.4f} acc "
+                    f"{stats['train_acc']:.4f} | "
+                    + (f"val acc {record['val_acc']:.4f} | " if val_loader is not None else "") +
+                    f"test loss {test['loss']:.4f} acc "
                     f"{test['acc']:.4f} | {stats['img_per_s']:.0f} img/s"
                     + ("" if "nfe_per_step" not in record else " | NFE/step fwd {forward:.1f} bwd "
                        "{backward:.1f}".format(**record["nfe_per_step"])))
@@ -182,7 +191,8 @@ def _train(cfg, spec, info, device, model, resume):
         if bar is not None:
             bar.close()
     summary.update(status="finished", epochs_done=len(history), final=history[-1] if history else None,
-                   best_test_acc=max((r["test_acc"] for r in history), default=None),
+                   history=history,
+                   **_best_on_validation(history),
                    train_seconds=sum(r["train_seconds"] for r in history), config=cfg.to_dict())
     if info.main:
         rundir.write_json(run_dir / rundir.SUMMARY, summary)
@@ -228,6 +238,27 @@ def _precise_bn(model, loader, epoch, cfg, device) -> int:
         return recompute_bn_stats(model, batches, forward)
     finally:
         checkpoint.set_rng_state(state, model)
+
+
+def _train_val(cfg):
+    """The training images (``--subset`` of what ``--val-split`` leaves) and the validation
+    split (None without ``--val-split``); the held-out images do not depend on the seed."""
+    train_data = datasets.load_dataset(cfg.dataset, "train", cfg.data_dir)
+    val_data = None
+    if cfg.val_split:
+        train_data, val_data = train_data.split(cfg.val_split, seed=0)
+    return train_data.subset(cfg.subset), val_data
+
+
+def _best_on_validation(history: list) -> dict:
+    """The epoch with the highest validation accuracy and its accuracies (chosen on validation,
+    never on test); empty without a validation set."""
+    scored = [r for r in history if "val_acc" in r]
+    if not scored:
+        return {}
+    best = max(scored, key=lambda r: r["val_acc"])
+    return dict(best_epoch=best["epoch"], best_val_acc=best["val_acc"],
+                test_acc_at_best_val=best["test_acc"])
 
 
 def _epochs_text(start: int, epochs: int) -> str:

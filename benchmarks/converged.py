@@ -1,0 +1,286 @@
+"""Do schemes differ once trained to convergence? Paired seeds, 95% confidence intervals.
+
+Trains every model with the converged recipe (`odenets train --recipe converged`: resnet20 reaches
+>= 93% on the full Fashion-MNIST in ~10 minutes on 2 CPU cores) on the same seeds. Seed s gives
+every model the same data order, augmentation, validation split and initial weights of the parts
+they share by name (`odenets.models.network.Network._init_weights`), so per-seed differences are
+paired: each comparison reports the mean paired difference with its 95% t-interval and a verdict.
+The accuracy reported is the final epoch's on the test set; the best epoch is chosen on the
+5,000 validation images (never on test) and shown beside it.
+
+A campaign accumulates: each finished run is appended to benchmarks/results/converged_<device>.json
+at once (with the git commit it ran from), the markdown and plots are rewritten, and running the
+same command again skips the (model, seed) pairs already done under the same recipe. Runs go
+seed-major (every model once, then the next seed), so a campaign cut short holds whole pairs.
+
+    python benchmarks/converged.py                                    # resnet20 vs lm_resnet20, seeds 0-4
+    python benchmarks/converged.py --models resnet20,lm_resnet20,lmm3_resnet20 --seeds 0-4
+    python benchmarks/converged.py --models resnet32,lm_resnet32 --seeds 0-2
+    nohup python benchmarks/converged.py > converged.log 2>&1 &       # a long campaign
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import HelpFormatter, env_info, git_version, result_path, write_json  # noqa: E402
+from _stats import mean_ci, paired, significant, verdict  # noqa: E402
+from _train_common import (Recipe, default_dataset, markdown_table, model_meta,  # noqa: E402
+                           parse_list, pyplot, set_threads, train_one)
+
+from odenets.train.distributed import resolve_device  # noqa: E402
+
+NAME = "converged"
+DEFAULT_MODELS = "resnet20,lm_resnet20"
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-4' -> [0, 1, 2, 3, 4]; '0,2,5' -> [0, 2, 5]."""
+    seeds = []
+    for part in parse_list(text):
+        lo, _, hi = part.partition("-")
+        try:
+            seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+        except ValueError:
+            raise ValueError(f"bad --seeds item {part!r}; expected N or N-M") from None
+    return sorted(set(seeds))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
+    p.add_argument("--models", default=DEFAULT_MODELS, help="comma-separated presets; each "
+                   "X_resnetD is compared with resnetD when that is in the list, else with the "
+                   "first model")
+    p.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 or 0,2,5")
+    p.add_argument("--config", default="converged", choices=("converged", "tiny"),
+                   help="converged: the recipe of the committed results; tiny: a smoke test")
+    p.add_argument("--dataset", default=None, help="default fashion-mnist (cifar10 with --data-dir)")
+    p.add_argument("--data-dir", default=None, help="directory holding the dataset files")
+    p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--out-dir", default=None, help="results directory (default benchmarks/results)")
+    p.add_argument("--max-runs", type=int, default=None, help="stop after this many new runs")
+    p.add_argument("--report-only", action="store_true", help="rewrite markdown and plots from "
+                   "the JSON without training")
+    return p.parse_args(argv)
+
+
+# ---- the campaign file ---------------------------------------------------------------------------
+def recipe_key(recipe: dict) -> str:
+    """A short fingerprint of a recipe (runs are comparable only under the same one)."""
+    fixed = {k: v for k, v in recipe.items() if k not in ("device", "data_dir")}
+    return hashlib.sha256(json.dumps(fixed, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def load(path: Path) -> dict:
+    if path.exists():
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON ({e}); move it away to start afresh") from None
+    return dict(benchmark=NAME, runs=[], failures=[], comparisons=[])
+
+
+def pair_baseline(model: str, models: list[str]) -> str | None:
+    """The model ``model`` is compared with: resnetD for X_resnetD when listed, else the first."""
+    if model == models[0]:
+        return None
+    depth = model.rsplit("resnet", 1)[-1] if "resnet" in model else ""
+    same_depth = f"resnet{depth}"
+    if depth and model != same_depth and same_depth in models:
+        return same_depth
+    return None if model.startswith("resnet") and depth else models[0]
+
+
+def summarise(payload: dict, models: list[str], key: str) -> None:
+    """Per-model statistics and paired comparisons of the runs made under recipe ``key``."""
+    runs = [r for r in payload["runs"] if r["recipe_key"] == key]
+    acc = {m: {r["seed"]: r["test_acc"] for r in runs if r["model"] == m} for m in models}
+    payload["models"] = {m: dict(test_acc=mean_ci(acc[m].values()),
+                                 val_acc=mean_ci(r["val_acc"] for r in runs
+                                                 if r["model"] == m and r.get("val_acc") is not None),
+                                 seconds=mean_ci(r["seconds"] for r in runs if r["model"] == m))
+                         for m in models}
+    payload["comparisons"] = []
+    for m in models:
+        base = pair_baseline(m, models)
+        if base is not None:
+            cmp = paired(acc[base], acc[m], base, m)
+            cmp["verdict"] = verdict(cmp)
+            payload["comparisons"].append(cmp)
+
+
+# ---- markdown and plots --------------------------------------------------------------------------
+def _pct(v, digits=2):
+    return "—" if v is None else f"{v * 100:.{digits}f}"
+
+
+def markdown(payload: dict) -> str:
+    recipe, env = payload["recipe"], payload["env"]
+    lines = [f"# Converged, paired-seed comparison ({payload['config']})", "",
+             f"Device: {env['device']} ({env['device_type']}), torch {env['torch']}, "
+             f"{env.get('torch_threads')} threads; recipe `{payload['recipe_name']}` "
+             f"(key {payload['recipe_key']}): {recipe['epochs']} epochs, batch {recipe['batch_size']}, "
+             f"lr {recipe['lr']} ({recipe['schedule']}, warm-up {recipe['warmup_epochs']} epochs), "
+             f"weight decay {recipe['weight_decay']}, label smoothing {recipe['label_smoothing']}, "
+             f"compile {recipe['compile']}, amp {recipe['amp']}; {recipe['dataset']} with "
+             f"{recipe['val_split']} training images held out for validation. Test accuracy is the "
+             "final epoch's (nothing is chosen on the test set).", ""]
+    rows = []
+    for m, s in payload["models"].items():
+        t = s["test_acc"]
+        if not t["n"]:
+            continue
+        lo, hi = t["ci95"]
+        runs = [r for r in payload["runs"] if r["model"] == m and r["recipe_key"] == payload["recipe_key"]]
+        per_seed = ", ".join(f"{r['seed']}: {_pct(r['test_acc'])}" for r in sorted(runs, key=lambda r: r["seed"]))
+        rows.append((m, f"{payload['meta'].get(m, {}).get('params', 0):,}", t["n"],
+                     f"{_pct(t['mean'])} ± {_pct(t['std'])}",
+                     f"[{_pct(lo)}, {_pct(hi)}]" if lo is not None else "—",
+                     _pct(s["val_acc"]["mean"]), f"{s['seconds']['mean'] / 60:.1f}", per_seed))
+    lines += [markdown_table(("model", "params", "n", "test acc % (mean ± std)", "95% CI",
+                              "val acc %", "min/run", "per seed (seed: test %)"), rows), ""]
+    if payload["comparisons"]:
+        lines += ["**Paired differences** (same seeds; b − a in percentage points):", ""]
+        lines += [markdown_table(("a", "b", "n", "mean diff", "95% CI", "per seed"),
+                                 [(c["a"], c["b"], c["n"],
+                                   "—" if c["mean_diff"] is None else f"{c['mean_diff'] * 100:+.2f}",
+                                   "—" if c["ci95"][0] is None else
+                                   f"[{c['ci95'][0] * 100:+.2f}, {c['ci95'][1] * 100:+.2f}]",
+                                   ", ".join(f"{d * 100:+.2f}" for d in c["diffs"]))
+                                  for c in payload["comparisons"]]), ""]
+        lines += [f"- {c['verdict']}" for c in payload["comparisons"]] + [""]
+    if payload.get("failures"):
+        lines += [f"Failed runs: " + "; ".join(f"{f['model']} seed {f['seed']}: {f['error']}"
+                                               for f in payload["failures"]), ""]
+    lines.append(f"Commits: {', '.join(sorted({str(r.get('git_commit')) + ('+dirty' if r.get('git_dirty') else '') for r in payload['runs']}))}. "
+                 f"Command: `{env['command']}`.")
+    return "\n".join(lines)
+
+
+def plot(payload: dict, stem: Path) -> list[str]:
+    plt = pyplot()
+    models = [m for m, s in payload["models"].items() if s["test_acc"]["n"]]
+    if not models:
+        return []
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for i, m in enumerate(models):
+        t = payload["models"][m]["test_acc"]
+        ax1.scatter([i] * t["n"], [v * 100 for v in t["values"]], color=colors[i % len(colors)],
+                    alpha=0.45, s=18, zorder=2)
+        lo, hi = t["ci95"]
+        err = [[(t["mean"] - lo) * 100], [(hi - t["mean"]) * 100]] if lo is not None else None
+        ax1.errorbar([i + 0.15], [t["mean"] * 100], yerr=err, fmt="o", color=colors[i % len(colors)],
+                     capsize=5, markersize=7, zorder=3)
+    ax1.set_xticks(range(len(models)), models, rotation=15)
+    ax1.set_ylabel("test accuracy % (dots: seeds; bar: mean, 95% CI)")
+    ax1.set_title("Final test accuracy")
+    ax1.ticklabel_format(axis="y", useOffset=False)
+    ax1.grid(axis="y", alpha=0.3)
+    cmps = [c for c in payload["comparisons"] if c["n"]]
+    for i, c in enumerate(cmps):
+        ax2.scatter([i] * c["n"], [d * 100 for d in c["diffs"]], color="tab:gray", s=18, zorder=2)
+        for d, s in zip(c["diffs"], c["seeds"]):
+            ax2.annotate(str(s), (i, d * 100), textcoords="offset points", xytext=(5, -3), fontsize=7)
+        if c["ci95"][0] is not None:
+            lo, hi = c["ci95"]
+            ax2.errorbar([i + 0.2], [c["mean_diff"] * 100],
+                         yerr=[[(c["mean_diff"] - lo) * 100], [(hi - c["mean_diff"]) * 100]],
+                         fmt="s", color="tab:red" if significant(c) else "tab:blue", capsize=5)
+    ax2.axhline(0, color="black", lw=0.8)
+    ax2.set_xticks(range(len(cmps)), [f"{c['b']}\n− {c['a']}" for c in cmps])
+    ax2.set_xlim(-0.6, max(len(cmps) - 0.4, 0.6))
+    ax2.set_ylabel("paired difference, points (numbers: seed)")
+    ax2.set_title("Per-seed differences, mean and 95% CI")
+    ax2.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"{payload['recipe']['dataset']}, recipe {payload['recipe_name']} "
+                 f"({payload['recipe']['epochs']} epochs), {payload['env']['device']}", fontsize=10)
+    fig.tight_layout()
+    out = stem.parent / f"{stem.name}_paired.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return [out.name]
+
+
+def write(payload: dict, path: Path) -> None:
+    """JSON first (atomically: the record of every finished run), then markdown and plots."""
+    tmp = path.with_name(path.name + ".tmp")
+    write_json(tmp, payload)
+    tmp.replace(path)
+    stem = path.with_suffix("")
+    try:
+        payload["plots"] = plot(payload, stem)
+    except Exception:  # a plot must never cost the results
+        traceback.print_exc()
+    stem.with_suffix(".md").write_text(markdown(payload) + "\n")
+
+
+# ---- the campaign ----------------------------------------------------------------------------------
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    set_threads(args.threads)
+    models = parse_list(args.models)
+    seeds = parse_seeds(args.seeds)
+    device = resolve_device(args.device)
+    dataset = default_dataset(args.dataset, args.data_dir)
+    recipe = Recipe.preset(args.config, dataset=dataset, data_dir=args.data_dir,
+                           device=str(device), epochs=args.epochs)
+    if args.config == "tiny":
+        recipe.val_split = 32
+    key = recipe_key(recipe.to_dict())
+    name = NAME if args.config == "converged" else f"{NAME}_{args.config}"
+    path = result_path(name, device, args.out_dir)
+    version = git_version()  # the code this process runs, whatever the checkout does meanwhile
+    payload = load(path)
+    payload.update(config=args.config, recipe_name=args.config, recipe=recipe.to_dict(),
+                   recipe_key=key, env=env_info(device))
+    payload.setdefault("meta", {})
+    for m in models:
+        payload["meta"].setdefault(m, model_meta(m, dataset))
+    done = {(r["model"], r["seed"]) for r in payload["runs"] if r["recipe_key"] == key}
+    todo = [(s, m) for s in seeds for m in models if (m, s) not in done]
+    print(f"converged campaign: {len(models)} models x {len(seeds)} seeds, {len(done)} run(s) "
+          f"already in {path.name}, {len(todo)} to train", flush=True)
+    if args.report_only:
+        todo = []
+    for count, (seed, model) in enumerate(todo):
+        if args.max_runs is not None and count >= args.max_runs:
+            break
+        start = time.perf_counter()
+        try:
+            row, _ = train_one(model, seed, recipe)
+        except Exception as e:  # recorded; the campaign goes on
+            traceback.print_exc()
+            payload["failures"].append(dict(model=model, seed=seed, recipe_key=key,
+                                            error=f"{type(e).__name__}: {e}"))
+            write(payload, path)
+            continue
+        record = dict(model=model, seed=seed, test_acc=row["test_acc"], val_acc=row["val_acc"],
+                      epochs=row["epochs"], train_images=row["train_images"],
+                      seconds=time.perf_counter() - start, train_seconds=row["train_seconds"],
+                      img_per_s=row["img_per_s"], params=row["params"],
+                      coefficients=row["coefficients"], curve=row["curve"],
+                      recipe=args.config, recipe_key=key, device=payload["env"]["device"],
+                      torch=payload["env"]["torch"], **version,
+                      finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        payload["runs"].append(record)
+        summarise(payload, models, key)
+        write(payload, path)
+        print(f"{model} seed {seed}: test {row['test_acc'] * 100:.2f}%, val "
+              f"{(row['val_acc'] or 0) * 100:.2f}%, {record['seconds'] / 60:.1f} min", flush=True)
+    summarise(payload, models, key)
+    write(payload, path)
+    print(markdown(payload))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
