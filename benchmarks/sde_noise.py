@@ -10,13 +10,21 @@ Trains one depth (``--depth``, default 20) with the same recipe and seeds in the
 (the noise is on in training and replaced by its mean at test time). Each trained model is
 evaluated on the clean test set and under Gaussian input noise: x + delta eps in pixel units
 ([0, 1] images, clipped back to [0, 1]) at several delta, with the same noise draws for every
-model. Reports mean ± std over seeds; JSON, markdown and a plot of accuracy vs input noise under
-benchmarks/results/sde_noise_<config>_<device>.*
+model, and under L-inf FGSM and PGD attacks (``--attacks``, eps in [0, 1] pixel units,
+`odenets.analysis.attacks`). Reports per-seed accuracies, means with 95% t-intervals, and the
+paired seed differences of every noisy variant against ``none`` (sigma = 0) with their 95%
+intervals and a verdict (`_stats`). Each finished (variant, seed) is written to the result JSON
+at once; re-running the same command skips the finished ones (resumable). JSON, markdown and
+plots (accuracy vs input noise, vs attack eps) under benchmarks/results/sde_noise_<config>_<device>.*
+
+Anchor: Liu et al. 2019 ("Neural SDE: Stabilizing Neural ODE Networks with Stochastic Noise")
+report on CIFAR-10 clean 81.1% -> 83.6% and attacked 44.5% -> 47.5% going sigma = 0 -> 0.5.
 
 It also checks that stochastic depth written as Euler-Maruyama is the classic implementation
 (Huang et al. 2016) -- see `sd_equivalence`.
 
     python benchmarks/sde_noise.py --quick       # CPU, Fashion-MNIST
+    python benchmarks/sde_noise.py --config converged    # 3 seeds, the converged recipe
     python benchmarks/sde_noise.py --data-dir ~/data
 """
 from __future__ import annotations
@@ -32,13 +40,14 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import HelpFormatter, env_info  # noqa: E402
-from _train_common import (Recipe, default_dataset, markdown_table, mean_std, model_styles,  # noqa: E402
-                           parse_list, pm, pyplot, run_description, save_results, set_threads,
-                           significant, train_one)
+from _common import HelpFormatter, env_info, result_path, write_json  # noqa: E402
+from _records import done, load_runs  # noqa: E402
+from _sde_report import aggregate, compare, markdown, plot  # noqa: E402,F401 (report.py: markdown)
+from _train_common import Recipe, default_dataset, parse_list, set_threads, train_one  # noqa: E402
 
 import odenets  # noqa: E402
 from odenets import data as datasets  # noqa: E402
+from odenets.analysis.attacks import ATTACKS, attack_accuracy  # noqa: E402
 from odenets.train.distributed import resolve_device  # noqa: E402
 
 EM = "euler_maruyama"
@@ -167,97 +176,67 @@ def sd_equivalence(samples: int = 4000, depth: int = 20, seed: int = 0) -> dict:
 
 
 # -- the benchmark ---------------------------------------------------------------------------------
-def markdown(payload: dict) -> str:
-    env, recipe, levels = payload["env"], payload["recipe"], payload["input_noise_levels"]
-    lines = [f"# Noise injection (Euler-Maruyama) and input-noise robustness ({payload['config']}, "
-             f"{recipe['dataset']}, depth {payload['depth']})", "",
-             run_description(payload) + " Input noise: clip(x + delta eps, 0, 1) in pixel units. "
-             f"Command: `{env['command']}`", ""]
-    head = ["variant", "model", "params", "train s/run"] + [
-        "clean acc %" if lv == "0" else f"acc % at delta={lv}" for lv in levels] + ["mean over noisy levels %"]
-    rows = [[name, v["model"], f"{v['params']:,}", f"{v['train_seconds']['mean']:.1f}"]
-            + [pm(v["accuracy"][lv]) for lv in levels] + [pm(noisy_mean(v, levels))]
-            for name, v in payload["variants"].items()]
-    lines += [markdown_table(head, rows), ""]
-    base = payload["variants"].get("none")
-    if base:
-        diffs = [f"{name} at delta={lv}: {100 * (v['accuracy'][lv]['mean'] - base['accuracy'][lv]['mean']):+.1f}"
-                 for name, v in payload["variants"].items() if name != "none" for lv in levels
-                 if significant(v["accuracy"][lv], base["accuracy"][lv])]
-        lines += ["Differences from `none` larger than 2 standard errors (points): "
-                  + ("; ".join(diffs) if diffs else "none") + f" ({len(payload['seeds'])} seeds; no "
-                  "correction for the number of comparisons; all other differences are within seed noise).", ""]
-    sd = payload.get("sd_equivalence")
-    if sd:
-        o, c = sd["ours"], sd["classic"]
-        lines += ["## Stochastic depth as Euler-Maruyama = the classic implementation", "",
-                  f"Last flow of {sd['model']} ({sd['flow_steps']} steps, survival {[round(x, 3) for x in sd['survival']]}), "
-                  f"{sd['samples']} samples of one input, BatchNorm in eval mode. Every draw of ours is one of the "
-                  f"2^{sd['flow_steps']} gate patterns' outputs (max relative residual {o['max_relative_residual']:.1e}); "
-                  f"pattern counts {[int(x) for x in o['pattern_counts']]} vs expected "
-                  f"{[round(x) for x in o['expected_counts']]} (chi2 {o['chi2']:.2f} on {o['chi2_dof']} dof, "
-                  f"0.999 critical value {sd['chi2_critical_0.999']}); mean z-score rms {o['mean_z_rms']:.2f} "
-                  f"(1 expected), total variance / exact {o['total_variance_ratio']:.3f}. The hand-written loop: "
-                  f"chi2 {c['chi2']:.2f}, z rms {c['mean_z_rms']:.2f}, variance ratio {c['total_variance_ratio']:.3f}. "
-                  f"Test time: max |ours - relu(u + p f(u))| = {sd['test_time_max_abs_diff']:.1e}.", ""]
-    return "\n".join(lines)
+SUBSETS = {"tiny": 32, "quick": 500, "full": 2000, "converged": 2000}  # attacked test images
 
 
-def noisy_mean(variant: dict, levels: list[str]) -> dict:
-    """mean ± std over seeds of each run's accuracy averaged over the noisy levels (delta > 0)."""
-    noisy = [lv for lv in levels if float(lv) > 0]
-    return mean_std(sum(r["accuracy"][lv] for lv in noisy) / len(noisy) for r in variant["runs"]) \
-        if noisy else dict(mean=None, std=None, n=0, values=[])
-
-
-def plot(payload: dict, stem: Path) -> list[str]:
-    plt = pyplot()
-    levels = payload["input_noise_levels"]
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    styles = model_styles(payload["variants"])
-    for name, v in payload["variants"].items():
-        ax.errorbar([float(lv) for lv in levels], [100 * v["accuracy"][lv]["mean"] for lv in levels],
-                    yerr=[100 * v["accuracy"][lv]["std"] for lv in levels], marker=styles[name][1],
-                    color=styles[name][0], capsize=3, label=name)
-    ax.set_xlabel("input noise std delta (pixel units)")
-    ax.set_ylabel("test accuracy % (mean ± std over seeds)")
-    ax.set_title(f"{payload['recipe']['dataset']}, depth {payload['depth']}, {payload['config']}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = stem.with_name(f"{stem.name}_acc_vs_input_noise.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path.name]
-
-
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=HelpFormatter)
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
     size = p.add_mutually_exclusive_group()
+    size.add_argument("--config", choices=("tiny", "quick", "full", "converged"), dest="config",
+                      help="recipe (Recipe.preset) and defaults (default: full)")
     size.add_argument("--quick", action="store_const", dest="config", const="quick",
-                      help="the CPU configuration (minutes on 2 cores; default: full, for a GPU)")
+                      help="the CPU configuration (minutes on 2 cores)")
     size.add_argument("--tiny", action="store_const", dest="config", const="tiny",
                       help="a smoke-test configuration (seconds; numbers meaningless)")
     p.set_defaults(config="full")
     p.add_argument("--depth", type=int, default=20, help="depth of every variant's ResNet")
-    p.add_argument("--additive-sigmas", default="0.1,0.3", help="additive Gaussian noise levels")
-    p.add_argument("--field-sigmas", default="0.25,0.5", help="multiplicative (diffusion=field) levels")
+    p.add_argument("--additive-sigmas", default=None, help="additive Gaussian noise levels "
+                   "(default: 0.1,0.5 converged, else 0.1,0.3)")
+    p.add_argument("--field-sigmas", default=None, help="multiplicative (diffusion=field) "
+                   "levels (default: 0.5 converged, else 0.25,0.5)")
+    p.add_argument("--variants", default=None, help="names of the variants to run, comma-separated "
+                   "(default: all; converged: none and the Gaussian ones)")
     p.add_argument("--input-noise", default="0,0.05,0.1,0.2,0.3", help="test-time input noise levels")
+    p.add_argument("--attacks", default="fgsm,pgd", help="fgsm, pgd, both or 'none'")
+    p.add_argument("--attack-eps", default="0.01,0.02,0.05,0.1", help="L-inf budgets, pixel units")
+    p.add_argument("--pgd-steps", type=int, default=10, help="PGD iterations")
+    p.add_argument("--attack-subset", type=int, default=None, help="attacked test images (default: "
+                   + ", ".join(f"{k} {v}" for k, v in SUBSETS.items()) + "; 0: all)")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     p.add_argument("--dataset", default=None, help="default: fashion-mnist, cifar10 with --data-dir")
-    p.add_argument("--data-dir", default=None, help="directory with the dataset files")
-    p.add_argument("--epochs", type=int, default=None, help="override the configuration's epochs")
-    p.add_argument("--subset", type=int, default=None, help="override the configuration's "
-                   "training subset (images)")
-    p.add_argument("--test-subset", type=int, default=None, help="override the configuration's "
-                   "test subset (images)")
+    p.add_argument("--data-dir", default=None, help="directory holding the dataset files")
+    p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    p.add_argument("--subset", type=int, default=None, help="override the recipe's training subset")
+    p.add_argument("--test-subset", type=int, default=None, help="override the recipe's test subset")
     p.add_argument("--sd-samples", type=int, default=4000, help="samples of the SD equivalence check (0: skip)")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     p.add_argument("--out-dir", default=None, help="directory for the results (default "
                    "benchmarks/results)")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def make_plan(args) -> dict:
+    converged = args.config == "converged"
+    additive = args.additive_sigmas or ("0.1,0.5" if converged else "0.1,0.3")
+    field = args.field_sigmas or ("0.5" if converged else "0.25,0.5")
+    plan = variants(args.depth, parse_list(additive, float), parse_list(field, float))
+    if args.variants:
+        wanted = parse_list(args.variants)
+        unknown = sorted(set(wanted) - set(plan))
+        if unknown:
+            raise ValueError(f"unknown variant(s) {unknown}; available: {', '.join(plan)}")
+        plan = {k: v for k, v in plan.items() if k in wanted or k == "none"}
+    elif converged:
+        plan = {k: v for k, v in plan.items() if k == "none" or k.startswith("gauss_")}
+    missing = sorted({m for m, _ in plan.values()} - set(odenets.list_models()))
+    if missing:
+        raise ValueError(f"no preset {missing} for --depth {args.depth}; depths: 20, 32, 44, 56, 110, 164")
+    return plan
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
     set_threads(args.threads)
     dataset = default_dataset(args.dataset, args.data_dir)
     recipe = Recipe.preset(args.config, dataset, data_dir=args.data_dir, epochs=args.epochs,
@@ -266,33 +245,66 @@ def main(argv=None) -> dict:
     seeds, levels = parse_list(args.seeds, int), parse_list(args.input_noise, float)
     if any(lv < 0 for lv in levels):
         raise ValueError(f"--input-noise levels must be >= 0, got {levels}")
-    plan = variants(args.depth, parse_list(args.additive_sigmas, float), parse_list(args.field_sigmas, float))
-    known = odenets.list_models()
-    missing = sorted({m for m, _ in plan.values()} - set(known))
-    if missing:
-        raise ValueError(f"no preset {missing} for --depth {args.depth}; depths: 20, 32, 44, 56, 110, 164")
+    names = [] if args.attacks.strip().lower() == "none" else parse_list(args.attacks)
+    bad = sorted(set(names) - set(ATTACKS))
+    if bad:
+        raise ValueError(f"unknown attack(s) {bad}; available: {', '.join(ATTACKS)} (or 'none')")
+    eps = [f"{e:g}" for e in parse_list(args.attack_eps, float)]
+    plan = make_plan(args)
     device = resolve_device(recipe.device)
     start = time.perf_counter()
     test = datasets.load_dataset(dataset, "test", args.data_dir, recipe.test_subset)
-    runs = {name: [] for name in plan}
-    for seed in seeds:
-        for name, (model_name, overrides) in plan.items():
-            row, model = train_one(model_name, seed, recipe, overrides, keep_model=True)
-            row["accuracy"] = noisy_accuracy(model, test, levels)
-            runs[name].append(row)
-            print(f"[{time.perf_counter() - start:7.1f}s] {name:18s} seed {seed}: "
-                  + ", ".join(f"{k}: {v:.3f}" for k, v in row["accuracy"].items()), flush=True)
+    subset = SUBSETS[args.config] if args.attack_subset is None else (args.attack_subset or None)
+    attacked = test.subset(subset)
     keys = [f"{lv:g}" for lv in levels]
-    out = {name: dict(model=plan[name][0], overrides=plan[name][1], params=runs[name][0]["params"],
-                      train_seconds=mean_std(r["train_seconds"] for r in runs[name]),
-                      accuracy={k: mean_std(r["accuracy"][k] for r in runs[name]) for k in keys},
-                      runs=runs[name]) for name in plan}
-    payload = dict(benchmark="sde_noise", config=args.config, env=env_info(device, seeds[0]), seeds=seeds,
-                   depth=args.depth, recipe=recipe.to_dict(), input_noise_levels=keys, variants=out,
-                   sd_equivalence=sd_equivalence(args.sd_samples, args.depth) if args.sd_samples else None,
-                   wall_seconds=time.perf_counter() - start)
-    save_results(payload, f"sde_noise_{args.config}", device, args.out_dir, plot, markdown)
-    return payload
+    attacks = dict(names=names, eps=eps if names else [], pgd_steps=args.pgd_steps,
+                   images=len(attacked) if names else 0)
+    setup = dict(depth=args.depth, recipe=recipe.to_dict(), input_noise_levels=keys, attacks=attacks)
+    path = result_path(f"sde_noise_{args.config}", device, args.out_dir)
+    runs = load_runs(path, setup)
+
+    def payload(status: str) -> dict:
+        finished = [n for n in plan if done(runs, variant=n)]
+        return dict(benchmark="sde_noise", config=args.config, env=env_info(device, seeds[0]),
+                    seeds=seeds, **setup, variants=aggregate(runs, plan, keys, attacks),
+                    comparisons=compare(runs, finished, keys, attacks), runs=runs,
+                    sd_equivalence=None, partial=status != "finished", status=status,
+                    wall_seconds=sum(r["wall_seconds"] for r in runs))
+
+    def save(out: dict) -> None:
+        stem = path.with_suffix("")
+        try:
+            out["plots"] = plot(out, stem) if out["variants"] else []
+        except Exception as e:  # no matplotlib (a bare GPU image): the results still count
+            out["plots"], out["plot_error"] = [], f"{type(e).__name__}: {e}"
+        write_json(path, out)
+        stem.with_suffix(".md").write_text(markdown(out) + "\n")
+
+    for seed in seeds:  # seed-major: a campaign cut short holds whole seeds for the pairs
+        for name, (model_name, overrides) in plan.items():
+            if done(runs, variant=name, seed=seed):
+                print(f"{name} seed {seed}: already in {path.name}, skipped", flush=True)
+                continue
+            t0 = time.perf_counter()
+            row, model = train_one(model_name, seed, recipe, overrides, keep_model=True)
+            row.update(variant=name, model=model_name, accuracy=noisy_accuracy(model, test, levels))
+            t1 = time.perf_counter()
+            row["attacks"] = {a: attack_accuracy(model, attacked, [0.0] + [float(e) for e in eps],
+                                                 a, args.pgd_steps, seed=seed) for a in names}
+            row["attack_seconds"], row["wall_seconds"] = time.perf_counter() - t1, time.perf_counter() - t0
+            row.pop("coefficients", None)
+            runs.append(row)
+            save(payload(f"running: {name} seed {seed} done"))
+            print(f"[{time.perf_counter() - start:7.1f}s] {name:18s} seed {seed}: "
+                  + ", ".join(f"{k}: {v:.3f}" for k, v in row["accuracy"].items())
+                  + "".join(f"; {a} " + " ".join(f"{v:.3f}" for v in row["attacks"][a].values())
+                            for a in names), flush=True)
+    out = payload("finished")
+    out["sd_equivalence"] = sd_equivalence(args.sd_samples, args.depth) if args.sd_samples else None
+    save(out)
+    print(markdown(out))
+    print(f"wrote {path}, {path.with_suffix('.md').name} and {', '.join(out['plots']) or 'no plots'}")
+    return out
 
 
 if __name__ == "__main__":

@@ -97,7 +97,12 @@ def per_evaluation_norm(module: nn.Module, slots: int) -> EvaluationIndex | None
     """Replace every plain ``nn.BatchNorm{1,2,3}d`` inside ``module`` (in place) by its
     per-evaluation version with ``slots`` sets of running statistics (the current ones copied
     into each), sharing weight and bias. Returns the `EvaluationIndex` the converted norms read,
-    or None when ``module`` has no BatchNorm to convert."""
+    or None when ``module`` has no BatchNorm to convert. A module converted before (a trained
+    field re-unrolled by another scheme, `odenets.resolve`) keeps its norms and slots: their
+    index is returned, so the new flow counts their calls (call j reads slot min(j, slots - 1))."""
+    done = [m for m in module.modules() if isinstance(m, _PerEvaluationStats)]
+    if done:
+        return done[0].evaluation_index
     index = EvaluationIndex()
     found = False
     for parent in list(module.modules()):

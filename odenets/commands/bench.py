@@ -4,6 +4,7 @@
     odenets bench speed --device cuda    # benchmarks/speed.py --device cuda
     odenets bench sde --quick            # benchmarks/sde_noise.py --quick
     odenets bench overhead               # benchmarks/solver_overhead.py (per-step solver cost)
+    odenets bench cross --config quick   # benchmarks/cross_solver.py: is it an ODE?
     odenets bench report                 # benchmarks/report.py (rewrites results/RESULTS.md;
                                          # --readme: also README.md's results section)
 
@@ -17,11 +18,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 
-HELP = ("run a benchmark: schemes (accuracy per parameter/FLOP/second), speed, sde, overhead, "
-        "report")
+HELP = ("run a benchmark: schemes (accuracy per parameter/FLOP/second), speed, sde, cross "
+        "(cross-solver evaluation), overhead, report")
 ORDER = 60
 SCRIPTS = {"schemes": "compare_schemes.py", "speed": "speed.py", "sde": "sde_noise.py",
-           "overhead": "solver_overhead.py", "report": "report.py"}
+           "cross": "cross_solver.py", "overhead": "solver_overhead.py", "report": "report.py"}
 
 
 def add_parser(subparsers):

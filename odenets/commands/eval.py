@@ -1,4 +1,7 @@
-"""``odenets eval RUN_DIR``: accuracy of a run's last checkpoint on a dataset split."""
+"""``odenets eval RUN_DIR``: accuracy of a run's last checkpoint on a dataset split.
+
+``--solver S [--steps N]`` re-unrolls the trained fields with another scheme (and, for tied
+flows, another number of steps) first: is the trained network an ODE? (`odenets.resolve`)."""
 from __future__ import annotations
 
 from .compare import subset_arg
@@ -21,6 +24,14 @@ def add_parser(subparsers):
     p.add_argument("--batch-size", type=int, default=512, help="evaluation batch size "
                    "(default: 512)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON record")
+    p.add_argument("--solver", default=None, help="re-unroll the trained fields with this scheme "
+                   "(e.g. a ResNet trained as euler, evaluated with midpoint or rk4; or a "
+                   "continuous solver such as dopri5 for tied flows); schemes with learnable "
+                   "coefficients the run did not learn are refused (default: the run's)")
+    p.add_argument("--steps", type=int, default=None, help="steps of every tied flow, on the same "
+                   "time interval (untied flows keep their trained steps) (default: the trained)")
+    p.add_argument("--solver-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="option of --solver (repeatable), e.g. k=-0.05 to fix LM's k")
     return p
 
 
@@ -36,6 +47,11 @@ def run(args) -> int:
     from ..train.model import load_run_model
     run_dir = Path(args.run_dir)
     model, cfg, state = load_run_model(run_dir)
+    resolved = {}
+    if args.solver is not None or args.steps is not None or args.solver_opt:
+        from ..resolve import parse_options, with_solver
+        model, notes = with_solver(model, args.solver, args.steps, **parse_options(args.solver_opt))
+        resolved = dict(solver=args.solver or "trained", steps=args.steps or "trained", notes=notes)
     device = distributed.resolve_device(args.device)
     subset, which = args.subset, "--subset"
     if subset == "all":
@@ -49,11 +65,15 @@ def run(args) -> int:
     loader = datasets.Loader(split, args.batch_size, train=False, device=device,
                              channels_last=cfg.channels_last)
     result = evaluate(model, loader, cfg, distributed.Dist(), device)
-    record = dict(run_dir=str(run_dir), epoch=state["epoch"], split=args.split, **result)
+    record = dict(run_dir=str(run_dir), epoch=state["epoch"], split=args.split, **resolved, **result)
     if args.json:
         print(json.dumps(record))
     else:
         images = f"{result['images']} images" + (f" ({which})" if subset else " (all)")
-        print(f"{cfg.model} after epoch {state['epoch']} on {cfg.dataset} {args.split}, {images}: "
+        solver = (f" solved with {resolved['solver']}" + (f", {resolved['steps']} steps" if resolved.get("steps") else "")
+                  if resolved.get("solver") else "")
+        print(f"{cfg.model} after epoch {state['epoch']} on {cfg.dataset} {args.split}{solver}, {images}: "
               f"accuracy {result['acc']:.4f}, loss {result['loss']:.4f}")
+        for note in resolved.get("notes") or []:
+            print(f"note: {note}")
     return 0
