@@ -187,6 +187,7 @@ def demote(text: str) -> str:
 def build_report(results: Path = RESULTS) -> str:
     import compare_schemes
     import converged
+    import cross_solver
     import sde_noise
     compare = load("compare_schemes_*.json", results)
     speed = load("speed_*.json", results)
@@ -216,6 +217,9 @@ def build_report(results: Path = RESULTS) -> str:
     lines += [paper_section(compare)]
     for p in sde:
         lines += [demote(sde_noise.markdown(p)), ""]
+        lines += [f"![{name}]({name})" for name in p.get("plots", [])] + [""]
+    for p in load("cross_solver_*.json", results):
+        lines += [demote(cross_solver.markdown(p)), ""]
         lines += [f"![{name}]({name})" for name in p.get("plots", [])] + [""]
     for p in speed:
         lines += [demote(speed_markdown(p)), ""]
