@@ -98,15 +98,20 @@ def _multistep_flows(model):
 def plot_roots(model, path) -> Path | None:
     """Learned roots of rho per block in the complex plane (see the module docstring)."""
     from solvers.lmm import roots_per_step
-    flows = _multistep_flows(model)
+    flows = [(name, flow.scheme, roots_per_step(flow.scheme, flow.coefficients()).detach().cpu())
+             for name, flow in _multistep_flows(model)]  # model may be on a GPU
+    return _plot_roots(flows, path)
+
+
+def _plot_roots(flows, path) -> Path | None:
+    """``flows``: ``(name, scheme, roots)`` per flow, roots complex of shape (steps, ...)."""
     if not flows:
         return None
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(flows), figsize=(3.6 * len(flows), 3.6), squeeze=False)
     angles = [2 * math.pi * i / 200 for i in range(201)]
     cmap = plt.get_cmap("viridis")
-    for ax, (name, flow) in zip(axes[0], flows):
-        roots = roots_per_step(flow.scheme, flow.coefficients()).detach().cpu()  # model may be on a GPU
+    for ax, (name, scheme, roots) in zip(axes[0], flows):
         steps = roots.shape[0]
         ax.plot([math.cos(a) for a in angles], [math.sin(a) for a in angles], color="grey", lw=0.8)
         ax.plot([1], [0], "kx", ms=7, label="root at 1 (consistency)")
@@ -114,7 +119,7 @@ def plot_roots(model, path) -> Path | None:
             r = roots[n]
             ax.scatter(r.real.numpy(), r.imag.numpy(), s=14, color=cmap(n / max(1, steps - 1)),
                        label="block 0 ... last (dark to light)" if n == 0 else None)
-        ax.set(xlabel="Re", ylabel="Im", title=f"{name or 'flow'} ({flow.scheme.name})",
+        ax.set(xlabel="Re", ylabel="Im", title=f"{name or 'flow'} ({scheme.name})",
                aspect="equal", xlim=(-1.15, 1.15), ylim=(-1.15, 1.15))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=6, loc="lower left")
@@ -137,8 +142,52 @@ def plot_model(model, out_dir) -> list[Path]:
     return paths
 
 
+def _roots_from_record(coefficients: dict, config: dict | None) -> list:
+    """``(name, scheme, roots)`` per LM/lmm flow from a metrics record's ``coefficients``
+    (per-channel values arrive averaged). The scheme comes from the registries: LM's roots are
+    -k; an lmm preset's scheme is built from its preset config (`odenets.models.registry.get_config`, which
+    builds no model). A ``module:function`` model's lmm flows are skipped (nothing is imported)."""
+    import torch
+
+    import solvers
+    from solvers.lmm import roots_per_step
+    groups: dict[str, dict] = {}
+    for key, values in coefficients.items():
+        flow, _, name = key.rpartition(".")
+        groups.setdefault(flow, {})[name] = torch.tensor(values, dtype=torch.float64)
+    scheme = None
+    if any(set(values) != {"k"} for values in groups.values()):
+        config = config or {}
+        model = config.get("model")
+        if not isinstance(model, str) or ":" in model:
+            return []
+        try:
+            from .models.registry import get_config
+            overrides = dict(config.get("model_args") or {})
+            if config.get("solver"):
+                overrides["solver"] = config["solver"]
+            net = get_config(model, **overrides)
+            scheme = solvers.get(net.solver, **net.solver_options) \
+                if isinstance(net.solver, str) else net.solver
+        except (ValueError, TypeError):
+            return []
+    out = []
+    for flow, values in groups.items():
+        if set(values) == {"k"}:
+            k = values["k"]
+            out.append((flow, solvers.get("lm"), torch.complex(-k, torch.zeros_like(k))[:, None]))
+        elif scheme is not None and scheme.name == "lmm":
+            try:
+                out.append((flow, scheme, roots_per_step(scheme, values).detach()))
+            except (ValueError, RuntimeError, KeyError):
+                return []
+    return out
+
+
 def plot_run(run_dir, out_dir=None) -> list[Path]:
-    """Write the run's PNG plots (see the module docstring); returns their paths."""
+    """Write the run's PNG plots (see the module docstring) from its metrics.jsonl (and
+    config.json, for an lmm preset's scheme); returns their paths. No model is built and no
+    checkpoint is read, so nothing a run directory names is imported."""
     from .train.rundir import read_metrics
     history = read_metrics(run_dir)
     if not history:
@@ -148,9 +197,16 @@ def plot_run(run_dir, out_dir=None) -> list[Path]:
     paths = [plot_curves(history, out / "curves.png")]
     coeff = plot_coefficients(history, out / "coefficients.png")
     paths += [coeff] if coeff else []
-    from .train import checkpoint
-    if (Path(run_dir) / checkpoint.NAME).exists():
-        from .train.model import load_run_model
-        model, _, _ = load_run_model(run_dir)
-        paths += plot_model(model, out)
+    last = next((r["coefficients"] for r in reversed(history) if r.get("coefficients")), None)
+    if isinstance(last, dict):
+        from .train.rundir import CONFIG, read_json
+        try:
+            config = read_json(Path(run_dir) / CONFIG)
+        except (FileNotFoundError, ValueError):
+            config = None
+        roots = _plot_roots(_roots_from_record(last, config if isinstance(config, dict) else None),
+                            out / "roots.png")
+        paths += [roots] if roots else []
+        from .analysis import write_lm_report
+        paths += [Path(p) for p in write_lm_report(out, last).values()]
     return paths

@@ -17,6 +17,11 @@ def add_parser(subparsers):
                    "cuda if available)")
     p.add_argument("--batch-size", type=int, default=512, help="evaluation batch size "
                    "(default: 512)")
+    p.add_argument("--model", default=None, metavar="MODULE:FUNCTION",
+                   help="the run's model, when it is a 'module:function' factory: odenets "
+                   "imports it only when named here (or with --trust-run-code)")
+    p.add_argument("--trust-run-code", action="store_true",
+                   help="import and call the 'module:function' model the run's config.json names")
     return p
 
 
@@ -29,9 +34,11 @@ def run(args) -> int:
     from .. import data as datasets
     from ..train import distributed
     from ..train.epoch import evaluate
-    from ..train.model import load_run_model
+    from ..train.model import import_from_cwd, load_run_model
     run_dir = Path(args.run_dir)
-    model, cfg, state = load_run_model(run_dir)
+    import_from_cwd(args.model)
+    model, cfg, state = load_run_model(run_dir, model=args.model,
+                                       trust_run_code=args.trust_run_code)
     device = distributed.resolve_device(args.device)
     split = datasets.load_dataset(cfg.dataset, args.split, args.data_dir or cfg.data_dir, args.subset)
     model.to(device)
