@@ -184,6 +184,25 @@ def _roots_from_record(coefficients: dict, config: dict | None) -> list:
     return out
 
 
+def _check_history(history, path) -> None:
+    """ValueError naming ``path`` and the record unless every record has the plotted numbers
+    and, if any, coefficients ``{name: [number or list of numbers, ...]}``."""
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    for i, r in enumerate(history, 1):
+        keys = ("epoch", "train_loss", "test_loss", "train_acc", "test_acc")
+        if not isinstance(r, dict) or not all(number(r.get(k)) for k in keys):
+            raise ValueError(f"{path}, record {i}: not a metrics record (needs the numbers "
+                             f"{', '.join(keys)})")
+        c = r.get("coefficients")
+        if c is not None and not (isinstance(c, dict) and all(
+                isinstance(v, list) and all(number(x) or (isinstance(x, list) and x and all(
+                    number(y) for y in x)) for x in v) for v in c.values())):
+            raise ValueError(f"{path}, record {i}: 'coefficients' must map names to lists of "
+                             "numbers")
+
+
 def plot_run(run_dir, out_dir=None) -> list[Path]:
     """Write the run's PNG plots (see the module docstring) from its metrics.jsonl (and
     config.json, for an lmm preset's scheme); returns their paths. No model is built and no
@@ -192,6 +211,7 @@ def plot_run(run_dir, out_dir=None) -> list[Path]:
     history = read_metrics(run_dir)
     if not history:
         raise ValueError(f"{run_dir}: metrics.jsonl has no completed epoch yet")
+    _check_history(history, Path(run_dir) / "metrics.jsonl")
     out = Path(out_dir) if out_dir else Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [plot_curves(history, out / "curves.png")]

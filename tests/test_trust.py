@@ -234,3 +234,24 @@ def test_non_finite_hyper_parameters_are_refused_up_front(tmp_path, capsys, flag
     status, _, err = run_cli(capsys, "train", "--model", "resnet20", *TINY, *flag, "--run-dir", run)
     assert status == 2 and flag[0][2:].replace("-", "_") in err and "Traceback" not in err, err
     assert not run.exists()
+
+
+# ---- found by probing again ------------------------------------------------------------------
+@pytest.mark.parametrize("line", ['[1, 2]', '{"epoch": 1}', '{"epoch": 1, "train_loss": "x", '
+                                  '"test_loss": 1, "train_acc": 1, "test_acc": 1}',
+                                  '{"epoch": 1, "train_loss": 1, "test_loss": 1, "train_acc": 1, '
+                                  '"test_acc": 1, "coefficients": {"k": [5.0, "a"]}}'])
+def test_plot_refuses_malformed_metrics_in_one_line(tmp_path, capsys, line):
+    (tmp_path / "metrics.jsonl").write_text(line + "\n")
+    status, _, err = run_cli(capsys, "plot", tmp_path)
+    assert status == 2 and "metrics.jsonl, record 1" in err, err
+
+
+def test_hostile_json_nesting_and_reserved_model_args_are_one_line_errors(tmp_path):
+    from odenets.train.config import TrainConfig, read_config
+    from odenets.train.model import build_model
+    (tmp_path / "config.json").write_text("[" * 100000)
+    with pytest.raises(ValueError, match="config.json: not a readable JSON file"):
+        read_config(tmp_path / "config.json")
+    with pytest.raises(ValueError, match="cannot set num_classes"):
+        build_model(TrainConfig(model="resnet20", model_args={"num_classes": 5}), 10, 3)

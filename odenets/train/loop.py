@@ -104,7 +104,7 @@ def _train(cfg, spec, info, device, model, resume, held):
         if not isinstance(state["history"], list) or not all(isinstance(r, dict) for r in state["history"]):
             raise ValueError(f"{ckpt_path}: 'history' must be a list of per-epoch records")
         start_epoch, history = state["epoch"], list(state["history"])
-        was = state.get("schedule", {})
+        was = state.get("schedule") if isinstance(state.get("schedule"), dict) else {}
         if start_epoch > cfg.epochs:
             raise ValueError(f"{run_dir} has {start_epoch} epochs, more than --epochs {cfg.epochs}: "
                              f"a run cannot be shortened; pass --epochs N (N > {start_epoch}) to "

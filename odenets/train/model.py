@@ -79,6 +79,10 @@ def check_solver_name(name: str) -> None:
 def build_model(cfg, num_classes: int, in_channels: int) -> nn.Module:
     """The network for ``cfg`` (see the module docstring)."""
     kwargs = dict(cfg.model_args)
+    reserved = sorted({"num_classes", "in_channels", "in_chans", "solver"} & set(kwargs))
+    if reserved:
+        raise ValueError(f"model_args (--model-arg) cannot set {', '.join(reserved)}: classes and "
+                         "input channels come from --dataset, the scheme from --solver")
     if ":" in cfg.model:
         module_name, _, fn_name = cfg.model.partition(":")
         try:

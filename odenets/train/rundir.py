@@ -119,6 +119,8 @@ def read_json(path) -> dict:
         raise FileNotFoundError(f"{path} not found: is {path.parent} a run directory?") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
+    except (RecursionError, UnicodeDecodeError) as e:  # hostile nesting, binary data
+        raise ValueError(f"{path}: not a readable JSON file ({type(e).__name__})") from None
 
 
 def append_metrics(run_dir, record: dict) -> None:
@@ -141,6 +143,8 @@ def read_metrics(run_dir) -> list[dict]:
             continue
         try:
             records.append(json.loads(line))
+        except RecursionError:
+            raise ValueError(f"{path}, line {number}: JSON nested too deeply") from None
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}, line {number}: not valid JSON ({e.msg} at column "
                              f"{e.colno}): {line[:60]!r}") from None
