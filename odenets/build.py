@@ -10,11 +10,12 @@ from __future__ import annotations
 import copy
 import difflib
 import inspect
+import math
 
 from torch import nn
 
 import solvers
-from solvers.base import check_t_span
+from solvers.base import check_int, check_t_span
 
 from .flow import ACTIVATIONS, Flow
 
@@ -137,14 +138,16 @@ def build(field, solver="euler", steps: int | None = None, tied: bool | None = N
     scheme = solvers.get(solver, **solver_opts)
     if steps is None and isinstance(field, (list, tuple)):
         steps = len(field)  # one step per given field
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"{scheme.name}: steps must be an integer >= 1, got {steps!r}")
+    steps = check_int("steps", steps, scheme.name)  # numpy integers too
     tied = bool(tied)
     if activation is not None and not (activation in ACTIVATIONS or callable(activation)):
         raise ValueError(f"activation must be None, one of {sorted(ACTIVATIONS)} or a callable, "
                          f"got {activation!r}")
     t0, t1 = check_t_span(scheme.name, t_span) if t_span is not None else \
         (0.0, 1.0 if tied else float(steps))
+    if not math.isfinite((t1 - t0) / steps):
+        raise ValueError(f"{scheme.name}: the step dt = (t1 - t0) / steps overflows for "
+                         f"t_span={t_span!r}, steps={steps}; use a shorter time span")
     fields = _make_fields(field, steps, tied)
     return Flow(fields, scheme, steps, tied=tied, t0=t0, dt=(t1 - t0) / steps,
                 activation=activation, coefficients=coefficients, channels=channels,

@@ -80,11 +80,12 @@ def run_title(config: dict | None) -> str | None:
     """'lm_resnet20 on fashion-mnist, solver lm' from a run's config.json (None without one)."""
     if not config:
         return None
-    solver = config.get("solver") or (config.get("model_args") or {}).get("solver")
+    args = config.get("model_args") if isinstance(config.get("model_args"), dict) else {}
+    solver = config.get("solver") or args.get("solver")
     if solver is None:
         try:
             from .models.registry import get_config
-            solver = get_config(config["model"], **(config.get("model_args") or {})).solver
+            solver = get_config(config["model"], **args).solver
         except Exception:  # not a preset (module:function): no solver to name
             solver = None
     return f"{config.get('model')} on {config.get('dataset')}" + (f", solver {solver}" if solver else "")
@@ -181,24 +182,29 @@ def plot_roots(model, path, title: str | None = None) -> Path | None:
     """Learned roots of rho per block in the complex plane (see the module docstring); blocks
     are numbered n = 0, 1, ... over the whole network, as in coefficients.png."""
     from solvers.lmm import roots_per_step
-    flows = _multistep_flows(model)
+    flows = [(name, flow.scheme, roots_per_step(flow.scheme, flow.coefficients()).detach().cpu())
+             for name, flow in _multistep_flows(model)]  # model may be on a GPU
+    return _plot_roots(flows, path, title)
+
+
+def _plot_roots(flows, path, title: str | None = None) -> Path | None:
+    """``flows``: ``(name, scheme, roots)`` per flow, roots complex of shape (steps, ...)."""
     if not flows:
         return None
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(flows), figsize=(3.8 * len(flows), 4.2), squeeze=False)
     angles = [2 * math.pi * i / 200 for i in range(201)]
-    roots = [roots_per_step(flow.scheme, flow.coefficients()).detach().cpu() for _, flow in flows]
-    colors = _block_colors(plt, sum(r.shape[0] for r in roots))
+    colors = _block_colors(plt, sum(r.shape[0] for _, _, r in flows))
     n = 0
-    for ax, (name, flow), stage_roots in zip(axes[0], flows, roots):
+    for ax, (name, scheme, stage_roots) in zip(axes[0], flows):
         ax.plot([math.cos(a) for a in angles], [math.sin(a) for a in angles], color="grey", lw=0.8)
         ax.plot([1], [0], "kx", ms=7, label="root at 1")
-        for r in stage_roots:  # model may be on a GPU: roots moved to the CPU above
+        for r in stage_roots:  # CPU tensors (plot_roots moves a GPU model's roots)
             ax.scatter(r.real.numpy(), r.imag.numpy(), s=22, color=colors[n], edgecolors="k",
                        linewidths=0.3, label=f"n={n}" if stage_roots.shape[0] <= 10 else None)
             n += 1
         ax.set(xlabel="Re", ylabel="Im", title=f"{_stage_name(name) if name else 'flow'} "
-               f"({flow.scheme.name})", aspect="equal", xlim=(-1.15, 1.15), ylim=(-1.15, 1.15))
+               f"({scheme.name})", aspect="equal", xlim=(-1.15, 1.15), ylim=(-1.15, 1.15))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, loc="lower left", ncol=2, title="block", title_fontsize=6)
     fig.suptitle((title + ": " if title else "") + "roots of each block's ρ (zero-stable inside "
@@ -223,22 +229,91 @@ def plot_model(model, out_dir, title: str | None = None) -> list[Path]:
     return paths
 
 
+def _roots_from_record(coefficients: dict, config: dict | None) -> list:
+    """``(name, scheme, roots)`` per LM/lmm flow from a metrics record's ``coefficients``
+    (per-channel values arrive averaged). The scheme comes from the registries: LM's roots are
+    -k; an lmm preset's scheme is built from its preset config (`odenets.models.registry.get_config`, which
+    builds no model). A ``module:function`` model's lmm flows are skipped (nothing is imported)."""
+    import torch
+
+    import solvers
+    from solvers.lmm import roots_per_step
+    groups: dict[str, dict] = {}
+    for key, values in coefficients.items():
+        flow, _, name = key.rpartition(".")
+        groups.setdefault(flow, {})[name] = torch.tensor(values, dtype=torch.float64)
+    scheme = None
+    if any(set(values) != {"k"} for values in groups.values()):
+        config = config or {}
+        model = config.get("model")
+        if not isinstance(model, str) or ":" in model:
+            return []
+        try:
+            from .models.registry import get_config
+            overrides = dict(config.get("model_args") or {})
+            if config.get("solver"):
+                overrides["solver"] = config["solver"]
+            net = get_config(model, **overrides)
+            scheme = solvers.get(net.solver, **net.solver_options) \
+                if isinstance(net.solver, str) else net.solver
+        except (ValueError, TypeError):
+            return []
+    out = []
+    for flow, values in groups.items():
+        if set(values) == {"k"}:
+            k = values["k"]
+            out.append((flow, solvers.get("lm"), torch.complex(-k, torch.zeros_like(k))[:, None]))
+        elif scheme is not None and scheme.name == "lmm":
+            try:
+                out.append((flow, scheme, roots_per_step(scheme, values).detach()))
+            except (ValueError, RuntimeError, KeyError):
+                return []
+    return out
+
+
+def _check_history(history, path) -> None:
+    """ValueError naming ``path`` and the record unless every record has the plotted numbers
+    and, if any, coefficients ``{name: [number or list of numbers, ...]}``."""
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    for i, r in enumerate(history, 1):
+        keys = ("epoch", "train_loss", "test_loss", "train_acc", "test_acc")
+        if not isinstance(r, dict) or not all(number(r.get(k)) for k in keys):
+            raise ValueError(f"{path}, record {i}: not a metrics record (needs the numbers "
+                             f"{', '.join(keys)})")
+        c = r.get("coefficients")
+        if c is not None and not (isinstance(c, dict) and all(
+                isinstance(v, list) and all(number(x) or (isinstance(x, list) and x and all(
+                    number(y) for y in x)) for x in v) for v in c.values())):
+            raise ValueError(f"{path}, record {i}: 'coefficients' must map names to lists of "
+                             "numbers")
+
+
 def plot_run(run_dir, out_dir=None) -> list[Path]:
-    """Write the run's PNG plots (see the module docstring); returns their paths."""
+    """Write the run's PNG plots (see the module docstring) from its metrics.jsonl (and
+    config.json, for the title and an lmm preset's scheme); returns their paths. No model is
+    built and no checkpoint is read, so nothing a run directory names is imported."""
     from .train.rundir import CONFIG, read_json, read_metrics
     history = read_metrics(run_dir)
     if not history:
         raise ValueError(f"{run_dir}: metrics.jsonl has no completed epoch yet")
+    _check_history(history, Path(run_dir) / "metrics.jsonl")
     out = Path(out_dir) if out_dir else Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
-    config = Path(run_dir) / CONFIG
-    title = run_title(read_json(config) if config.is_file() else None)
+    try:  # the title and an lmm preset's scheme; a missing or damaged config.json costs neither
+        saved = read_json(Path(run_dir) / CONFIG)
+    except (FileNotFoundError, ValueError):
+        saved = None
+    saved = saved if isinstance(saved, dict) else None
+    title = run_title(saved)
     paths = [plot_curves(history, out / "curves.png", title)]
     coeff = plot_coefficients(history, out / "coefficients.png", title)
     paths += [coeff] if coeff else []
-    from .train import checkpoint
-    if (Path(run_dir) / checkpoint.NAME).exists():
-        from .train.model import load_run_model
-        model, _, _ = load_run_model(run_dir)
-        paths += plot_model(model, out, title)
+    last = next((r["coefficients"] for r in reversed(history) if r.get("coefficients")), None)
+    if isinstance(last, dict):
+        roots = _plot_roots(_roots_from_record(last, saved), out / "roots.png", title)
+        paths += [roots] if roots else []
+        from .analysis import write_lm_report
+        paths += [Path(p) for p in write_lm_report(out, last, figure=False).values()]
     return paths

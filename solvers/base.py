@@ -44,16 +44,21 @@ class Coefficient:
     bounds: tuple[float, float] | None = None
     learnable: bool = True
     doc: str = ""
+    closed: tuple[bool, bool] = (False, False)  # fixed values may equal a bound (not learnable)
 
     def check(self, value: float, scheme: str) -> float:
-        """Validate a fixed value against ``bounds``; returns it as float."""
+        """Validate a fixed value against ``bounds`` (open ends, or closed where ``closed``
+        says); returns it as float."""
         value = float(value)
         if not math.isfinite(value):
             raise ValueError(f"{scheme}: coefficient {self.name}={value} is not finite")
-        if self.bounds is not None and not (self.bounds[0] < value < self.bounds[1]):
-            raise ValueError(
-                f"{scheme}: coefficient {self.name}={value} is outside the open interval "
-                f"{self.bounds}; {self.doc}".rstrip("; "))
+        if self.bounds is not None:
+            (lo, hi), (at_lo, at_hi) = self.bounds, self.closed
+            if not ((lo <= value if at_lo else lo < value) and (value <= hi if at_hi else value < hi)):
+                where = f"{'[' if at_lo else '('}{lo}, {hi}{']' if at_hi else ')'}"
+                open_ = "open interval " if self.closed == (False, False) else "interval "
+                raise ValueError(f"{scheme}: coefficient {self.name}={value} is outside the "
+                                 f"{open_}{where}; {self.doc}".rstrip("; "))
         return value
 
     def to_value(self, raw: torch.Tensor) -> torch.Tensor:
@@ -176,10 +181,11 @@ class Scheme:
 
 
 def check_int(name: str, value, scheme: str, minimum: int = 1) -> int:
-    """Validate an integer option (e.g. ``iterations``, ``steps``) with a clear message."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    """Validate an integer option (e.g. ``iterations``, ``steps``; any `numbers.Integral`, such
+    as numpy.int64) with a clear message; returns it as an int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{scheme}: {name} must be an integer >= {minimum}, got {value!r}")
-    return value
+    return int(value)
 
 
 def check_float(name: str, value, scheme: str, low=None, high=None, closed=(True, True)) -> float:

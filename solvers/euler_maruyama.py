@@ -10,8 +10,8 @@ from .base import Coefficient, Scheme, check_float
 from .shake import shake_mix
 
 NOISES = ("bernoulli", "gaussian", "shake")
-P = Coefficient(name="p", default=0.5, init=(0.5, 0.5), learnable=False,
-                doc="survival probability of stochastic depth, in (0, 1]")
+P = Coefficient(name="p", default=0.5, init=(0.5, 0.5), bounds=(0.0, 1.0), learnable=False,
+                doc="survival probability of stochastic depth, in (0, 1]", closed=(False, True))
 
 
 class EulerMaruyama(Scheme):
@@ -123,12 +123,14 @@ class EulerMaruyama(Scheme):
             return out, state
         if self.bm is not None:
             dW = self.bm(t, t + dt)
+            _check_noise_shape("bm(t0, t1)", dW, u)
         else:
             dW = torch.randn(u.shape, generator=self._gen(u.device), device=u.device, dtype=u.dtype)
             dW = dW * math.sqrt(abs(dt))
         if self.diffusion == "additive":
             return torch.add(out, dW, alpha=self.sigma), state
         g = drift if self.diffusion == "field" else self.diffusion(t, u)
+        _check_noise_shape("diffusion g(t, u)", g, u)
         return torch.addcmul(out, g, dW, value=self.sigma), state
 
     def _bernoulli(self, drift, dt, u, p, training):
@@ -156,3 +158,19 @@ class EulerMaruyama(Scheme):
         eta_b = torch.rand(shape, generator=gen, device=u.device, dtype=dtype) \
             if self.shake_backward else None
         return torch.add(u, shake_mix(f1, f2, eta, eta_b), alpha=dt)
+
+
+def _check_noise_shape(what: str, value, u) -> None:
+    """ValueError naming both shapes unless ``value`` is a tensor that broadcasts to ``u``'s
+    shape without changing it (shapes only: no device sync)."""
+    shape = tuple(value.shape) if torch.is_tensor(value) else None
+    ok = shape is not None
+    if ok:
+        try:
+            ok = torch.broadcast_shapes(value.shape, u.shape) == u.shape
+        except RuntimeError:
+            ok = False
+    if not ok:
+        got = shape if shape is not None else type(value).__name__
+        raise ValueError(f"euler_maruyama: {what} returned {got}, which does not fit the state's "
+                         f"shape {tuple(u.shape)} (it must be u's shape, or broadcast to it)")

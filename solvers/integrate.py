@@ -41,6 +41,10 @@ def integrate(f, u0: torch.Tensor, steps: int, scheme=None, t0: float = 0.0, t1:
                  **options)
     steps = check_int("steps", steps, scheme.name)
     t0, t1 = check_times(scheme.name, t0, t1)
+    if not math.isfinite((t1 - t0) / steps):
+        raise ValueError(f"{scheme.name}: the step dt = (t1 - t0) / steps overflows (t0={t0!r}, "
+                         f"t1={t1!r}, steps={steps}); use a shorter time span")
+    check_coefficients(scheme, coefficients)
     if not torch.is_tensor(u0):
         raise ValueError(f"{scheme.name}: u0 must be a tensor, got {type(u0).__name__}")
     if not u0.is_floating_point():
@@ -57,11 +61,33 @@ def integrate(f, u0: torch.Tensor, steps: int, scheme=None, t0: float = 0.0, t1:
             raise ValueError(f"{scheme.name}: the field must be callable f(t, u), got {field!r}")
     checked, seen = [], set()  # check each distinct field (or pair) at its first step only
     for field in fields:
-        checked.append(field if id(field) in seen else shape_checked(field, scheme.name))
+        checked.append(field if id(field) in seen else
+                       shape_checked(field, scheme.name, check_dtype=True))
         seen.add(id(field))
     out, _ = scheme.solve(checked, u0, t0, (t1 - t0) / steps, coefficients, None, return_path,
                           training)
     return out
+
+
+def check_coefficients(scheme, coefficients) -> None:
+    """Check tensor coefficient values against the scheme's bounds as numbers are (`Scheme.solve`
+    leaves tensors to the caller, so a training loop pays no host sync; a network's learned
+    values are kept in bounds by their sigmoid map). One host sync per tensor, here only."""
+    if coefficients is None:
+        return
+    if not isinstance(coefficients, dict):
+        raise ValueError(f"{scheme.name}: coefficients must be a dict {{name: value}}, got "
+                         f"{coefficients!r}")
+    specs = {c.name: c for c in scheme.coefficients}
+    for name, value in coefficients.items():
+        if name not in specs:  # `Scheme.solve` names the valid ones
+            continue
+        for v in (value if isinstance(value, (list, tuple)) else (value,)):
+            if torch.is_tensor(v):
+                if v.is_complex():
+                    raise ValueError(f"{scheme.name}: coefficient {name} must be real, got {v!r}")
+                for x in v.detach().flatten().tolist():
+                    specs[name].check(x, scheme.name)
 
 
 def check_times(name: str, t0, t1) -> tuple[float, float]:
@@ -84,9 +110,9 @@ class ShapeChecked(torch.nn.Module):
     An `nn.Module` holding ``f`` (or the module a bound method belongs to), so reversible solves
     still find the step's parameters through it."""
 
-    def __init__(self, f, name: str, what: str = "the field"):
+    def __init__(self, f, name: str, what: str = "the field", check_dtype: bool = False):
         super().__init__()
-        self.f, self.name, self.what = f, name, what
+        self.f, self.name, self.what, self.check_dtype = f, name, what, check_dtype
         owner = getattr(f, "__self__", None)
         if not isinstance(f, torch.nn.Module) and isinstance(owner, torch.nn.Module):
             self.owner = owner
@@ -99,14 +125,25 @@ class ShapeChecked(torch.nn.Module):
         out = self.f(t, u)
         if not torch.is_tensor(out) or out.shape != u.shape:
             raise ValueError(shape_message(self.name, self.what, u, out))
+        if (self.check_dtype and out.dtype != u.dtype
+                and not torch.is_autocast_enabled(u.device.type)):
+            raise ValueError(f"{self.name}: {self.what} returned {out.dtype} for a {u.dtype} "
+                             f"state; the solve would silently change precision: return "
+                             f"{u.dtype} (or pass u0 in {out.dtype})")
         return out
 
+    @property
+    def params_known(self) -> bool:  # see `reversible.params_known`
+        from .reversible import params_known
+        return params_known(self.f)
 
-def shape_checked(field, name: str, what: str = "the field"):
-    """``field`` (a callable or a pair of them) with its output shapes checked (`ShapeChecked`)."""
+
+def shape_checked(field, name: str, what: str = "the field", check_dtype: bool = False):
+    """``field`` (a callable or a pair of them) with its output shapes checked (`ShapeChecked`);
+    with ``check_dtype`` (`integrate`) its dtype too."""
     if isinstance(field, (tuple, list)):
-        return type(field)(ShapeChecked(p, name, what) for p in field)
-    return ShapeChecked(field, name, what)
+        return type(field)(ShapeChecked(p, name, what, check_dtype) for p in field)
+    return ShapeChecked(field, name, what, check_dtype)
 
 
 def shape_message(name: str, what: str, u, out) -> str:

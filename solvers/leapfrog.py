@@ -29,7 +29,12 @@ class Leapfrog(Scheme):
     ``memory_efficient=True`` makes `solve` (grad enabled) store no per-step activations:
     backward rebuilds each step's input from its output with `inverse` and recomputes the step
     (see `reversible_solve`). Fields that depend on their call order (`order_dependent`) keep the
-    plain autograd graph.
+    plain autograd graph, and so do fields whose parameters it cannot find (plain functions or
+    lambdas, unless ``solve`` gets ``params=``), so gradients are never silently missing.
+    ``check_inverse`` compares the input rebuilt by the inverses with the saved input at the end
+    of backward and raises `DivergenceError` on drift (steps too expansive to invert in floating
+    point, whose recomputed gradients would be wrong); one host sync per solve, so the default
+    ``None`` checks on CPU only.
     ``dim=None`` splits along dim 1 (channels) when ``u`` has 2+ dims, else dim 0.
     """
 
@@ -37,12 +42,14 @@ class Leapfrog(Scheme):
     paired_field = True
     evaluations = 1
 
-    def __init__(self, variant: str = "verlet", dim: int | None = None, memory_efficient: bool = True):
+    def __init__(self, variant: str = "verlet", dim: int | None = None, memory_efficient: bool = True,
+                 check_inverse: bool | None = None):
         if variant not in ("verlet", "revnet"):
             raise ValueError(f"leapfrog: variant must be one of ['revnet', 'verlet'], got {variant!r}")
         if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int)):
             raise ValueError(f"leapfrog: dim must be None or an integer, got {dim!r}")
         self.variant, self.dim, self.memory_efficient = variant, dim, bool(memory_efficient)
+        self.check_inverse = None if check_inverse is None else bool(check_inverse)
         self.order = 2 if variant == "verlet" else 1
         # F+G together cost one full-width field; Verlet evaluates F twice.
         self.evaluations = 1.5 if variant == "verlet" else 1
@@ -52,7 +59,8 @@ class Leapfrog(Scheme):
         return 2 if self.variant == "verlet" else 1  # Verlet calls F at z_n and z_{n+1}
 
     def options(self):
-        return dict(variant=self.variant, dim=self.dim, memory_efficient=self.memory_efficient)
+        return dict(variant=self.variant, dim=self.dim, memory_efficient=self.memory_efficient,
+                    check_inverse=self.check_inverse)
 
     # -- halves ---------------------------------------------------------------------------------
     def _split(self, u):
@@ -110,5 +118,5 @@ class Leapfrog(Scheme):
                 or order_dependent(fields)):
             return super().solve(fields, u0, t0, dt, coefficients, state, return_path, training)
         self._per_step(coefficients, len(fields))
-        return reversible_solve(self, fields, u0, t0, dt, params), state
+        return reversible_solve(self, fields, u0, t0, dt, params, self.check_inverse), state
 

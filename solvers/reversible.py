@@ -6,6 +6,8 @@ import contextlib
 import torch
 from torch.autograd.function import once_differentiable
 
+from .base import DivergenceError
+
 
 def _modules(field):
     """The nn.Modules behind one step's field: modules, bound methods of modules, or a pair."""
@@ -15,6 +17,18 @@ def _modules(field):
         if isinstance(owner, torch.nn.Module):
             out.append(owner)
     return out
+
+
+def params_known(part) -> bool:
+    """Whether the memory-saving backward can find every parameter the callable ``part`` uses:
+    an nn.Module (its parameters) or a bound method of one. A plain function or lambda may use
+    any tensor it captures, so it is not known. An object may say itself (``params_known``,
+    e.g. a module wrapping a closure)."""
+    known = getattr(part, "params_known", None)
+    if known is not None:
+        return bool(known)
+    return isinstance(part, torch.nn.Module) or isinstance(getattr(part, "__self__", None),
+                                                           torch.nn.Module)
 
 
 def _module_params(fields):
@@ -63,12 +77,14 @@ class _ReversibleSolve(torch.autograd.Function):
     """u_N = step_{N-1} o ... o step_0 (u_0), saving only u_N for backward."""
 
     @staticmethod
-    def forward(ctx, scheme, fields, t0, dt, per_step, u0, *params):
+    def forward(ctx, scheme, fields, t0, dt, per_step, check, u0, *params):
         with torch.no_grad():
             u = u0
             for n, f in enumerate(fields):
                 u, _ = scheme.step(f, t0 + n * dt, dt, u, None)
         ctx.scheme, ctx.fields, ctx.t0, ctx.dt, ctx.per_step = scheme, fields, t0, dt, per_step
+        # the input, to compare with its reconstruction (a reference: the caller holds it anyway)
+        ctx.u0 = u0.detach() if check else None
         ctx.params = params  # parameters (leaves), not activations: kept by reference
         ctx.device_type = u0.device.type
         ctx.autocast = torch.is_autocast_enabled(ctx.device_type)
@@ -99,7 +115,23 @@ class _ReversibleSolve(torch.autograd.Function):
                     if gp is not None:
                         grads[i] = gp if grads[i] is None else grads[i] + gp
                 u = u_prev
-        return (None, None, None, None, None, grad_u, *grads)
+        if ctx.u0 is not None:
+            _check_reconstruction(scheme, u, ctx.u0, ctx.autocast_dtype if ctx.autocast else u.dtype)
+        return (None, None, None, None, None, None, grad_u, *grads)
+
+
+def _check_reconstruction(scheme, u_rec, u0, dtype) -> None:
+    """Raise DivergenceError when the inverses rebuilt ``u0`` with a relative error above
+    ``max(1e-3, 64 eps(dtype))``: the steps were too expansive to invert in floating point, so
+    the recomputed gradients would be wrong (plain autograd is then the remedy). One host sync."""
+    scale = u0.abs().max().item() if u0.numel() else 0.0
+    err = (u_rec - u0).abs().max().item() if u0.numel() else 0.0
+    tol = max(1e-3, 64 * torch.finfo(dtype).eps)
+    if not err <= tol * max(scale, 1e-12):
+        raise DivergenceError(
+            f"{scheme.name}: the memory-saving backward rebuilt the input with relative error "
+            f"{err / max(scale, 1e-12):.3g} (> {tol:.3g}): the steps are too expansive to invert "
+            f"in {dtype}, so its gradients would be wrong; use memory_efficient=False")
 
 
 def order_dependent(fields) -> bool:
@@ -111,7 +143,7 @@ def order_dependent(fields) -> bool:
                for f in fields for part in (f if isinstance(f, (tuple, list)) else (f,)))
 
 
-def reversible_solve(scheme, fields, u0, t0=0.0, dt=1.0, params=None):
+def reversible_solve(scheme, fields, u0, t0=0.0, dt=1.0, params=None, check=None):
     """Integrate with a scheme that has an exact ``inverse``, storing only the final state.
 
     Forward runs all steps under ``no_grad`` and saves ``u_N`` alone. Backward walks the steps in
@@ -121,13 +153,26 @@ def reversible_solve(scheme, fields, u0, t0=0.0, dt=1.0, params=None):
 
     ``params`` are the tensors gradients flow to besides ``u0``; by default the parameters of
     fields that are ``nn.Module``s or bound methods of one (per step, so untied steps only
-    recompute their own). Tensors a plain closure captures get NO gradient unless listed in
-    ``params``. Fields must be deterministic (no dropout); BatchNorm running statistics are
-    updated once, in forward, not again during the recomputation. Not twice differentiable.
+    recompute their own). When ``params`` is None and some field is not one of those (a plain
+    function or lambda, which may capture any tensor: `params_known`), the steps run with plain
+    autograd instead (correct gradients, no memory saving). Fields must be deterministic (no
+    dropout); BatchNorm running statistics are updated once, in forward, not again during the
+    recomputation. Not twice differentiable.
+
+    ``check`` compares the reconstructed ``u_0`` with the input at the end of backward and raises
+    `DivergenceError` on drift (expansive steps that cannot be inverted in floating point); one
+    host sync, so ``check=None`` does it on CPU only.
     """
+    if params is None and not all(params_known(part) for f in fields
+                                  for part in (f if isinstance(f, (tuple, list)) else (f,))):
+        u = u0
+        for n, f in enumerate(fields):
+            u, _ = scheme.step(f, t0 + n * dt, dt, u, None)
+        return u
+    check = u0.device.type == "cpu" if check is None else bool(check)
     if params is None:
         flat, per_step = _module_params(fields)
     else:
         flat = [p for p in params if torch.is_tensor(p) and p.requires_grad]
         per_step = [list(range(len(flat)))] * len(fields)
-    return _ReversibleSolve.apply(scheme, list(fields), t0, dt, per_step, u0, *flat)
+    return _ReversibleSolve.apply(scheme, list(fields), t0, dt, per_step, check, u0, *flat)

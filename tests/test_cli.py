@@ -89,22 +89,27 @@ def test_train_eval_plot_resume(capsys, tmp_path, monkeypatch):
     status, out, err = run_cli(capsys, "train", *TINY, "--epochs", "1", "--run-dir", str(run))
     assert status == 0, err
     assert "test accuracy" in out and str(run) in out
-    status, out, err = run_cli(capsys, "train", "--resume", str(run), "--epochs", "2")
+    status, out, err = run_cli(capsys, "train", "--resume", str(run), "--epochs", "2",
+                               "--model", "fixtures.tiny_models:tiny")
     assert status == 0, err
     assert "schedule now spans 16 steps, resuming at step 8" in " ".join(err.split())
     summary = json.loads((run / "summary.json").read_text())
     assert summary["epochs_done"] == 2 and summary["config"]["subset"] == 256  # kept from config.json
-    status, out, _ = run_cli(capsys, "eval", str(run), "--subset", "all", "--json")
+    status, out, _ = run_cli(capsys, "eval", str(run), "--subset", "all", "--json",
+                             "--model", "fixtures.tiny_models:tiny")
     result = json.loads(out)
     assert status == 0 and result["epoch"] == 2 and result["images"] == 1000  # the whole test split
-    status, out, _ = run_cli(capsys, "eval", str(run), "--json")  # default: the run's test subset
+    status, out, _ = run_cli(capsys, "eval", str(run), "--json",  # default: the run's test subset
+                             "--trust-run-code")
     result = json.loads(out)
     assert result["images"] == 100
     assert result["acc"] == pytest.approx(summary["final"]["test_acc"], abs=1e-9)
-    status, out, _ = run_cli(capsys, "eval", str(run))  # a readable line that names the subset
+    status, out, _ = run_cli(capsys, "eval", str(run), "--trust-run-code")  # a readable line
     assert status == 0 and out.startswith("fixtures.tiny_models:tiny after epoch 2 on synthetic test, "
                                           "100 images (the run's --test-subset")
     assert f"accuracy {result['acc']:.4f}" in out
+    status, _, err = run_cli(capsys, "eval", str(run))  # the run's module:function is not imported
+    assert status == 2 and "--trust-run-code" in err
     status, out, _ = run_cli(capsys, "plot", str(run), "--out", str(tmp_path / "plots"))
     assert status == 0 and (tmp_path / "plots" / "curves.png").stat().st_size > 1000
     assert "coefficients.png" not in out  # the tiny model has no scheme coefficients
@@ -118,8 +123,10 @@ def test_plot_lm_coefficients(tmp_path):
                                       train_acc=0.5, test_acc=0.4, coefficients={
                                           "stages.0.flow.k": [-0.05 * epoch, 0.01],
                                           "stages.1.flow.k": [[0.1, 0.2], [0.0, 0.1]]}))
-    paths = plot_run(tmp_path)
-    assert [p.name for p in paths] == ["curves.png", "coefficients.png"]
+    paths = plot_run(tmp_path)  # no checkpoint, no config: the LM figures come from the metrics
+    assert [p.name for p in paths] == ["curves.png", "coefficients.png", "roots.png",
+                                       "lm_modified_equation.md", "lm_modified_equation.csv"]
+    paths = [p for p in paths if p.suffix == ".png"]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
 
 
@@ -152,7 +159,7 @@ def test_resume_or_eval_with_another_model_is_a_clear_error(capsys, tmp_path, mo
     assert err.startswith("odenets train: error: ") and "--model-arg width=4 differs from the run's" in err
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, "model_args": {"width": 4}}))
-    status, _, err = run_cli(capsys, "eval", str(run))
+    status, _, err = run_cli(capsys, "eval", str(run), "--model", "fixtures.tiny_models:tiny")
     assert status == 2 and err.startswith("odenets eval: error: ") and "does not fit" in err
 
 

@@ -75,7 +75,7 @@ def test_bad_coefficients():
         solvers.integrate(F, U0, 4, scheme="lm", coefficients={"q": 0.1})
     with pytest.raises(ValueError, match="3 per-step values for 4 steps"):
         solvers.integrate(F, U0, 4, scheme="lm", coefficients={"k": torch.zeros(3)})
-    with pytest.raises(ValueError, match=r"p must lie in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"coefficient p=0.0 is outside the interval \(0.0, 1.0\]"):
         solvers.integrate(F, U0, 4, scheme="euler_maruyama", noise="bernoulli", coefficients={"p": 0.0})
 
 

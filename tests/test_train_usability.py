@@ -94,7 +94,7 @@ def test_corrupt_checkpoint_is_one_line_without_unsafe_advice(capsys, tmp_path, 
     with pytest.raises(ValueError) as e:
         checkpoint.load(path)
     assert str(e.value).startswith(f"{path} is not a readable torch checkpoint (corrupt or truncated?)")
-    for argv in (["eval", run], ["train", "--resume", run, "--epochs", "2"]):
+    for argv in (["eval", run], ["train", "--resume", run, "--epochs", "2", "--trust-run-code"]):
         status, _, err = run_cli(capsys, *argv)
         one_line_error(status, err, argv[0])
         assert "not a readable torch checkpoint (corrupt or truncated?)" in err
@@ -131,9 +131,9 @@ def test_resume_accepts_the_same_model_options_and_says_when_a_run_is_complete(c
     assert "run already complete (1/1 epochs); pass --epochs N (N > 1) to extend it" in out + err
     assert "epochs 2..1" not in out + err
     assert "after 1 epoch " in out  # not "1 epochs"
-    status, out, err = run_cli(capsys, "train", "--resume", run, "--epochs", "2")
+    status, out, err = run_cli(capsys, "train", "--resume", run, "--epochs", "2", "--trust-run-code")
     assert status == 0 and "epoch 2 of 2" in out + err and "after 2 epochs " in out
-    status, _, err = run_cli(capsys, "train", "--resume", run, "--epochs", "1")
+    status, _, err = run_cli(capsys, "train", "--resume", run, "--epochs", "1", "--trust-run-code")
     one_line_error(status, err, "train")
     assert "has 2 epochs, more than --epochs 1" in err
 
@@ -195,7 +195,7 @@ def test_help_defaults(capsys):
     for f in __import__("dataclasses").fields(TrainConfig):  # every flag says its default once
         assert help_text(f).count("(default:") == 1, f.name
     text = help_of(capsys, "eval")
-    for shown in ("(default: test)", "(default: 512)", "(default: all)", "(default: the run's)"):
+    for shown in ("(default: test)", "(default: 512)", "else all)", "(default: the run's)"):
         assert shown in text
 
 

@@ -13,6 +13,12 @@ def add_parser(subparsers):
     p.add_argument("--run", default=None, metavar="RUN_DIR",
                    help="a run directory written by `odenets train`: add its learned roots and "
                    "modified-equation coefficients")
+    p.add_argument("--model", default=None, metavar="MODULE:FUNCTION",
+                   help="with --run: the run's model, when it is a 'module:function' factory "
+                   "(odenets imports it only when named here or with --trust-run-code)")
+    p.add_argument("--trust-run-code", action="store_true",
+                   help="with --run: import and call the 'module:function' model the run's "
+                   "config.json names")
     return p
 
 
@@ -23,8 +29,10 @@ def run(args) -> int:
     from ..plot import plot_roots
     model = None
     if args.run is not None:
-        from ..train.model import load_run_model
-        model, _, _ = load_run_model(args.run)
+        from ..train.model import import_from_cwd, load_run_model
+        import_from_cwd(args.model)
+        model, _, _ = load_run_model(args.run, model=args.model,
+                                     trust_run_code=args.trust_run_code)
     paths = list(write_report(args.out, model=model).values())
     if model is not None:
         roots = plot_roots(model, Path(args.out) / "roots.png")

@@ -90,8 +90,11 @@ def run(args) -> int:
     from ..train import config_from_args, train
     from ..train.checkpoint import NAME
     from ..train.rundir import write_json
+    from ..train.model import import_from_cwd
     from .train import check_names
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    for name in models:  # typed on the command line: import 'module:function' from ./ too
+        import_from_cwd(name)
     if not models:
         raise ValueError("--models needs at least one model name")
     if len(set(models)) != len(models):

@@ -32,6 +32,11 @@ def add_parser(subparsers):
                    "time interval (untied flows keep their trained steps) (default: the trained)")
     p.add_argument("--solver-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="option of --solver (repeatable), e.g. k=-0.05 to fix LM's k")
+    p.add_argument("--model", default=None, metavar="MODULE:FUNCTION",
+                   help="the run's model, when it is a 'module:function' factory: odenets "
+                   "imports it only when named here (or with --trust-run-code)")
+    p.add_argument("--trust-run-code", action="store_true",
+                   help="import and call the 'module:function' model the run's config.json names")
     return p
 
 
@@ -44,9 +49,11 @@ def run(args) -> int:
     from .. import data as datasets
     from ..train import distributed
     from ..train.epoch import evaluate
-    from ..train.model import load_run_model
+    from ..train.model import import_from_cwd, load_run_model
     run_dir = Path(args.run_dir)
-    model, cfg, state = load_run_model(run_dir)
+    import_from_cwd(args.model)
+    model, cfg, state = load_run_model(run_dir, model=args.model,
+                                       trust_run_code=args.trust_run_code)
     resolved = {}
     if args.solver is not None or args.steps is not None or args.solver_opt:
         from ..resolve import parse_options, with_solver

@@ -14,6 +14,9 @@ def add_parser(subparsers):
                    help="continue the run in RUN_DIR from its last checkpoint, with its saved "
                    "config; flags given here override it (e.g. --epochs to extend the run), "
                    "except --model, --solver, --model-arg and --dataset")
+    p.add_argument("--trust-run-code", action="store_true",
+                   help="with --resume: import and call the 'module:function' model the run's "
+                   "config.json names (otherwise it must be given again with --model)")
     add_arguments(p)
     return p
 
@@ -33,18 +36,25 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..train import config_from_args, train
-    from ..train.config import check_resume
-    from ..train.rundir import CONFIG, read_json
+    from ..train.config import check_resume, read_config
+    from ..train.model import check_run_model, import_from_cwd
+    from ..train.rundir import CONFIG
     base = None
+    given = getattr(args, "model", None)  # only what the user typed (defaults are suppressed)
     if args.resume:
-        base = read_json(Path(args.resume) / CONFIG)
+        base = read_config(Path(args.resume) / CONFIG).to_dict()
         if getattr(args, "run_dir", None) not in (None, args.resume):
             raise ValueError("--run-dir cannot differ from --resume RUN_DIR")
         args.run_dir = args.resume
+    else:
+        import_from_cwd(given)
     cfg = config_from_args(args, base).validate()
     check_names(cfg)
-    if base is not None:  # before any data is read
+    if base is not None:  # before any data is read or any code the run names is imported
         check_resume(base, cfg, Path(args.resume) / CONFIG)
+        trust = getattr(args, "trust_run_code", False)
+        check_run_model(base["model"], Path(args.resume) / CONFIG, given, trust)
+        import_from_cwd(base["model"] if trust else given)
     summary = train(cfg, resume=bool(args.resume))
     final = summary.get("final") or {}
     if final and os.environ.get("RANK", "0") == "0":  # one line, not one per torchrun process

@@ -8,6 +8,7 @@ length that does not match the header (truncated or padded), labels outside [0, 
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -31,28 +32,47 @@ HOW_TO_GET = ("Get it with `sudo apt-get install dataset-fashion-mnist` (install
               "(from https://github.com/zalandoresearch/fashion-mnist).")
 
 
+MAX_BYTES = 1 << 31  # no IDX file odenets reads comes near this (Fashion-MNIST: 47 MB)
+
+
 def read_idx(path) -> np.ndarray:
-    """Parse one IDX file (gzip-compressed if it ends in ``.gz``) into a uint8 array."""
+    """Parse one IDX file (gzip-compressed if it ends in ``.gz``) into a uint8 array.
+
+    The header is read first; then at most the bytes it declares (+1, to detect excess) are
+    read or decompressed, so a small ``.gz`` that inflates to gigabytes (a gzip bomb) costs no
+    more memory than its header promises, and headers above ``MAX_BYTES`` are refused."""
     path = Path(path)
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+            return _parse(path, f)
     except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
         raise CorruptDatasetError(f"{path}: cannot decompress ({e}); the file is truncated or "
                                   "corrupt, get a fresh copy") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+
+
+def _parse(path: Path, f) -> np.ndarray:
+    magic = f.read(4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0:
         raise CorruptDatasetError(f"{path}: not an IDX file (bad magic number)")
-    if raw[2] != 0x08:
-        raise CorruptDatasetError(f"{path}: IDX type code {raw[2]:#04x}, expected 0x08 (uint8)")
-    ndim = raw[3]
+    if magic[2] != 0x08:
+        raise CorruptDatasetError(f"{path}: IDX type code {magic[2]:#04x}, expected 0x08 (uint8)")
+    ndim = magic[3]
     header = 4 + 4 * ndim
-    if len(raw) < header:
+    sizes = f.read(4 * ndim)
+    if len(sizes) < 4 * ndim:
         raise CorruptDatasetError(f"{path}: truncated IDX header")
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = header + int(np.prod(shape, dtype=np.int64))
-    if len(raw) != expected:
-        raise CorruptDatasetError(f"{path}: {len(raw)} bytes but the header {shape} needs "
+    shape = struct.unpack(f">{ndim}I", sizes)
+    expected = header + math.prod(shape)  # Python ints: no overflow
+    if expected > MAX_BYTES:
+        raise CorruptDatasetError(f"{path}: the header {shape} declares {expected:,} bytes, more "
+                                  f"than the {MAX_BYTES:,} an IDX dataset may have; the file is "
+                                  "corrupt")
+    data = f.read(expected - header + 1)
+    if header + len(data) != expected:
+        got = f"{header + len(data)}" if len(data) <= expected - header else f"more than {expected}"
+        raise CorruptDatasetError(f"{path}: {got} bytes but the header {shape} needs "
                                   f"{expected}; the file is truncated or corrupt")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
 
 
 def find(data_dir=None) -> Path:

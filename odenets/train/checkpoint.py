@@ -19,18 +19,22 @@ order and augmentation need no state (they are seeded by (seed, epoch, rank), se
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import torch
 
 from ..flow import Flow
-from .rundir import stale_temps, temp_path
+from .rundir import CHECKPOINT, stale_temps, temp_path
 
-NAME = "checkpoint.pt"
+NAME = CHECKPOINT
+KEYS = ("epoch", "model", "optimizer", "history", "rng")  # what `--resume` needs
 
 
 def save_atomic(obj, path) -> Path:
-    """``torch.save(obj, path)`` so that ``path`` is always either the old or the new file."""
+    """``torch.save(obj, path)`` so that ``path`` is always either the old or the new file.
+    A failed write (disk full, ...) raises a one-line ValueError naming ``path``; the old file
+    is left as it was."""
     path = Path(path)
     tmp = temp_path(path)
     try:
@@ -39,6 +43,10 @@ def save_atomic(obj, path) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch reports a full disk as a RuntimeError
+        reason = getattr(e, "strerror", None) or _first_line(e)
+        raise ValueError(f"cannot save {path} (disk full or not writable?): {reason}; the "
+                         f"previous checkpoint, if any, is unchanged") from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -61,17 +69,51 @@ def remove_stale_temps(path) -> list[Path]:
     return stale
 
 
-def load(path, map_location="cpu") -> dict:
+def load(path, map_location="cpu", keys=()) -> dict:
     """Read a checkpoint (tensors, numbers, strings and containers only: ``weights_only``).
-    A file torch cannot read raises a one-line ValueError naming ``path``."""
+
+    Integrity is verified first: every record of the zip archive ``torch.save`` writes carries a
+    CRC-32, which ``torch.load`` itself does not check, so flipped bytes in the tensor data would
+    load as wrong weights. A damaged file, one torch cannot read, or one that is not a dict
+    holding ``keys`` (`KEYS` for a resume) raises a one-line ValueError naming ``path``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    verify(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises several types for a bad file
         raise ValueError(f"{path} is not a readable torch checkpoint (corrupt or truncated?): "
                          f"{_first_line(e)}") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} is not an odenets checkpoint: it holds a "
+                         f"{type(state).__name__}, not a dict" + (f" with {', '.join(keys)}" if keys else ""))
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise ValueError(f"{path} is not a complete odenets checkpoint: it lacks "
+                         f"{', '.join(map(repr, missing))}")
+    if "model" in keys and not (isinstance(state["model"], dict)
+                                and all(torch.is_tensor(v) for v in state["model"].values())):
+        raise ValueError(f"{path}: 'model' is not a state dict of tensors")
+    if "epoch" in keys and (isinstance(state["epoch"], bool) or not isinstance(state["epoch"], int)
+                            or state["epoch"] < 0):
+        raise ValueError(f"{path}: 'epoch' must be an integer >= 0, got {state['epoch']!r}")
+    return state
+
+
+def verify(path) -> None:
+    """Raise a one-line ValueError naming ``path`` unless it is an intact zip archive (every
+    record's CRC-32 matches its data): what ``torch.save`` writes."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as e:
+        raise ValueError(f"{path} is not a readable torch checkpoint (corrupt or truncated?): "
+                         f"not an intact zip archive ({e})") from None
+    if bad is not None:
+        raise ValueError(f"{path} is corrupted: the CRC-32 of its record {bad!r} does not match "
+                         f"its data; refusing to load it (restore the file or start a new run)")
 
 
 def _first_line(error: Exception) -> str:

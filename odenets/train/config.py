@@ -9,6 +9,7 @@ import argparse
 import ast
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 
@@ -102,6 +103,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive {'integer' if integer else 'number'}, got {v!r}")
         for name in ("epochs", "batch_size", "eval_batch_size", "log_every"):
             positive(name)
+        for name in ("lr", "momentum", "weight_decay", "gamma", "warmup_epochs", "label_smoothing"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"{name} must be a finite number, got {v!r}")
         positive("lr", integer=False)
         if isinstance(self.val_split, bool) or not isinstance(self.val_split, int) or self.val_split < 0:
             raise ValueError(f"val_split must be an integer >= 0 (0 = no validation set), got "
@@ -137,17 +142,56 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        """Inverse of `to_dict`; unknown keys raise ValueError listing the valid ones."""
+        """Inverse of `to_dict`; unknown keys or values of the wrong type raise ValueError
+        naming the key (and listing the valid keys)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a config must be a dict (JSON object) of TrainConfig fields, got "
+                             f"a {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
+        unknown = sorted(set(d) - names, key=str)
         if unknown:
             raise ValueError(f"unknown config key(s) {unknown}; valid: {', '.join(sorted(names))}")
+        hints = typing.get_type_hints(cls)
+        for key, value in d.items():
+            _check_type(key, value, hints[key])
         d = dict(d)
         if "milestones" in d:
             d["milestones"] = tuple(d["milestones"])
         if d.get("model_args"):  # JSON turns tuples into lists; model configs expect tuples
             d["model_args"] = {k: tuple(v) if isinstance(v, list) else v for k, v in d["model_args"].items()}
         return cls(**d)
+
+
+def _check_type(name: str, value, hint) -> None:
+    """ValueError unless ``value`` fits the field's type (None for Optional fields; int for
+    float; a list of numbers for a tuple; a dict with string keys)."""
+    kinds = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    if value is None and len(kinds) < len(typing.get_args(hint)):
+        return
+    kind = kinds[0]
+    number = (int, float) if kind is float else kind
+    ok = {tuple: lambda v: isinstance(v, (list, tuple)) and all(
+              isinstance(x, (int, float)) and not isinstance(x, bool) for x in v),
+          dict: lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v),
+          bool: lambda v: isinstance(v, bool)}.get(
+        kind, lambda v: isinstance(v, number) and not isinstance(v, bool))(value)
+    if not ok:
+        what = {tuple: "a list of numbers", dict: "an object with string keys", bool: "true or "
+                "false", int: "an integer", float: "a number", str: "a string"}[kind]
+        none = " or null" if len(kinds) < len(typing.get_args(hint)) else ""
+        raise ValueError(f"config field {name!r} must be {what}{none}, got {value!r}")
+
+
+def read_config(path) -> "TrainConfig":
+    """The validated `TrainConfig` of a run's ``config.json`` at ``path``; a file that is not
+    one (not JSON, not an object, unknown keys, wrong types, bad values) raises a one-line
+    ValueError naming ``path``. Reading it imports nothing (see `model.check_run_model`)."""
+    from .rundir import read_json
+    try:
+        return TrainConfig.from_dict(read_json(path)).validate()
+    except ValueError as e:
+        text = str(e)
+        raise ValueError(text if text.startswith(str(path)) else f"{path}: {text}") from None
 
 
 # ---- command-line flags generated from the fields ---------------------------------------------

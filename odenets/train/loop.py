@@ -15,6 +15,7 @@ are restored around it, so the weights are those of the same run without it.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import sys
@@ -47,14 +48,15 @@ def train(cfg: TrainConfig, *, model: nn.Module | None = None, resume: bool = Fa
     info, device = distributed.setup(cfg.device)
     finished = False
     try:
-        summary = _train(cfg, spec, info, device, model, resume)
+        with contextlib.ExitStack() as held:  # the run directory's lock, while training
+            summary = _train(cfg, spec, info, device, model, resume, held)
         finished = True
         return summary
     finally:
         distributed.teardown(info, finished=finished)
 
 
-def _train(cfg, spec, info, device, model, resume):
+def _train(cfg, spec, info, device, model, resume, held):
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
@@ -63,9 +65,8 @@ def _train(cfg, spec, info, device, model, resume):
     run_dir = Path(distributed.broadcast_object(cfg.run_dir or str(rundir.default_run_dir(cfg)), info))
     cfg.run_dir = str(run_dir)
     ckpt_path = run_dir / checkpoint.NAME
-    if not resume and ckpt_path.exists():
-        raise ValueError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or "
-                         "choose another --run-dir")
+    if info.main:  # fail fast; checked again under the run's lock (`rundir.claim`)
+        rundir.check_run_dir(run_dir, resume)
     # data first: a missing dataset should fail before any model work
     train_data, val_data = _train_val(cfg)
     test_data = datasets.load_dataset(cfg.dataset, "test", cfg.data_dir, cfg.test_subset)
@@ -87,18 +88,27 @@ def _train(cfg, spec, info, device, model, resume):
                                   **loader_args) if val_data is not None else None)
     total_steps = cfg.epochs * len(train_loader)
 
+    if info.main:  # one process writes a run: lock it (until train returns), mark it ours
+        held.enter_context(rundir.claim(run_dir, resume))
     start_epoch, history = 0, []
     if resume and not ckpt_path.exists():
         print(f"odenets: {run_dir} has no checkpoint yet (the run stopped during its first epoch); "
               "starting it from the beginning", file=sys.stderr)
     elif resume:
-        if info.main:
-            checkpoint.remove_stale_temps(ckpt_path)  # left by a run killed while saving
-        state = checkpoint.load(ckpt_path)  # CPU: RNG states must stay CPU tensors
+        if info.main:  # temp files of a run killed while saving (we hold the lock)
+            for name in (checkpoint.NAME, rundir.CONFIG, rundir.SUMMARY, rundir.METRICS):
+                checkpoint.remove_stale_temps(run_dir / name)
+        state = checkpoint.load(ckpt_path, keys=checkpoint.KEYS)  # CPU: RNG states stay on CPU
         checkpoint.load_model_state(raw, state["model"], ckpt_path)
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as e:
+            raise ValueError(f"{ckpt_path}: its optimizer state does not fit this model's "
+                             f"optimizer: {checkpoint._first_line(e)}") from None
+        if not isinstance(state["history"], list) or not all(isinstance(r, dict) for r in state["history"]):
+            raise ValueError(f"{ckpt_path}: 'history' must be a list of per-epoch records")
         start_epoch, history = state["epoch"], list(state["history"])
-        was = state.get("schedule", {})
+        was = state.get("schedule") if isinstance(state.get("schedule"), dict) else {}
         if start_epoch > cfg.epochs:
             raise ValueError(f"{run_dir} has {start_epoch} epochs, more than --epochs {cfg.epochs}: "
                              f"a run cannot be shortened; pass --epochs N (N > {start_epoch}) to "
@@ -111,8 +121,12 @@ def _train(cfg, spec, info, device, model, resume):
                   "changed, so the learning rates from here differ from the original run's",
                   file=sys.stderr)
         rng = state["rng"]  # and the model's own noise generators (seed= of a stochastic scheme)
-        checkpoint.set_rng_state(rng[info.rank] if len(rng) == info.world_size else rng[0], raw,
-                                 ckpt_path)
+        try:
+            checkpoint.set_rng_state(rng[info.rank] if len(rng) == info.world_size else rng[0],
+                                     raw, ckpt_path)
+        except (KeyError, TypeError, IndexError, RuntimeError) as e:
+            raise ValueError(f"{ckpt_path}: its RNG state cannot be restored: "
+                             f"{checkpoint._first_line(e)}") from None
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         if info.main:
@@ -192,6 +206,13 @@ def _train(cfg, spec, info, device, model, resume):
                     f"test loss {test['loss']:.4f} acc "
                     f"{test['acc']:.4f} | {stats['img_per_s']:.0f} img/s"
                     + _nfe_text(record.get("nfe_per_step")))
+    except ValueError as e:  # e.g. the disk filled up while saving a checkpoint
+        if info.main:
+            with contextlib.suppress(OSError):
+                rundir.write_json(run_dir / rundir.SUMMARY, dict(
+                    summary, status="failed", error=str(e), epochs_done=len(history),
+                    history=history))
+        raise
     except TrainingDivergedError as e:
         last = history[-1]["epoch"] if history else 0
         e.args = (f"{e.args[0]} Last good checkpoint: {ckpt_path} (epoch {last})" if last else

@@ -4,12 +4,19 @@
 num_classes=, in_channels=, **cfg.model_args)`` (plus ``solver=cfg.solver`` when given), or
 ``"package.module:function"``, a factory called with the same keywords, for models that live
 outside odenets. The ``odenets`` functions are looked up at call time.
+
+Trust: a run directory is data. A ``module:function`` written in its ``config.json`` is never
+imported on the directory's word (`check_run_model`): the person running the command names it
+again (``--model module:function``) or passes ``--trust-run-code``. Presets are built from the
+registry and need neither.
 """
 from __future__ import annotations
 
 import difflib
 import importlib
 import inspect
+import os
+import sys
 
 from torch import nn
 
@@ -34,6 +41,34 @@ def check_model_name(name: str) -> None:
         raise _unknown("model", name, names)
 
 
+def check_run_model(saved, where, given: str | None = None, trust: bool = False) -> None:
+    """Refuse to build a run's model from its config file ``where`` unless that is safe.
+
+    ``saved`` is the config's ``model``; ``given`` the ``--model`` the user typed (None if not
+    given); ``trust`` is ``--trust-run-code``. A preset is safe; a ``module:function`` is
+    imported and called only when ``given`` names it or ``trust`` is set. A ``given`` model
+    other than the run's raises ValueError too (the checkpoint would not fit)."""
+    if not isinstance(saved, str) or not saved:
+        raise ValueError(f"{where}: 'model' must be a model name (a string), got {saved!r}")
+    if given is not None and given != saved:
+        raise ValueError(f"--model {given} differs from the run's model {saved!r} ({where}); "
+                         "the checkpoint holds that model's weights")
+    if ":" in saved and given is None and not trust:
+        raise ValueError(f"{where} names the model factory {saved!r}, code odenets does not "
+                         f"import on a run directory's word: pass --model {saved} to import "
+                         "and call it (or --trust-run-code)")
+
+
+def import_from_cwd(model: str | None) -> None:
+    """Put the working directory on ``sys.path`` (first) for a ``module:function`` ``model``
+    the user typed on the command line, as ``python -m odenets`` does; a no-op otherwise."""
+    if not model or ":" not in model:
+        return
+    cwd = os.getcwd()
+    if cwd not in (os.path.abspath(p or os.curdir) for p in sys.path):
+        sys.path.insert(0, cwd)
+
+
 def check_solver_name(name: str) -> None:
     import odenets
     names = odenets.available_solvers()
@@ -44,6 +79,10 @@ def check_solver_name(name: str) -> None:
 def build_model(cfg, num_classes: int, in_channels: int) -> nn.Module:
     """The network for ``cfg`` (see the module docstring)."""
     kwargs = dict(cfg.model_args)
+    reserved = sorted({"num_classes", "in_channels", "in_chans", "solver"} & set(kwargs))
+    if reserved:
+        raise ValueError(f"model_args (--model-arg) cannot set {', '.join(reserved)}: classes and "
+                         "input channels come from --dataset, the scheme from --solver")
     if ":" in cfg.model:
         module_name, _, fn_name = cfg.model.partition(":")
         try:
@@ -99,18 +138,23 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def load_run_model(run_dir, map_location="cpu"):
+def load_run_model(run_dir, map_location="cpu", model: str | None = None,
+                   trust_run_code: bool = False):
     """``(model, cfg, state)``: the network of a run directory with its last checkpoint's
-    weights. Classes and input channels come from the dataset's spec, so no data is read."""
+    weights. Classes and input channels come from the dataset's spec, so no data is read.
+    ``model`` (``--model``) and ``trust_run_code`` (``--trust-run-code``) are the caller's
+    consent to import a ``module:function`` the config names (`check_run_model`)."""
     from pathlib import Path
 
     from ..data.registry import get_spec
     from . import checkpoint
-    from .config import TrainConfig
-    from .rundir import CONFIG, read_json
+    from .config import read_config
+    from .rundir import CONFIG
     run_dir = Path(run_dir)
-    cfg = TrainConfig.from_dict(read_json(run_dir / CONFIG))
-    state = checkpoint.load(run_dir / checkpoint.NAME, map_location=map_location)
+    cfg = read_config(run_dir / CONFIG)
+    state = checkpoint.load(run_dir / checkpoint.NAME, map_location=map_location,
+                            keys=("epoch", "model"))
+    check_run_model(cfg.model, run_dir / CONFIG, model, trust_run_code)
     spec = get_spec(cfg.dataset)
     model = build_model(cfg, spec.num_classes, spec.input_size[0])
     checkpoint.load_model_state(model, state["model"], run_dir / checkpoint.NAME)

@@ -6,10 +6,17 @@
     metrics.csv      the same records as a table (spreadsheets, pandas): nested values flattened,
                      e.g. ``coefficients/stages.0.flow.k/0`` for the first k_n of stage 0;
                      without ``train_curve`` (loss, accuracy and lr at points within the epoch)
-    summary.json     written at the end (status "finished" or "diverged")
+    summary.json     written at the end (status "finished", "diverged" or "failed")
+    .odenets-run     marker written when odenets creates the run (`claim`)
+    .odenets-lock    the PID of the process writing the run; flock-ed while it runs
+
+A directory is used as a run directory only when it is new, empty, or already an odenets run
+(its marker; for runs from before the marker, a checkpoint.pt on ``--resume``), so no file of
+the user's is overwritten; one process at a time writes a run (`claim`).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -17,13 +24,74 @@ import os
 import time
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: runs are not locked
+    fcntl = None
+
 CONFIG, METRICS, METRICS_CSV, SUMMARY = "config.json", "metrics.jsonl", "metrics.csv", "summary.json"
 CSV_SKIP = ("train_curve",)  # lists of points within an epoch: metrics.jsonl only
+MARKER, LOCK = ".odenets-run", ".odenets-lock"
+CHECKPOINT = "checkpoint.pt"  # = checkpoint.NAME (that module imports this one)
 
 
 def default_run_dir(cfg) -> Path:
     model = cfg.model.replace(":", "_").replace("/", "_")
     return Path("runs") / f"{model}-{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def check_run_dir(run_dir, resume: bool) -> None:
+    """Raise ValueError unless ``run_dir`` may be used: without ``resume`` it must be new or
+    empty (a run there needs --resume); with ``resume`` it must be an odenets run."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--run-dir {run_dir} is a file, not a directory")
+    if not run_dir.is_dir():
+        return
+    entries = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK)
+    is_run = MARKER in entries or (resume and CHECKPOINT in entries)
+    if resume and entries and not is_run:
+        raise ValueError(f"{run_dir} is not an odenets run directory (no {MARKER} marker or "
+                         f"{CHECKPOINT}); refusing to write into it")
+    if not resume and (CHECKPOINT in entries or MARKER in entries):
+        raise ValueError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or "
+                         "choose another --run-dir")
+    if not resume and entries:
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise ValueError(f"{run_dir} is not empty ({shown}) and is not an odenets run directory; "
+                         "refusing to overwrite its files: choose a new or empty --run-dir")
+
+
+@contextlib.contextmanager
+def claim(run_dir, resume: bool):
+    """Create ``run_dir`` if needed, hold an exclusive lock on it (``flock`` on ``.odenets-lock``,
+    which holds our PID) until the context exits, check it (`check_run_dir`) under the lock and
+    mark it as an odenets run. A run another process holds raises ValueError naming its PID."""
+    run_dir = Path(run_dir)
+    check_run_dir(run_dir, resume)  # before creating anything in a directory of the user's
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as e:
+        raise ValueError(f"cannot write the run directory {run_dir} (--run-dir): "
+                         f"{e.strerror or e}") from None
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+                raise ValueError(f"{run_dir} is in use by another odenets process (PID {holder}, "
+                                 f"which holds {run_dir / LOCK}); wait for it to finish or choose "
+                                 "another --run-dir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        check_run_dir(run_dir, resume)
+        if not (run_dir / MARKER).exists():
+            _write_text_atomic(run_dir / MARKER, "odenets run directory\n")
+        yield run_dir
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def temp_path(path: Path) -> Path:
@@ -57,6 +125,8 @@ def read_json(path) -> dict:
         raise FileNotFoundError(f"{path} not found: is {path.parent} a run directory?") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
+    except (RecursionError, UnicodeDecodeError) as e:  # hostile nesting, binary data
+        raise ValueError(f"{path}: not a readable JSON file ({type(e).__name__})") from None
 
 
 def append_metrics(run_dir, record: dict) -> None:
@@ -107,6 +177,8 @@ def read_metrics(run_dir) -> list[dict]:
             continue
         try:
             records.append(json.loads(line))
+        except RecursionError:
+            raise ValueError(f"{path}, line {number}: JSON nested too deeply") from None
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}, line {number}: not valid JSON ({e.msg} at column "
                              f"{e.colno}): {line[:60]!r}") from None
