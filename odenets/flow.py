@@ -9,11 +9,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from solvers.base import DivergenceError, Scheme
+from solvers.base import DivergenceError, Scheme, time_grid
 from solvers.integrate import shape_checked, shape_message
 
 from .evaluation_norm import EvaluationIndex, _PerEvaluationStats
 from .evaluation_norm import per_evaluation_norm as per_evaluation_norm_
+from .time_aware import takes_time
 
 ACTIVATIONS = {"relu": torch.relu}
 
@@ -50,7 +51,8 @@ class _Call(nn.Module):
 
 
 class _TimeCall(_Call):
-    """Adapts a time-aware field ``module(t, u)`` (attribute ``time_aware = True``)."""
+    """Adapts a time-aware field ``module(t, u)`` (``time_aware = True``, or a ``forward(self,
+    t, y)`` as torchdiffeq writes it: see `odenets.time_aware.takes_time`)."""
 
     def forward(self, t, u):
         self._count()
@@ -58,7 +60,7 @@ class _TimeCall(_Call):
 
 
 def _wrap(module: nn.Module, index: EvaluationIndex | None = None) -> nn.Module:
-    return (_TimeCall if getattr(module, "time_aware", False) else _Call)(module, index)
+    return (_TimeCall if takes_time(module) else _Call)(module, index)
 
 
 class PostActivated(Scheme):
@@ -93,9 +95,10 @@ class PostActivated(Scheme):
             return super().solve(fields, u0, t0, dt, coefficients, state, return_path, training)
         values = self.inner._per_step(coefficients, len(fields))
         u, path = u0, [u0] if return_path else None
+        times = time_grid(t0, dt, len(fields), u0)
         for n, f in enumerate(fields):
             coeffs = {k: v[n:n + 1] if per_step else v for k, (v, per_step) in values.items()}
-            u, state = self.inner.solve([f], u, t0 + n * dt, dt, coeffs, state, training=training)
+            u, state = self.inner.solve([f], u, times[n], dt, coeffs, state, training=training)
             u = self.activation(u)
             if return_path:
                 path.append(u)
@@ -260,9 +263,10 @@ class Flow(nn.Module):
         modes = [(m, m.training) for m in self.modules()]
         self.eval()
         try:
+            times = time_grid(self.t0, self.dt, len(self.blocks), u)
             for n, block in enumerate(self.blocks):  # block n is step n's (tied: one block)
                 try:
-                    out = _wrap(block)(self.t0 + n * self.dt, u)
+                    out = _wrap(block)(times[n], u)
                 except Exception:  # the field fails on u: its own error is the one to show
                     return
                 if not torch.is_tensor(out) or out.shape != u.shape:

@@ -24,13 +24,15 @@ class ExplicitRK(Scheme):
         cls.evaluations = len(cls.b)
 
     def step(self, f, t, dt, u, state):
-        ks = []
+        ks, stage_t = [], {0.0: t}  # stage times t + c_i dt, one add per distinct c_i
         for c_i, a_i in zip(self.c, self.a):
             u_i = u
             for a_ij, k_j in zip(a_i, ks):
                 if a_ij:
                     u_i = torch.add(u_i, k_j, alpha=dt * a_ij)
-            ks.append(f(t + c_i * dt, u_i))
+            if c_i not in stage_t:
+                stage_t[c_i] = t + c_i * dt
+            ks.append(f(stage_t[c_i], u_i))
         out = u
         for b_i, k_i in zip(self.b, ks):
             if b_i:

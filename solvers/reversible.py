@@ -6,6 +6,8 @@ import contextlib
 import torch
 from torch.autograd.function import once_differentiable
 
+from .base import time_grid
+
 
 def _modules(field):
     """The nn.Modules behind one step's field: modules, bound methods of modules, or a pair."""
@@ -64,11 +66,12 @@ class _ReversibleSolve(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, scheme, fields, t0, dt, per_step, u0, *params):
+        times = time_grid(t0, dt, len(fields), u0)
         with torch.no_grad():
             u = u0
             for n, f in enumerate(fields):
-                u, _ = scheme.step(f, t0 + n * dt, dt, u, None)
-        ctx.scheme, ctx.fields, ctx.t0, ctx.dt, ctx.per_step = scheme, fields, t0, dt, per_step
+                u, _ = scheme.step(f, times[n], dt, u, None)
+        ctx.scheme, ctx.fields, ctx.times, ctx.dt, ctx.per_step = scheme, fields, times, dt, per_step
         ctx.params = params  # parameters (leaves), not activations: kept by reference
         ctx.device_type = u0.device.type
         ctx.autocast = torch.is_autocast_enabled(ctx.device_type)
@@ -81,11 +84,11 @@ class _ReversibleSolve(torch.autograd.Function):
     def backward(ctx, grad_u):
         (u,) = ctx.saved_tensors
         grads = [None] * len(ctx.params)
-        scheme, fields, t0, dt = ctx.scheme, ctx.fields, ctx.t0, ctx.dt
+        scheme, fields, times, dt = ctx.scheme, ctx.fields, ctx.times, ctx.dt
         autocast = torch.autocast(ctx.device_type, ctx.autocast_dtype, enabled=ctx.autocast)
         with _frozen_norm_stats(fields), autocast:
             for n in reversed(range(len(fields))):
-                t = t0 + n * dt
+                t = times[n]
                 with torch.no_grad():
                     u_prev = scheme.inverse(fields[n], t, dt, u)
                 idx = ctx.per_step[n]

@@ -22,10 +22,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..time_aware import takes_time
+
 
 class CountedField(nn.Module):
-    """``func(t, u)`` for the solver libraries: calls ``field(u)``, or ``field(t, u)`` when
-    ``field.time_aware`` is true, and counts the calls (see the module docstring)."""
+    """``func(t, u)`` for the solver libraries: calls ``field(u)``, or ``field(t, u)`` when the
+    field takes time (``time_aware = True``, or a ``forward(self, t, y)`` signature: see
+    `odenets.time_aware.takes_time`), and counts the calls (see the module docstring)."""
 
     def __init__(self, field, count_vjp: bool = False):
         super().__init__()
@@ -33,7 +36,7 @@ class CountedField(nn.Module):
             raise ValueError(f"the field must be a callable nn.Module computing f(u) (or f(t, u) with "
                              f"time_aware = True), got {type(field).__name__}")
         self.field = field  # registered as a submodule when it is an nn.Module
-        self.time_aware = bool(getattr(field, "time_aware", False))
+        self.time_aware = takes_time(field)
         self.count_vjp = bool(count_vjp)
         self.nfe = {"forward": 0, "backward": 0, **({"vjp": 0} if self.count_vjp else {})}
         self._in_backward = False

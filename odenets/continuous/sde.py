@@ -33,6 +33,7 @@ from torch import nn
 from solvers.base import check_t_span
 
 from . import checks
+from ..time_aware import takes_time
 from .nfe import CountedField
 from .ode import UniformGrid, torchdiffeq
 
@@ -66,6 +67,7 @@ class _FlowSDE(nn.Module):
         super().__init__()
         self.func, self.sigma, self.sde_type = func, sigma, sde_type
         self.diffusion = diffusion  # a string, or a module/callable (registered if a module)
+        self._g_takes_time = callable(diffusion) and takes_time(diffusion)
         self.shape, self.noisy = None, True
         self._cache = None
 
@@ -101,7 +103,7 @@ class _FlowSDE(nn.Module):
         if self.diffusion == "field":
             return self.sigma * self.f(t, y)
         u = self._state(y)
-        g = self.diffusion(t, u) if getattr(self.diffusion, "time_aware", False) else self.diffusion(u)
+        g = self.diffusion(t, u) if self._g_takes_time else self.diffusion(u)
         if not torch.is_tensor(g) or g.shape != u.shape:
             got = tuple(g.shape) if torch.is_tensor(g) else type(g).__name__
             raise ValueError(f"the diffusion g must return a tensor of the state's shape "
