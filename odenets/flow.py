@@ -78,7 +78,7 @@ class PostActivated(Scheme):
         self.inner, self.activation = inner, activation
         self._own_solve = type(inner).solve is not Scheme.solve
         for attr in ("name", "order", "evaluations", "coefficients", "stochastic", "implicit",
-                     "paired_field"):
+                     "paired_field", "nodes"):
             setattr(self, attr, getattr(inner, attr))
 
     @property
