@@ -11,6 +11,7 @@ from torch import nn
 
 from solvers.base import DivergenceError, Scheme, time_grid
 from solvers.integrate import shape_checked, shape_message
+from solvers.odeint import odeint as solvers_odeint
 
 from .evaluation_norm import EvaluationIndex, _PerEvaluationStats
 from .evaluation_norm import per_evaluation_norm as per_evaluation_norm_
@@ -223,9 +224,17 @@ class Flow(nn.Module):
             values[name] = getattr(self, f"coef_{name}")
         return values
 
-    def forward(self, u, *, state=None, return_state: bool = False):
+    def forward(self, u, times=None, *, state=None, return_state: bool = False):
         """u_N from u = u_0 (and with ``return_state`` the pair ``(u_N, state)``). ``state`` is
-        None or the history a previous flow returned: a tuple of tensors shaped like ``u``."""
+        None or the history a previous flow returned: a tuple of tensors shaped like ``u``.
+
+        ``times`` (tied flows): the solution at those times instead, shape
+        ``(len(times), *u.shape)``, with ``u`` the state at ``times[0]`` (as
+        ``ODEFlow(u0, times)``): steps of at most ``|dt|`` between consecutive times, each
+        requested time a grid point (`solvers.odeint`). Needs a flow without per-step
+        coefficients (they belong to the flow's own grid)."""
+        if times is not None:
+            return self._at_times(u, times, state, return_state)
         if state is not None:
             self._check_state(u, state)
         for counter in self._counters:  # per-evaluation norms: calls are counted per step
@@ -241,6 +250,29 @@ class Flow(nn.Module):
             for index in self._indices:  # a field called on its own afterwards uses slot 0
                 index.value = 0
         return (u, state) if return_state else u
+
+    def _at_times(self, u, times, state, return_state):
+        if not self.tied:
+            raise ValueError(f"{self.scheme.name}: times= needs a tied flow (one field, an ODE); "
+                             f"this flow has {self.steps} per-step fields on its own grid")
+        if state is not None or return_state:
+            raise ValueError(f"{self.scheme.name}: times= returns the path; it takes no state= "
+                             f"or return_state=")
+        if self._learnable or self._fixed:
+            raise ValueError(f"{self.scheme.name}: times= needs a flow without per-step "
+                             f"coefficients; this one has "
+                             f"{sorted([c.name for c in self._learnable] + list(self._fixed))}")
+        if self.scheme.stochastic:
+            raise ValueError(f"{self.scheme.name}: times= integrates deterministic flows; for "
+                             f"noise use solvers.sdeint or an sde:<method> flow")
+        for counter in self._counters:
+            counter.value = 0
+        try:
+            return solvers_odeint(self._calls[0], u, times, method=self._stepper,
+                                  options={"step_size": abs(self.dt)})
+        finally:
+            for index in self._indices:
+                index.value = 0
 
     def _check_state(self, u, state):
         if isinstance(state, tuple) and all(torch.is_tensor(s) and s.shape == u.shape
