@@ -85,9 +85,11 @@ def test_only_the_first_step_pays_for_the_check():
 
 
 # -- build's field argument and steps (items 5, 25) ------------------------------------------------
-def test_build_rejects_a_plain_function_with_a_pointer_to_integrate():
-    with pytest.raises(ValueError, match=r"nn.Module or a zero-argument.*solvers\.integrate"):
-        odenets.build(lambda t, u: -u, "euler", steps=3)
+def test_build_takes_a_plain_function_as_torchdiffeq_users_write_it():
+    f = lambda t, u: -u * torch.cos(t)  # noqa: E731
+    x = torch.randn(2, 3)
+    torch.testing.assert_close(odenets.build(f, "euler", steps=3, tied=True)(x),
+                               solvers.integrate(f, x, 3, "euler"))
     flow = odenets.build(lambda: nn.Linear(3, 3), "euler", steps=3)  # a factory still works
     assert len(flow.blocks) == 3
 
