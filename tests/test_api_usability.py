@@ -105,7 +105,7 @@ def test_build_infers_steps_from_a_list():
 def test_flow_state_is_keyword_only_and_checked():
     flow = odenets.build(nn.Linear(3, 3), "lm", steps=3)
     x = torch.randn(2, 3)
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="times= needs a tied flow"):  # positional: times
         flow(x, torch.tensor(0.0))
     with pytest.raises(ValueError, match=r"state must be None or a tuple.*got Tensor"):
         flow(x, state=torch.tensor(0.0))
