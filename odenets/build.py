@@ -18,6 +18,7 @@ import solvers
 from solvers.base import check_int, check_t_span
 
 from .flow import ACTIVATIONS, Flow
+from .time_aware import FunctionField
 
 
 def _continuous():
@@ -59,12 +60,15 @@ def _make_fields(field, steps: int, tied: bool) -> list[nn.Module]:
         return [field] if tied else [_fresh_copy(field) for _ in range(steps)]
     if callable(field):
         required = _required_args(field)
-        if required:
-            raise ValueError(f"field must be an nn.Module or a zero-argument factory returning "
-                             f"one, got {getattr(field, '__name__', type(field).__name__)} taking "
-                             f"({', '.join(required)}); a plain function f(t, u) has no weights "
-                             f"to unroll: integrate it with solvers.integrate(f, u0, steps, "
-                             f"scheme=...) (a factory with arguments: functools.partial)")
+        if len(required) > 2:
+            raise ValueError(f"field must be an nn.Module, a zero-argument factory returning "
+                             f"one, or a function f(t, u) / f(u); got "
+                             f"{getattr(field, '__name__', type(field).__name__)} taking "
+                             f"({', '.join(required)}) (a factory with arguments: "
+                             f"functools.partial)")
+        if required:  # a plain function f(t, u) or f(u): no weights, the same one every step
+            module = FunctionField(field)
+            return [module] * (1 if tied else steps)
         made = [field() for _ in range(1 if tied else steps)]
         if not all(isinstance(m, nn.Module) for m in made):
             raise ValueError(f"the field factory must return an nn.Module, got "
@@ -90,11 +94,13 @@ def build(field, solver="euler", steps: int | None = None, tied: bool | None = N
           per_evaluation_norm: bool = True, **solver_opts) -> nn.Module:
     """Unroll ``field`` into a `Flow` of ``steps`` steps of ``solver``.
 
-    field: an ``nn.Module`` computing f(u) (or f(t, u) if it has ``time_aware = True``), a
-        zero-argument factory returning one, or a list of ``steps`` modules used as they are
-        (``steps`` defaults to the list's length). Fields never add the skip connection; the
-        scheme does, so f(u) must have u's shape (checked on the first step of every forward).
-        A plain function f(t, u) has no weights to unroll: use `solvers.integrate`.
+    field: an ``nn.Module`` computing f(u), or f(t, u) when its ``forward`` takes time
+        (``forward(self, t, y)`` as torchdiffeq writes it, read off the signature; an explicit
+        ``time_aware = True/False`` attribute overrides), a zero-argument factory returning one,
+        a list of ``steps`` modules used as they are (``steps`` defaults to the list's length),
+        or a plain function f(t, u) / f(u) (no weights: every step calls it). ``t`` arrives as a
+        0-dim tensor on u's device. Fields never add the skip connection; the scheme does, so
+        f must return u's shape (checked on the first step of every forward).
     tied: False (default for fixed-grid schemes, like ResNet blocks): ``steps`` independent,
         freshly initialised copies (``reset_parameters`` on a deep copy, or one factory call per
         step). True: one shared field, a true ODE. None picks False for fixed-grid schemes and

@@ -9,11 +9,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from solvers.base import DivergenceError, Scheme
+from solvers.base import DivergenceError, Scheme, time_grid
 from solvers.integrate import shape_checked, shape_message
+from solvers.odeint import odeint as solvers_odeint
 
 from .evaluation_norm import EvaluationIndex, _PerEvaluationStats
 from .evaluation_norm import per_evaluation_norm as per_evaluation_norm_
+from .time_aware import takes_time
 
 ACTIVATIONS = {"relu": torch.relu}
 
@@ -50,7 +52,8 @@ class _Call(nn.Module):
 
 
 class _TimeCall(_Call):
-    """Adapts a time-aware field ``module(t, u)`` (attribute ``time_aware = True``)."""
+    """Adapts a time-aware field ``module(t, u)`` (``time_aware = True``, or a ``forward(self,
+    t, y)`` as torchdiffeq writes it: see `odenets.time_aware.takes_time`)."""
 
     def forward(self, t, u):
         self._count()
@@ -58,7 +61,7 @@ class _TimeCall(_Call):
 
 
 def _wrap(module: nn.Module, index: EvaluationIndex | None = None) -> nn.Module:
-    return (_TimeCall if getattr(module, "time_aware", False) else _Call)(module, index)
+    return (_TimeCall if takes_time(module) else _Call)(module, index)
 
 
 class PostActivated(Scheme):
@@ -76,7 +79,7 @@ class PostActivated(Scheme):
         self.inner, self.activation = inner, activation
         self._own_solve = type(inner).solve is not Scheme.solve
         for attr in ("name", "order", "evaluations", "coefficients", "stochastic", "implicit",
-                     "paired_field"):
+                     "paired_field", "nodes"):
             setattr(self, attr, getattr(inner, attr))
 
     @property
@@ -93,9 +96,10 @@ class PostActivated(Scheme):
             return super().solve(fields, u0, t0, dt, coefficients, state, return_path, training)
         values = self.inner._per_step(coefficients, len(fields))
         u, path = u0, [u0] if return_path else None
+        times = time_grid(t0, dt, len(fields), u0)
         for n, f in enumerate(fields):
             coeffs = {k: v[n:n + 1] if per_step else v for k, (v, per_step) in values.items()}
-            u, state = self.inner.solve([f], u, t0 + n * dt, dt, coeffs, state, training=training)
+            u, state = self.inner.solve([f], u, times[n], dt, coeffs, state, training=training)
             u = self.activation(u)
             if return_path:
                 path.append(u)
@@ -220,9 +224,17 @@ class Flow(nn.Module):
             values[name] = getattr(self, f"coef_{name}")
         return values
 
-    def forward(self, u, *, state=None, return_state: bool = False):
+    def forward(self, u, times=None, *, state=None, return_state: bool = False):
         """u_N from u = u_0 (and with ``return_state`` the pair ``(u_N, state)``). ``state`` is
-        None or the history a previous flow returned: a tuple of tensors shaped like ``u``."""
+        None or the history a previous flow returned: a tuple of tensors shaped like ``u``.
+
+        ``times`` (tied flows): the solution at those times instead, shape
+        ``(len(times), *u.shape)``, with ``u`` the state at ``times[0]`` (as
+        ``ODEFlow(u0, times)``): steps of at most ``|dt|`` between consecutive times, each
+        requested time a grid point (`solvers.odeint`). Needs a flow without per-step
+        coefficients (they belong to the flow's own grid)."""
+        if times is not None:
+            return self._at_times(u, times, state, return_state)
         if state is not None:
             self._check_state(u, state)
         for counter in self._counters:  # per-evaluation norms: calls are counted per step
@@ -238,6 +250,29 @@ class Flow(nn.Module):
             for index in self._indices:  # a field called on its own afterwards uses slot 0
                 index.value = 0
         return (u, state) if return_state else u
+
+    def _at_times(self, u, times, state, return_state):
+        if not self.tied:
+            raise ValueError(f"{self.scheme.name}: times= needs a tied flow (one field, an ODE); "
+                             f"this flow has {self.steps} per-step fields on its own grid")
+        if state is not None or return_state:
+            raise ValueError(f"{self.scheme.name}: times= returns the path; it takes no state= "
+                             f"or return_state=")
+        if self._learnable or self._fixed:
+            raise ValueError(f"{self.scheme.name}: times= needs a flow without per-step "
+                             f"coefficients; this one has "
+                             f"{sorted([c.name for c in self._learnable] + list(self._fixed))}")
+        if self.scheme.stochastic:
+            raise ValueError(f"{self.scheme.name}: times= integrates deterministic flows; for "
+                             f"noise use solvers.sdeint or an sde:<method> flow")
+        for counter in self._counters:
+            counter.value = 0
+        try:
+            return solvers_odeint(self._calls[0], u, times, method=self._stepper,
+                                  options={"step_size": abs(self.dt)})
+        finally:
+            for index in self._indices:
+                index.value = 0
 
     def _check_state(self, u, state):
         if isinstance(state, tuple) and all(torch.is_tensor(s) and s.shape == u.shape
@@ -260,9 +295,10 @@ class Flow(nn.Module):
         modes = [(m, m.training) for m in self.modules()]
         self.eval()
         try:
+            times = time_grid(self.t0, self.dt, len(self.blocks), u)
             for n, block in enumerate(self.blocks):  # block n is step n's (tied: one block)
                 try:
-                    out = _wrap(block)(self.t0 + n * self.dt, u)
+                    out = _wrap(block)(times[n], u)
                 except Exception:  # the field fails on u: its own error is the one to show
                     return
                 if not torch.is_tensor(out) or out.shape != u.shape:

@@ -3,6 +3,8 @@
     solvers.available()                    -> registered scheme names
     solvers.get("lm", k=0.3)               -> a scheme object with .step / .solve
     solvers.integrate(f, u0, steps=64, scheme="rk4")
+    solvers.odeint(f, y0, t, method="rk4", options={"step_size": h})   # torchdiffeq's signature
+    solvers.sdeint(sde, y0, ts, dt=h, bm=bm)                 # torchsde's, Euler-Maruyama
 
 "rk4" is classical RK4; "rk4_38" (Kutta's 3/8 rule) is what torchdiffeq calls ``method="rk4"``.
 
@@ -10,9 +12,11 @@ This package never imports ``odenets``; ``odenets.build`` joins its schemes to n
 """
 from .base import Coefficient, DivergenceError, Scheme
 from .integrate import integrate
+from .odeint import odeint
+from .sdeint import sdeint
 from .registry import SCHEMES, available, get, register
 from .reversible import reversible_solve
 from .shake import shake_mix
 
 __all__ = ["Coefficient", "DivergenceError", "Scheme", "SCHEMES", "available", "get", "integrate",
-           "register", "reversible_solve", "shake_mix"]
+           "odeint", "register", "reversible_solve", "sdeint", "shake_mix"]

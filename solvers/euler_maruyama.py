@@ -19,7 +19,7 @@ class EulerMaruyama(Scheme):
 
     ``noise="gaussian"`` (noise injection)::  u_{n+1} = u_n + dt f + sigma g(t, u) dW_n,
         dW_n ~ N(0, dt I), or ``bm(t_n, t_{n+1})`` (e.g. a ``torchsde.BrownianInterval``, whose
-        call returns the increment); ``diffusion`` g is ``"additive"`` (g = 1, default),
+        call returns the increment; the times are 0-dim tensors, as torchsde passes them); ``diffusion`` g is ``"additive"`` (g = 1, default),
         ``"field"`` (g = f(t, u)) or a callable ``g(t, u)`` (diagonal noise: g * dW elementwise).
     ``noise="bernoulli"`` (stochastic depth)::  u_{n+1} = u_n + eta dt f,  eta ~ Bernoulli(p_n):
         drift p f, diffusion sqrt(p (1 - p)) f. ``p`` is a per-step coefficient (survival).

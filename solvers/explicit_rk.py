@@ -22,15 +22,24 @@ class ExplicitRK(Scheme):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         cls.evaluations = len(cls.b)
+        cls.nodes = tuple(cls.c)
 
-    def step(self, f, t, dt, u, state):
+    def step(self, f, t, dt, u, state, stage_t=None):
+        """One step; ``stage_t`` are the stage times ``t + c_i dt`` when precomputed (by
+        `Scheme.solve`), else they are made here (one add per distinct nonzero c_i)."""
+        if stage_t is None:
+            made = {0.0: t}
+            for c_i in self.c:
+                if c_i not in made:
+                    made[c_i] = t + c_i * dt
+            stage_t = [made[c_i] for c_i in self.c]
         ks = []
-        for c_i, a_i in zip(self.c, self.a):
+        for t_i, a_i in zip(stage_t, self.a):
             u_i = u
             for a_ij, k_j in zip(a_i, ks):
                 if a_ij:
                     u_i = torch.add(u_i, k_j, alpha=dt * a_ij)
-            ks.append(f(t + c_i * dt, u_i))
+            ks.append(f(t_i, u_i))
         out = u
         for b_i, k_i in zip(self.b, ks):
             if b_i:

@@ -33,7 +33,8 @@ def integrate(f, u0: torch.Tensor, steps: int, scheme=None, t0: float = 0.0, t1:
     if "t" in options:
         raise ValueError("integrate takes no t=: it steps on the uniform grid t0 + n (t1 - t0) / "
                          "steps, so pass t0=, t1= and steps= (return_path=True gives u at every "
-                         "grid point); for outputs at arbitrary times use torchdiffeq.odeint")
+                         "grid point); for outputs at given times use solvers.odeint(f, u0, t, "
+                         "method=..., options={'step_size': h}) (torchdiffeq's signature)")
     if method is not None and scheme is not None:
         raise ValueError(f"give scheme= or its alias method=, not both (got scheme={scheme!r}, "
                          f"method={method!r})")

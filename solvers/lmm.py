@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Coefficient, Scheme, check_float
+from .base import Coefficient, Scheme, check_float, time_grid
 from .multistep import (characteristic_polynomial, effective_step_factor,
                         modified_equation_coefficients, pair_roots, polymul)
 
@@ -205,13 +205,14 @@ class LMM(Scheme):
                 for b in self.sigma(whole)[1:]]
         past, m = (() if state is None else tuple(state)), self.history - 1
         u, path = u0, [u0] if return_path else None
+        times = time_grid(t0, dt, len(fields), u0)
         for n, f in enumerate(fields):
             if len(past) < m:   # warm start: lower member from this step's scalar values
                 b = self.sigma({name: v[n] if per_step else v
                                 for name, (v, per_step) in values.items()}, len(past))[1:]
             else:
                 b = [row[n] for row in rows]
-            u, past = self._advance(f, t0 + n * dt, dt, u, past, b), ((u,) + past)[:m]
+            u, past = self._advance(f, times[n], dt, u, past, b), ((u,) + past)[:m]
             if return_path:
                 path.append(u)
         return (torch.stack(path) if return_path else u), past

@@ -6,7 +6,7 @@ import contextlib
 import torch
 from torch.autograd.function import once_differentiable
 
-from .base import DivergenceError
+from .base import DivergenceError, time_grid
 
 
 def _modules(field):
@@ -78,11 +78,12 @@ class _ReversibleSolve(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, scheme, fields, t0, dt, per_step, check, u0, *params):
+        times = time_grid(t0, dt, len(fields), u0)
         with torch.no_grad():
             u = u0
             for n, f in enumerate(fields):
-                u, _ = scheme.step(f, t0 + n * dt, dt, u, None)
-        ctx.scheme, ctx.fields, ctx.t0, ctx.dt, ctx.per_step = scheme, fields, t0, dt, per_step
+                u, _ = scheme.step(f, times[n], dt, u, None)
+        ctx.scheme, ctx.fields, ctx.times, ctx.dt, ctx.per_step = scheme, fields, times, dt, per_step
         # the input, to compare with its reconstruction (a reference: the caller holds it anyway)
         ctx.u0 = u0.detach() if check else None
         ctx.params = params  # parameters (leaves), not activations: kept by reference
@@ -97,11 +98,11 @@ class _ReversibleSolve(torch.autograd.Function):
     def backward(ctx, grad_u):
         (u,) = ctx.saved_tensors
         grads = [None] * len(ctx.params)
-        scheme, fields, t0, dt = ctx.scheme, ctx.fields, ctx.t0, ctx.dt
+        scheme, fields, times, dt = ctx.scheme, ctx.fields, ctx.times, ctx.dt
         autocast = torch.autocast(ctx.device_type, ctx.autocast_dtype, enabled=ctx.autocast)
         with _frozen_norm_stats(fields), autocast:
             for n in reversed(range(len(fields))):
-                t = t0 + n * dt
+                t = times[n]
                 with torch.no_grad():
                     u_prev = scheme.inverse(fields[n], t, dt, u)
                 idx = ctx.per_step[n]
@@ -165,9 +166,9 @@ def reversible_solve(scheme, fields, u0, t0=0.0, dt=1.0, params=None, check=None
     """
     if params is None and not all(params_known(part) for f in fields
                                   for part in (f if isinstance(f, (tuple, list)) else (f,))):
-        u = u0
+        u, times = u0, time_grid(t0, dt, len(fields), u0)
         for n, f in enumerate(fields):
-            u, _ = scheme.step(f, t0 + n * dt, dt, u, None)
+            u, _ = scheme.step(f, times[n], dt, u, None)
         return u
     check = u0.device.type == "cpu" if check is None else bool(check)
     if params is None:

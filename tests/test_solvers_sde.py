@@ -183,7 +183,7 @@ def _brownian_paths(paths, fine, seed):
     gen = torch.Generator().manual_seed(seed)
     dW = torch.randn(fine, paths, generator=gen, dtype=D64) / math.sqrt(fine)
     W = torch.cat((torch.zeros(1, paths, dtype=D64), dW.cumsum(0)))
-    return W, (lambda ta, tb: W[round(tb * fine)] - W[round(ta * fine)])
+    return W, (lambda ta, tb: W[round(float(tb) * fine)] - W[round(float(ta) * fine)])
 
 
 def _slope(steps, errors):

@@ -4,6 +4,9 @@ The cost of an adaptive solve is its number of function evaluations (NFE), not a
 it is what users of neural ODEs watch (Chen et al. 2018; Grathwohl et al. 2019). `CountedField`
 wraps the user's field ``f`` as the ``func(t, u)`` that torchdiffeq/torchsde call, and counts
 
+Counters live in a tensor buffer (``counts``), so a compiled flow does not recompile as they
+grow; ``nfe`` reads them as a dict of ints.
+
 * ``nfe["forward"]``:  field evaluations during the forward solve;
 * ``nfe["backward"]``: field evaluations made *during* backward, i.e. the adjoint solve
   (``adjoint=True`` re-integrates the field backwards in time); 0 for direct backpropagation,
@@ -22,10 +25,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..time_aware import takes_time
+
 
 class CountedField(nn.Module):
-    """``func(t, u)`` for the solver libraries: calls ``field(u)``, or ``field(t, u)`` when
-    ``field.time_aware`` is true, and counts the calls (see the module docstring)."""
+    """``func(t, u)`` for the solver libraries: calls ``field(u)``, or ``field(t, u)`` when the
+    field takes time (``time_aware = True``, or a ``forward(self, t, y)`` signature: see
+    `odenets.time_aware.takes_time`), and counts the calls (see the module docstring)."""
 
     def __init__(self, field, count_vjp: bool = False):
         super().__init__()
@@ -33,15 +39,24 @@ class CountedField(nn.Module):
             raise ValueError(f"the field must be a callable nn.Module computing f(u) (or f(t, u) with "
                              f"time_aware = True), got {type(field).__name__}")
         self.field = field  # registered as a submodule when it is an nn.Module
-        self.time_aware = bool(getattr(field, "time_aware", False))
+        self.time_aware = takes_time(field)
         self.count_vjp = bool(count_vjp)
-        self.nfe = {"forward": 0, "backward": 0, **({"vjp": 0} if self.count_vjp else {})}
+        self._keys = ("forward", "backward", "vjp") if self.count_vjp else ("forward", "backward")
+        # counters in a tensor, not Python ints: torch.compile would guard on an int's value and
+        # recompile the flow on every call; an in-place add on a buffer is part of the graph
+        self.register_buffer("counts", torch.zeros(len(self._keys), dtype=torch.int64),
+                             persistent=False)
         self._in_backward = False
+
+    @property
+    def nfe(self) -> dict:
+        """``{"forward": n, "backward": n[, "vjp": n]}`` as Python ints (one read of the
+        counters)."""
+        return dict(zip(self._keys, self.counts.tolist()))
 
     def reset(self) -> None:
         """Set all counters to zero."""
-        for key in self.nfe:
-            self.nfe[key] = 0
+        self.counts.zero_()
 
     def begin_forward(self) -> None:
         """Mark the start of a forward solve: later calls count as forward."""
@@ -57,10 +72,10 @@ class CountedField(nn.Module):
         self._in_backward = True
 
     def _count_vjp(self, grad):
-        self.nfe["vjp"] += 1
+        self.counts[2] += 1
 
     def forward(self, t, u):
-        self.nfe["backward" if self._in_backward else "forward"] += 1
+        self.counts[1 if self._in_backward else 0] += 1
         out = self.field(t, u) if self.time_aware else self.field(u)
         if not torch.is_tensor(out) or out.shape != u.shape:
             got = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__

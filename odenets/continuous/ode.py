@@ -203,7 +203,17 @@ class ODEFlow(nn.Module):
         if options is not None:
             if not isinstance(options, dict):
                 raise ValueError(f"{self.solver_name}: adjoint_options must be a dict, got {options!r}")
-            out["adjoint_options"] = check_method_options(self.solver_name, adj_method, options, ())
+            # torchdiffeq's adjoint takes norm="seminorm" (Kidger et al. 2021: the error estimate
+            # ignores the parameter-gradient channels) besides a callable norm
+            seminorm = options.get("norm") == "seminorm"
+            rest = {k: v for k, v in options.items() if not (seminorm and k == "norm")}
+            out["adjoint_options"] = check_method_options(self.solver_name, adj_method, rest, ())
+            if seminorm:
+                if is_fixed_grid(adj_method):
+                    raise ValueError(f"{self.solver_name}: adjoint_options norm='seminorm' needs "
+                                     f"an adaptive adjoint_method, got the fixed-grid "
+                                     f"{adj_method!r}")
+                out["adjoint_options"]["norm"] = "seminorm"
         elif adj_method != self.method:
             grid = {k: v for k, v in self.options.items() if k in ("step_size", "grid_constructor")}
             out["adjoint_options"] = grid if is_fixed_grid(adj_method) else {}

@@ -33,6 +33,7 @@ from torch import nn
 from solvers.base import check_t_span
 
 from . import checks
+from ..time_aware import takes_time
 from .nfe import CountedField
 from .ode import UniformGrid, torchdiffeq
 
@@ -66,6 +67,7 @@ class _FlowSDE(nn.Module):
         super().__init__()
         self.func, self.sigma, self.sde_type = func, sigma, sde_type
         self.diffusion = diffusion  # a string, or a module/callable (registered if a module)
+        self._g_takes_time = callable(diffusion) and takes_time(diffusion)
         self.shape, self.noisy = None, True
         self._cache = None
 
@@ -101,7 +103,7 @@ class _FlowSDE(nn.Module):
         if self.diffusion == "field":
             return self.sigma * self.f(t, y)
         u = self._state(y)
-        g = self.diffusion(t, u) if getattr(self.diffusion, "time_aware", False) else self.diffusion(u)
+        g = self.diffusion(t, u) if self._g_takes_time else self.diffusion(u)
         if not torch.is_tensor(g) or g.shape != u.shape:
             got = tuple(g.shape) if torch.is_tensor(g) else type(g).__name__
             raise ValueError(f"the diffusion g must return a tensor of the state's shape "
@@ -199,7 +201,7 @@ class SDEFlow(nn.Module):
     def reset_nfe(self) -> None:
         self.func.reset()
 
-    def _brownian(self, y0):
+    def _brownian(self, y0, span):
         if self.bm is not None:
             if tuple(self.bm.shape) != tuple(y0.shape):
                 raise ValueError(f"{self.solver_name}: bm has shape {tuple(self.bm.shape)} but the "
@@ -208,26 +210,29 @@ class SDEFlow(nn.Module):
         entropy = None
         if self._generator is not None:
             entropy = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=self._generator))
-        return torchsde.BrownianInterval(t0=self.t_span[0], t1=self.t_span[1], size=tuple(y0.shape),
+        return torchsde.BrownianInterval(t0=span[0], t1=span[1], size=tuple(y0.shape),
                                          dtype=y0.dtype, device=y0.device, entropy=entropy,
                                          levy_area_approximation=self.levy_area)
 
-    def forward(self, u0: torch.Tensor) -> torch.Tensor:
+    def forward(self, u0: torch.Tensor, times=None) -> torch.Tensor:
+        """``u(t1)``; with ``times`` (increasing, ``u0`` at ``times[0]``) the states at those
+        times, shape ``(len(times), *u0.shape)``, as ``ODEFlow(u0, times)`` returns them."""
         if not torch.is_tensor(u0) or not u0.is_floating_point():
             got = u0.dtype if torch.is_tensor(u0) else type(u0).__name__
             raise ValueError(f"{self.solver_name}: the input must be a floating-point tensor, got {got}")
+        span = self.t_span if times is None else self._check_times(times)
         if not self.training and not self.adaptive and self.method in DRIFT_ODE:
-            return self._drift_ode(u0)
+            return self._drift_ode(u0, span, times is not None)
         shape = u0.shape if u0.dim() >= 2 else (1, *u0.shape)
         y0 = u0.reshape(shape[0], -1)
         self.sde.begin(shape, self.training, y0)
         # float64 times: torchsde accumulates t += dt, and float32 rounding adds a sliver step
-        ts = torch.tensor(self.t_span, dtype=torch.float64, device=u0.device)
+        ts = torch.tensor(span, dtype=torch.float64, device=u0.device)
         # torchsde steps while t < t1 with t += dt: a dt a hair above (t1 - t0) / steps makes the
         # last step end exactly at t1 instead of leaving a rounding sliver for an extra step
         dt = self.dt if self.adaptive else self.dt * (1 + 1e-9)
-        kwargs = dict(bm=self._brownian(y0), method=self.method, dt=dt, adaptive=self.adaptive,
-                      rtol=self.rtol, atol=self.atol, dt_min=self.dt_min)
+        kwargs = dict(bm=self._brownian(y0, (span[0], span[-1])), method=self.method, dt=dt,
+                      adaptive=self.adaptive, rtol=self.rtol, atol=self.atol, dt_min=self.dt_min)
         self.func.begin_forward()
         try:
             if self.adjoint:
@@ -238,16 +243,27 @@ class SDEFlow(nn.Module):
                 ys = torchsde.sdeint(self.sde, y0, ts, **kwargs)
         finally:
             self.sde.end()
-        return self.func.watch(ys[-1].reshape(u0.shape))
+        if times is None:
+            return self.func.watch(ys[-1].reshape(u0.shape))
+        return self.func.watch(ys.reshape(len(span), *u0.shape))
 
-    def _drift_ode(self, u0):
+    def _check_times(self, times) -> tuple[float, ...]:
+        values = torch.as_tensor(times.detach().cpu() if torch.is_tensor(times) else times,
+                                 dtype=torch.float64).reshape(-1).tolist()
+        if len(values) < 2 or not all(b > a for a, b in zip(values, values[1:])) or \
+                not all(v == v and abs(v) != float("inf") for v in values):
+            raise ValueError(f"{self.solver_name}: times must hold at least two finite, strictly "
+                             f"increasing times (torchsde integrates forward), got {values}")
+        return tuple(values)
+
+    def _drift_ode(self, u0, span, path):
         """Eval mode: the drift ODE by the same method with g = 0, through torchdiffeq."""
         t_dtype = torch.float64 if u0.dtype == torch.float64 else torch.float32
-        t = torch.tensor(self.t_span, dtype=t_dtype, device=u0.device)
+        t = torch.tensor(span, dtype=t_dtype, device=u0.device)
         self.func.begin_forward()
-        path = torchdiffeq.odeint(self.func, u0, t, method=DRIFT_ODE[self.method],
-                                  options=dict(grid_constructor=UniformGrid(self.dt)))
-        return self.func.watch(path[-1])
+        ys = torchdiffeq.odeint(self.func, u0, t, method=DRIFT_ODE[self.method],
+                                options=dict(grid_constructor=UniformGrid(self.dt)))
+        return self.func.watch(ys if path else ys[-1])
 
     def extra_repr(self) -> str:
         diff = self.sde.diffusion if isinstance(self.sde.diffusion, str) else "learned"
