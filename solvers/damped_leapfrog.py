@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from .base import Scheme
-from .reversible import order_dependent, reversible_solve
+from .leapfrog import Leapfrog
 
 
-class DampedLeapfrog(Scheme):
+class DampedLeapfrog(Leapfrog):
     """Damped velocity Verlet on ``u = (y, z)`` split in two halves along ``dim``. Order 2,
     explicit, 2 evaluations of G per step, exactly invertible.
 
@@ -33,7 +32,8 @@ class DampedLeapfrog(Scheme):
       on t but not on the values of z (otherwise the damping map is not the exact flow); or
     * one callable ``f(t, u)`` on the whole state, separable (y-half independent of y, z-half of
       z), undamped: F and G are read off its halves (then it is velocity Verlet).
-    ``dim=None`` splits along dim 1 (channels) when ``u`` has 2+ dims, else dim 0.
+    ``dim=None`` splits along dim 1 (channels) when ``u`` has 2+ dims, else dim 0. A `Leapfrog`
+    (partitioned state, same ``solve`` and options), so analyses of leapfrog apply to it too.
     """
 
     name = "damped_leapfrog"
@@ -44,7 +44,7 @@ class DampedLeapfrog(Scheme):
     def __init__(self, dim: int | None = None, memory_efficient: bool = True):
         if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int)):
             raise ValueError(f"damped_leapfrog: dim must be None or an integer, got {dim!r}")
-        self.dim, self.memory_efficient = dim, bool(memory_efficient)
+        self.dim, self.memory_efficient, self.variant = dim, bool(memory_efficient), "verlet"
 
     @property
     def field_calls(self) -> int:
@@ -93,11 +93,3 @@ class DampedLeapfrog(Scheme):
         y = y - dt * F(t + dt / 2, z, y)
         z = z - (dt / 2) * G(t, y, z)
         return torch.cat((y, damp(t, z, -dt / 2)), dim)
-
-    def solve(self, fields, u0, t0=0.0, dt=1.0, coefficients=None, state=None, return_path=False,
-              training=True, params=None):
-        if (return_path or not self.memory_efficient or not torch.is_grad_enabled()
-                or order_dependent(fields)):
-            return super().solve(fields, u0, t0, dt, coefficients, state, return_path, training)
-        self._per_step(coefficients, len(fields))
-        return reversible_solve(self, fields, u0, t0, dt, params), state
