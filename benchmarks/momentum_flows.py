@@ -5,7 +5,8 @@ Compares ``ode_resnet20`` (a tied pre-activation field per stage, u' = f(u), dop
 seeds (same data order and shared initial weights: paired differences). Per run it records the
 forward and backward field evaluations per training step for every epoch (summed over the
 three stage flows; backward counts the adjoint solve, so ``--adjoint`` is on by default as in
-the anchor), the wall time, the final test accuracy and the learned damping per stage.
+the anchor), the wall time, the final test accuracy and the learned damping per stage. The
+converged recipe runs without torch.compile (adaptive solves have data-dependent loops).
 
 Anchor (Xia et al., NeurIPS 2021, "Heavy Ball Neural Ordinary Differential Equations", CIFAR-10,
 end of training): HBNODE vs NODE forward/backward NFE 26.0/26.1 vs 29.8/71.5, best test
@@ -220,8 +221,9 @@ def main(argv=None) -> int:
     models, seeds = parse_list(args.models), parse_seeds(args.seeds)
     device = resolve_device(args.device)
     dataset = default_dataset(args.dataset, args.data_dir)
+    # compile=False: torchdiffeq's adaptive loops (data-dependent step counts) defeat torch.compile
     recipe = Recipe.preset(args.config, dataset=dataset, data_dir=args.data_dir,
-                           device=str(device), epochs=args.epochs)
+                           device=str(device), epochs=args.epochs, compile=False)
     options = dict(adjoint=args.adjoint, **{k: v for k, v in (("rtol", args.rtol),
                                                               ("atol", args.atol)) if v is not None})
     key = recipe_key({**recipe.to_dict(), "solver_options": options})
