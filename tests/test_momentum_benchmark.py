@@ -22,28 +22,38 @@ def fake_run(model, seed, recipe, options):
                 curve=[])
 
 
-def test_tiny_config_runs_records_and_resumes(monkeypatch, tmp_path):
-    args = ["--config", "tiny", "--dataset", "synthetic", "--out-dir", str(tmp_path)]
-    assert momentum_flows.main(args + ["--seeds", "0", "--epochs", "1"]) == 0
-    path = tmp_path / "momentum_flows_tiny_cpu.json"
-    runs = json.loads(path.read_text())["runs"]
+def test_tiny_config_trains_both_presets_and_records_each_run(tmp_path):
+    args = ["--config", "tiny", "--dataset", "synthetic", "--out-dir", str(tmp_path), "--seeds",
+            "0", "--rtol", "1e-2", "--atol", "1e-2"]
+    assert momentum_flows.main(args) == 0
+    runs = json.loads((tmp_path / "momentum_flows_tiny_cpu.json").read_text())["runs"]
     assert [r["model"] for r in runs] == ["ode_resnet20", "hbode_resnet20"]
     for r in runs:  # adjoint on by default: both directions evaluate the fields
         assert r["nfe_forward"][-1] > 0 and r["nfe_backward"][-1] > 0, r
         assert 0.0 <= r["test_acc"] <= 1.0 and r["git_commit"]
     assert runs[0]["damping"] == [] and len(runs[1]["damping"]) == 3
     assert all(g[0] > 0 for g in runs[1]["damping"])
+    assert "Against the anchor" in (tmp_path / "momentum_flows_tiny_cpu.md").read_text()
 
+
+def test_campaign_resumes_and_states_the_anchor_verdict(monkeypatch, tmp_path):
+    calls = []
     monkeypatch.setattr(momentum_flows, "train_run",
-                        lambda m, s, r, o: pytest.fail(f"finished run {m} seed {s} retrained"))
-    momentum_flows.main(args + ["--seeds", "0", "--epochs", "1"])  # nothing left to train
-    monkeypatch.setattr(momentum_flows, "train_run", fake_run)
-    momentum_flows.main(args + ["--seeds", "0-2", "--epochs", "1"])
-    saved = json.loads(path.read_text())
+                        lambda m, s, r, o: calls.append((m, s)) or fake_run(m, s, r, o))
+    args = ["--config", "tiny", "--dataset", "synthetic", "--out-dir", str(tmp_path)]
+    momentum_flows.main(args + ["--seeds", "0"])
+    momentum_flows.main(args + ["--seeds", "0-2"])  # seed 0 is done: only seeds 1 and 2 train
+    assert calls == [(m, s) for s in range(3) for m in ("ode_resnet20", "hbode_resnet20")]
+    saved = json.loads((tmp_path / "momentum_flows_tiny_cpu.json").read_text())
     assert len(saved["runs"]) == 6
     acc = next(c for c in saved["comparisons"] if c["metric"] == "test_acc")
     assert (acc["a"], acc["b"], acc["n"]) == ("ode_resnet20", "hbode_resnet20", 3)
+    assert acc["mean_diff"] == pytest.approx(0.02)
     lines = saved["anchor_verdict"]
-    assert len(lines) == 4 and lines[0].startswith("forward NFE/step: momentum/plain")
+    assert len(lines) == 4
+    assert lines[0] == ("forward NFE/step: momentum/plain = 0.67 here (20.0 vs 30.0), 0.87 in the "
+                        "anchor: same direction")
+    assert lines[3].startswith("test accuracy: momentum - plain = +2.00 points here (95% CI "
+                               "excludes 0), +6.6 in the anchor: same direction")
     md = (tmp_path / "momentum_flows_tiny_cpu.md").read_text()
-    assert "Against the anchor" in md and "hbode_resnet20" in md
+    assert "Against the anchor" in md and "0.40, 0.50, 0.60" in md
