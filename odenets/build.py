@@ -18,6 +18,7 @@ import solvers
 from solvers.base import check_int, check_t_span
 
 from .flow import ACTIVATIONS, Flow
+from .momentum import build_momentum
 from .time_aware import FunctionField
 
 
@@ -91,7 +92,8 @@ def _required_args(fn) -> list[str]:
 def build(field, solver="euler", steps: int | None = None, tied: bool | None = None, *,
           t_span: tuple[float, float] | None = None, activation=None,
           coefficients: dict | None = None, channels: int | None = None,
-          per_evaluation_norm: bool = True, **solver_opts) -> nn.Module:
+          per_evaluation_norm: bool = True, momentum: bool = False, damping=0.0,
+          **solver_opts) -> nn.Module:
     """Unroll ``field`` into a `Flow` of ``steps`` steps of ``solver``.
 
     field: an ``nn.Module`` computing f(u), or f(t, u) when its ``forward`` takes time
@@ -118,10 +120,21 @@ def build(field, solver="euler", steps: int | None = None, tied: bool | None = N
         Euler, Verlet), give the fields' BatchNorms running statistics per call within the step
         (`odenets.evaluation_norm`) so eval mode matches training; False keeps one shared set.
     solver_opts: options of the scheme (``solvers.get(solver, **solver_opts)``).
+    momentum, damping: ``momentum=True`` integrates u'' + damping u' = f(u) as the system
+        (u, v) and maps u0 to u(t1) (`odenets.momentum`); ``damping`` a float >= 0 or None
+        (learnable, one per flow when tied, per step when untied). ``leapfrog`` then runs as
+        ``damped_leapfrog`` (reversible, O(1) memory).
 
     A solver name that is not a fixed-grid scheme is handed to ``odenets.continuous`` when it
     knows it (``build_continuous(field, solver, steps, tied, t_span, **solver_opts)``).
     """
+    if momentum or damping != 0.0:
+        if momentum is not True:
+            raise ValueError(f"damping={damping!r} applies to momentum flows; pass momentum=True "
+                             f"(got momentum={momentum!r})")
+        return build_momentum(build, field, solver, steps, tied, damping=damping, t_span=t_span,
+                              activation=activation, coefficients=coefficients, channels=channels,
+                              per_evaluation_norm=per_evaluation_norm, **solver_opts)
     if isinstance(solver, str) and solver not in solvers.available():
         cont = _continuous()
         if cont is not None and cont.is_continuous(solver):

@@ -7,6 +7,7 @@ import inspect
 from .ab2 import AB2
 from .backward_euler import BackwardEuler
 from .base import Scheme
+from .damped_leapfrog import DampedLeapfrog
 from .euler import Euler
 from .euler_maruyama import EulerMaruyama
 from .heun import Heun
@@ -29,6 +30,7 @@ SCHEMES: dict[str, type[Scheme]] = {
     "lm": LM,
     "lmm": LMM,
     "leapfrog": Leapfrog,
+    "damped_leapfrog": DampedLeapfrog,
     "euler_maruyama": EulerMaruyama,
 }
 

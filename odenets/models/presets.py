@@ -94,6 +94,15 @@ for _family, (_opts, _doc) in FAMILIES.items():
         register(f"{_family}{_depth}", lambda d=_depth, o=_opts: cifar(d, **o),
                  f"{_doc}, depth {_depth}")
 
+# Continuous depth (ODE-Net, Chen et al. 2018; heavy-ball HBNODE, Xia et al. 2021): one tied
+# pre-activation field per stage on t in [0, 1], dopri5; hbode adds u'' + gamma u' = f(u), learnable gamma.
+_ODE = dict(solver="dopri5", block="preact", post_activation=False)
+_TOL = dict(rtol=1e-3, atol=1e-4)
+register("ode_resnet20", lambda: cifar(20, **_ODE, solver_options=dict(_TOL)),
+         "ODE-Net: a tied field per stage solved by dopri5, depth-20 layout")
+register("hbode_resnet20", lambda: cifar(20, **_ODE, solver_options=dict(
+    _TOL, momentum=True, damping=None)), "heavy-ball ODE-Net: u'' + gamma u' = f(u) per stage, dopri5")
+
 register("resnet50", lambda: imagenet50(), "ResNet-50 (torchvision architecture), forward Euler")
 register("lm_resnet50", lambda: imagenet50(solver="lm"), "LM-ResNet-50, learnable k_n")
 for _c in (8, 16):

@@ -1,0 +1,267 @@
+"""Momentum vs plain continuous-depth networks: NFE per step, wall time and test accuracy.
+
+Compares ``ode_resnet20`` (a tied pre-activation field per stage, u' = f(u), dopri5) with
+``hbode_resnet20`` (the same field in u'' + gamma u' = f(u), learnable gamma, dopri5) on the same
+seeds (same data order and shared initial weights: paired differences). Per run it records the
+forward and backward field evaluations per training step for every epoch (summed over the
+three stage flows; backward counts the adjoint solve, so ``--adjoint`` is on by default as in
+the anchor), the wall time, the final test accuracy and the learned damping per stage. The
+converged recipe runs without torch.compile (adaptive solves have data-dependent loops).
+
+Anchor (Xia et al., NeurIPS 2021, "Heavy Ball Neural Ordinary Differential Equations", CIFAR-10,
+end of training): HBNODE vs NODE forward/backward NFE 26.0/26.1 vs 29.8/71.5, best test
+accuracy 61.2% vs 54.6%, training time 70 vs 185 minutes. The verdict states, metric by metric,
+whether the momentum flow moves in the anchor's direction here.
+
+Resumable: each finished run is appended to benchmarks/results/momentum_flows[_tiny]_<device>.json
+at once; running the same command again skips the (model, seed) pairs done under that recipe.
+
+    python benchmarks/momentum_flows.py --config tiny --seeds 0          # smoke test, seconds
+    python benchmarks/momentum_flows.py --config converged --seeds 0-2   # the measurement
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import HelpFormatter, env_info, git_version, result_path, write_json  # noqa: E402
+from _stats import mean_ci, paired, verdict  # noqa: E402
+from _train_common import Recipe, default_dataset, markdown_table, parse_list, pyplot, set_threads  # noqa: E402
+from converged import load, parse_seeds, recipe_key  # noqa: E402
+
+import torch  # noqa: E402
+
+from odenets import data as datasets  # noqa: E402
+from odenets.momentum import MomentumFlow  # noqa: E402
+from odenets.train import TrainConfig, train  # noqa: E402
+from odenets.train.distributed import resolve_device  # noqa: E402
+from odenets.train.model import build_model  # noqa: E402
+
+NAME = "momentum_flows"
+DEFAULT_MODELS = "ode_resnet20,hbode_resnet20"
+ANCHOR = dict(source="Xia et al. 2021 (HBNODE), CIFAR-10, end of training",
+              nfe_forward=(29.8, 26.0), nfe_backward=(71.5, 26.1), best_acc=(0.546, 0.612),
+              minutes=(185.0, 70.0))  # (plain, momentum)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
+    p.add_argument("--models", default=DEFAULT_MODELS, help="plain model first, momentum second")
+    p.add_argument("--seeds", default="0-2", help="seeds, e.g. 0-2 or 0,2,5")
+    p.add_argument("--config", default="converged", choices=("converged", "tiny"),
+                   help="converged: Recipe.preset('converged'); tiny: a smoke test (seconds)")
+    p.add_argument("--adjoint", action=argparse.BooleanOptionalAction, default=True,
+                   help="backpropagate by the adjoint ODE (as the anchor); --no-adjoint: direct")
+    p.add_argument("--rtol", type=float, default=None, help="override the presets' rtol (1e-3)")
+    p.add_argument("--atol", type=float, default=None, help="override the presets' atol (1e-4)")
+    p.add_argument("--dataset", default=None, help="default fashion-mnist (cifar10 with --data-dir)")
+    p.add_argument("--data-dir", default=None, help="directory holding the dataset files")
+    p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--out-dir", default=None, help="results directory (default benchmarks/results)")
+    p.add_argument("--max-runs", type=int, default=None, help="stop after this many new runs")
+    p.add_argument("--report-only", action="store_true", help="rewrite the report from the JSON")
+    return p.parse_args(argv)
+
+
+def train_run(model: str, seed: int, recipe: Recipe, solver_options: dict) -> dict:
+    """Train ``model`` once (odenets.train, temporary run directory); the run's record."""
+    spec = datasets.get_spec(recipe.dataset)
+    tmp = Path(tempfile.mkdtemp(prefix="odenets-momentum-"))
+    cfg = TrainConfig(**recipe.to_dict(), model=model, seed=seed, run_dir=str(tmp / "run"),
+                      progress=False, model_args=dict(solver_options=solver_options), log_every=50)
+    start = time.perf_counter()
+    try:
+        torch.manual_seed(seed)
+        net = build_model(cfg, spec.num_classes, spec.input_size[0])
+        summary = train(cfg, model=net)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    history, final = summary["history"], summary["final"]
+    nfe = [r.get("nfe_per_step", {}) for r in history]
+    damping = [f.damping().tolist() for f in net.modules() if isinstance(f, MomentumFlow)]
+    return dict(model=model, seed=seed, test_acc=final["test_acc"], val_acc=final.get("val_acc"),
+                best_test_acc=max(r["test_acc"] for r in history), epochs=len(history),
+                seconds=time.perf_counter() - start, train_seconds=summary["train_seconds"],
+                params=summary["params"], damping=damping,
+                nfe_forward=[n.get("forward", 0.0) for n in nfe],
+                nfe_backward=[n.get("backward", 0.0) for n in nfe],
+                curve=[dict(epoch=r["epoch"], train_loss=r["train_loss"], test_acc=r["test_acc"])
+                       for r in history])
+
+
+def _final(run: dict, metric: str):
+    """The run's value of ``metric`` at the end of training (None when not measured)."""
+    if metric == "minutes":
+        return run["seconds"] / 60
+    value = run[metric]
+    return (value[-1] if value else None) if isinstance(value, list) else value
+
+
+def summarise(payload: dict, models: list[str], key: str) -> None:
+    runs = [r for r in payload["runs"] if r["recipe_key"] == key]
+    by = {m: [r for r in runs if r["model"] == m] for m in models}
+    payload["models"] = {m: dict(
+        test_acc=mean_ci(r["test_acc"] for r in rs), best_test_acc=mean_ci(r["best_test_acc"] for r in rs),
+        **{k: mean_ci(v for v in (_final(r, k) for r in rs) if v is not None)
+           for k in ("minutes", "nfe_forward", "nfe_backward")})
+        for m, rs in by.items()}
+    payload["comparisons"] = []
+    if len(models) >= 2:
+        a, b = models[:2]
+        for metric in ("test_acc", "nfe_forward", "nfe_backward", "minutes"):
+            per_seed = [{r["seed"]: _final(r, metric) for r in by[m] if _final(r, metric) is not None}
+                        for m in (a, b)]
+            cmp = paired(*per_seed, a, b)
+            cmp["metric"] = metric
+            cmp["verdict"] = verdict(cmp) if metric == "test_acc" else verdict(
+                cmp, 1.0, "minutes" if metric == "minutes" else "NFE/step").replace("better", "higher")
+            payload["comparisons"].append(cmp)
+    payload["anchor_verdict"] = anchor_verdict(payload, models)
+
+
+def anchor_verdict(payload: dict, models: list[str]) -> list[str]:
+    """One line per metric: the ratio momentum/plain here against the anchor's."""
+    if len(models) < 2 or not all(payload["models"][m]["test_acc"]["n"] for m in models[:2]):
+        return ["no paired runs yet"]
+    a, b = (payload["models"][m] for m in models[:2])
+    lines = []
+    for metric, label in (("nfe_forward", "forward NFE/step"), ("nfe_backward", "backward NFE/step"),
+                          ("minutes", "wall time")):
+        pa, pb = a[metric]["mean"], b[metric]["mean"]
+        plain, mom = ANCHOR[metric]
+        if not pa:
+            lines.append(f"{label}: not measured (0 for the plain model; backward NFE needs --adjoint)")
+            continue
+        ratio, anchor = pb / pa, mom / plain
+        same = (ratio < 1) == (anchor < 1)
+        lines.append(f"{label}: momentum/plain = {ratio:.2f} here ({pb:.1f} vs {pa:.1f}), "
+                     f"{anchor:.2f} in the anchor: {'same direction' if same else 'opposite direction'}")
+    diff = b["test_acc"]["mean"] - a["test_acc"]["mean"]
+    anchor = ANCHOR["best_acc"][1] - ANCHOR["best_acc"][0]
+    cmp = next((c for c in payload["comparisons"] if c["metric"] == "test_acc"), None)
+    sig = cmp is not None and cmp["ci95"][0] is not None and (cmp["ci95"][0] > 0 or cmp["ci95"][1] < 0)
+    lines.append(f"test accuracy: momentum - plain = {diff * 100:+.2f} points here "
+                 f"({'95% CI excludes 0' if sig else '95% CI includes 0'}), {anchor * 100:+.1f} in "
+                 f"the anchor: {'same direction' if (diff > 0) == (anchor > 0) else 'opposite direction'}")
+    return lines
+
+
+def markdown(payload: dict) -> str:
+    recipe, env = payload["recipe"], payload["env"]
+    lines = [f"# Momentum (heavy-ball) vs plain continuous-depth networks ({payload['config']})", "",
+             f"Device: {env['device']}, torch {env['torch']}; recipe `{payload['config']}` (key "
+             f"{payload['recipe_key']}): {recipe['epochs']} epochs, batch {recipe['batch_size']}, "
+             f"{recipe['dataset']}; solver options {payload['solver_options']}. NFE per training "
+             "step summed over the three stage flows, last epoch.", ""]
+    rows = []
+    for m, s in payload["models"].items():
+        if not s["test_acc"]["n"]:
+            continue
+        pct = lambda d: f"{d['mean'] * 100:.2f} ± {d['std'] * 100:.2f}"  # noqa: E731
+        num = lambda d: "—" if d["mean"] is None else f"{d['mean']:.1f} ± {d['std']:.1f}"  # noqa: E731
+        gammas = [r["damping"] for r in payload["runs"] if r["model"] == m and r["damping"]]
+        rows.append((m, s["test_acc"]["n"], pct(s["test_acc"]), pct(s["best_test_acc"]),
+                     num(s["nfe_forward"]), num(s["nfe_backward"]), num(s["minutes"]),
+                     "—" if not gammas else ", ".join(f"{sum(g[i][0] for g in gammas) / len(gammas):.2f}"
+                                                     for i in range(len(gammas[0])))))
+    lines += [markdown_table(("model", "n", "final test %", "best test %", "fwd NFE/step",
+                              "bwd NFE/step", "min/run", "learned gamma per stage (mean)"), rows), ""]
+    lines += [f"- {c['metric']}: {c['verdict']}" for c in payload["comparisons"]]
+    lines += ["", f"**Against the anchor** ({ANCHOR['source']}):", ""]
+    lines += [f"- {v}" for v in payload["anchor_verdict"]]
+    lines += ["", f"Command: `{env['command']}`."]
+    return "\n".join(lines)
+
+
+def plot(payload: dict, stem: Path) -> list[str]:
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for m in payload["models"]:
+        runs = [r for r in payload["runs"] if r["model"] == m and r["recipe_key"] == payload["recipe_key"]]
+        for ax, key in zip(axes, ("nfe_forward", "nfe_backward")):
+            for i, r in enumerate(runs):
+                ax.plot(range(1, len(r[key]) + 1), r[key], color="tab:red" if "hb" in m else "tab:blue",
+                        alpha=0.6, label=m if i == 0 else None)
+    for ax, title in zip(axes, ("forward NFE per step", "backward NFE per step")):
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    out = stem.parent / f"{stem.name}_nfe.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return [out.name]
+
+
+def write(payload: dict, path: Path) -> None:
+    """JSON first (atomically: the record of every finished run), then markdown and the plot."""
+    tmp = path.with_name(path.name + ".tmp")
+    write_json(tmp, payload)
+    tmp.replace(path)
+    stem = path.with_suffix("")
+    try:
+        payload["plots"] = plot(payload, stem)
+    except Exception:  # a plot must never cost the results
+        traceback.print_exc()
+    stem.with_suffix(".md").write_text(markdown(payload) + "\n")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    set_threads(args.threads)
+    models, seeds = parse_list(args.models), parse_seeds(args.seeds)
+    device = resolve_device(args.device)
+    dataset = default_dataset(args.dataset, args.data_dir)
+    # compile=False: torchdiffeq's adaptive loops (data-dependent step counts) defeat torch.compile
+    recipe = Recipe.preset(args.config, dataset=dataset, data_dir=args.data_dir,
+                           device=str(device), epochs=args.epochs, compile=False)
+    options = dict(adjoint=args.adjoint, **{k: v for k, v in (("rtol", args.rtol),
+                                                              ("atol", args.atol)) if v is not None})
+    key = recipe_key({**recipe.to_dict(), "solver_options": options})
+    path = result_path(NAME if args.config == "converged" else f"{NAME}_{args.config}", device,
+                       args.out_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    version = git_version()
+    payload = load(path)
+    payload.update(benchmark=NAME, config=args.config, recipe=recipe.to_dict(), recipe_key=key,
+                   solver_options=options, env=env_info(device), anchor=ANCHOR)
+    done = {(r["model"], r["seed"]) for r in payload["runs"] if r["recipe_key"] == key}
+    todo = [] if args.report_only else [(s, m) for s in seeds for m in models if (m, s) not in done]
+    print(f"{NAME}: {len(models)} models x {len(seeds)} seeds, {len(done)} run(s) already in "
+          f"{path.name}, {len(todo)} to train", flush=True)
+    for count, (seed, model) in enumerate(todo):
+        if args.max_runs is not None and count >= args.max_runs:
+            break
+        try:
+            record = train_run(model, seed, recipe, options)
+        except Exception as e:  # recorded; the campaign goes on
+            traceback.print_exc()
+            payload["failures"].append(dict(model=model, seed=seed, recipe_key=key,
+                                            error=f"{type(e).__name__}: {e}"))
+            write(payload, path)
+            continue
+        record.update(recipe_key=key, device=payload["env"]["device"], **version,
+                      finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        payload["runs"].append(record)
+        summarise(payload, models, key)
+        write(payload, path)
+        print(f"{model} seed {seed}: test {record['test_acc'] * 100:.2f}%, NFE/step fwd "
+              f"{(record['nfe_forward'] or [0])[-1]:.1f} bwd {(record['nfe_backward'] or [0])[-1]:.1f}, "
+              f"{record['seconds'] / 60:.1f} min", flush=True)
+    summarise(payload, models, key)
+    write(payload, path)
+    print(markdown(payload))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
