@@ -158,7 +158,7 @@ def markdown(payload: dict) -> str:
                                   for c in payload["comparisons"]]), ""]
         lines += [f"- {c['verdict']}" for c in payload["comparisons"]] + [""]
     if payload.get("failures"):
-        lines += [f"Failed runs: " + "; ".join(f"{f['model']} seed {f['seed']}: {f['error']}"
+        lines += ["Failed runs: " + "; ".join(f"{f['model']} seed {f['seed']}: {f['error']}"
                                                for f in payload["failures"]), ""]
     lines.append(f"Commits: {', '.join(sorted({str(r.get('git_commit')) + ('+dirty' if r.get('git_dirty') else '') for r in payload['runs']}))}. "
                  f"Command: `{env['command']}`.")
@@ -210,17 +210,22 @@ def plot(payload: dict, stem: Path) -> list[str]:
     return [out.name]
 
 
-def write(payload: dict, path: Path) -> None:
-    """JSON first (atomically: the record of every finished run), then markdown and plots."""
+def write_campaign(payload: dict, path: Path, plot_fn, markdown_fn) -> None:
+    """JSON first (atomically: the record of every finished run), then the markdown and the
+    plots of ``plot_fn(payload, stem)`` (a failing plot never costs the results)."""
     tmp = path.with_name(path.name + ".tmp")
     write_json(tmp, payload)
     tmp.replace(path)
     stem = path.with_suffix("")
     try:
-        payload["plots"] = plot(payload, stem)
-    except Exception:  # a plot must never cost the results
+        payload["plots"] = plot_fn(payload, stem)
+    except Exception:
         traceback.print_exc()
-    stem.with_suffix(".md").write_text(markdown(payload) + "\n")
+    stem.with_suffix(".md").write_text(markdown_fn(payload) + "\n")
+
+
+def write(payload: dict, path: Path) -> None:
+    write_campaign(payload, path, plot, markdown)
 
 
 # ---- the campaign ----------------------------------------------------------------------------------

@@ -30,10 +30,10 @@ import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import HelpFormatter, env_info, git_version, result_path, write_json  # noqa: E402
+from _common import HelpFormatter, env_info, git_version, result_path  # noqa: E402
 from _stats import mean_ci, paired, verdict  # noqa: E402
 from _train_common import Recipe, default_dataset, markdown_table, parse_list, pyplot, set_threads  # noqa: E402
-from converged import load, parse_seeds, recipe_key  # noqa: E402
+from converged import load, parse_seeds, recipe_key, write_campaign  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -203,16 +203,7 @@ def plot(payload: dict, stem: Path) -> list[str]:
 
 
 def write(payload: dict, path: Path) -> None:
-    """JSON first (atomically: the record of every finished run), then markdown and the plot."""
-    tmp = path.with_name(path.name + ".tmp")
-    write_json(tmp, payload)
-    tmp.replace(path)
-    stem = path.with_suffix("")
-    try:
-        payload["plots"] = plot(payload, stem)
-    except Exception:  # a plot must never cost the results
-        traceback.print_exc()
-    stem.with_suffix(".md").write_text(markdown(payload) + "\n")
+    write_campaign(payload, path, plot, markdown)
 
 
 def main(argv=None) -> int:

@@ -40,7 +40,6 @@ def odeint(func, y0, t, *, method=None, options: dict | None = None, rtol=None, 
     """Solve ``dy/dt = func(t, y)``, ``y(t[0]) = y0`` on the fixed grid described in the module
     docstring; returns ``y`` at every time of ``t``. ``func`` gets ``t`` as a 0-dim tensor."""
     scheme = _scheme(method, options)
-    name = scheme.name
     tuple_state = isinstance(y0, tuple)
     if tuple_state:
         if not y0 or not all(torch.is_tensor(y) and y.is_floating_point() for y in y0):
