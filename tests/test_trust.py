@@ -255,3 +255,7 @@ def test_hostile_json_nesting_and_reserved_model_args_are_one_line_errors(tmp_pa
         read_config(tmp_path / "config.json")
     with pytest.raises(ValueError, match="cannot set num_classes"):
         build_model(TrainConfig(model="resnet20", model_args={"num_classes": 5}), 10, 3)
+    with pytest.raises(ValueError, match="both set the scheme; give one"):
+        build_model(TrainConfig(model="resnet20", solver="lm", model_args={"solver": "rk2"}), 10, 3)
+    model = build_model(TrainConfig(model="resnet20", model_args={"solver": "lm"}), 10, 3)
+    assert model.config.solver == "lm"  # the benchmarks' way of changing a preset's scheme

@@ -79,10 +79,13 @@ def check_solver_name(name: str) -> None:
 def build_model(cfg, num_classes: int, in_channels: int) -> nn.Module:
     """The network for ``cfg`` (see the module docstring)."""
     kwargs = dict(cfg.model_args)
-    reserved = sorted({"num_classes", "in_channels", "in_chans", "solver"} & set(kwargs))
+    reserved = sorted({"num_classes", "in_channels", "in_chans"} & set(kwargs))
     if reserved:
         raise ValueError(f"model_args (--model-arg) cannot set {', '.join(reserved)}: classes and "
-                         "input channels come from --dataset, the scheme from --solver")
+                         "input channels come from --dataset")
+    if cfg.solver is not None and "solver" in kwargs:
+        raise ValueError(f"--solver {cfg.solver} and --model-arg solver={kwargs['solver']} both "
+                         "set the scheme; give one")
     if ":" in cfg.model:
         module_name, _, fn_name = cfg.model.partition(":")
         try:
