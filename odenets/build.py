@@ -8,36 +8,31 @@ This is the one place that knows both `solvers` (the update rule) and the field 
 from __future__ import annotations
 
 import copy
-import difflib
 import inspect
 import math
 
 from torch import nn
 
 import solvers
-from solvers.base import check_int, check_t_span
+from solvers import checks
 
 from .flow import ACTIVATIONS, Flow
 from .momentum import build_momentum
 from .time_aware import FunctionField
 
 
-def _continuous():
-    """`odenets.continuous` when present (it is optional while it is being written)."""
-    try:
-        from . import continuous
-    except ImportError:
-        return None
-    return continuous if hasattr(continuous, "is_continuous") else None
+def is_fixed_grid(solver) -> bool:
+    """True for a `solvers.Scheme` or a registered scheme name (unrolled into a `Flow`); every
+    other name is a continuous solver's (or unknown). Imports nothing beyond `solvers`."""
+    return isinstance(solver, solvers.Scheme) or (isinstance(solver, str)
+                                                  and solver in solvers.available())
 
 
 def available_solvers() -> list[str]:
-    """Fixed-grid scheme names (`solvers.available()`) plus continuous solvers, if installed."""
+    """Fixed-grid scheme names (`solvers.available()`) plus the continuous solvers'."""
+    from . import continuous  # imports torchdiffeq: only when continuous names are asked for
     names = list(solvers.available())
-    cont = _continuous()
-    if cont is not None:
-        names += [n for n in cont.continuous_solvers() if n not in names]
-    return names
+    return names + [n for n in continuous.continuous_solvers() if n not in names]
 
 
 def _fresh_copy(module: nn.Module) -> nn.Module:
@@ -125,8 +120,9 @@ def build(field, solver="euler", steps: int | None = None, tied: bool | None = N
         (learnable, one per flow when tied, per step when untied). ``leapfrog`` then runs as
         ``damped_leapfrog`` (reversible, O(1) memory).
 
-    A solver name that is not a fixed-grid scheme is handed to ``odenets.continuous`` when it
-    knows it (``build_continuous(field, solver, steps, tied, t_span, **solver_opts)``).
+    A solver name that is not a fixed-grid scheme (`is_fixed_grid`) is handed to
+    ``odenets.continuous`` when it knows it (``build_continuous(field, solver, steps, tied, t_span,
+    **solver_opts)``); only then are torchdiffeq / torchsde imported.
     """
     if momentum or damping != 0.0:
         if momentum is not True:
@@ -135,34 +131,18 @@ def build(field, solver="euler", steps: int | None = None, tied: bool | None = N
         return build_momentum(build, field, solver, steps, tied, damping=damping, t_span=t_span,
                               activation=activation, coefficients=coefficients, channels=channels,
                               per_evaluation_norm=per_evaluation_norm, **solver_opts)
-    if isinstance(solver, str) and solver not in solvers.available():
-        cont = _continuous()
-        if cont is not None and cont.is_continuous(solver):
-            fixed_grid_only = [k for k, v in (("activation", activation),
-                                              ("coefficients", coefficients)) if v is not None]
-            if fixed_grid_only:
-                raise ValueError(f"{solver!r} is a continuous solver; {fixed_grid_only} apply to "
-                                 f"fixed-grid schemes only (for a network: post_activation=False, "
-                                 f"e.g. a preact_* preset, and no survival schedule)")
-            kwargs = dict(solver_opts)
-            if t_span is not None:
-                kwargs["t_span"] = t_span
-            if tied is not None:
-                kwargs["tied"] = tied
-            return cont.build_continuous(field, solver, steps=steps, **kwargs)
-        names = sorted(available_solvers())
-        close = difflib.get_close_matches(solver, names, n=3)
-        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
-        raise ValueError(f"unknown solver {solver!r}{hint}; available: {', '.join(names)}")
+    if not is_fixed_grid(solver):
+        return _build_continuous(field, solver, steps, tied, t_span, activation, coefficients,
+                                 solver_opts)
     scheme = solvers.get(solver, **solver_opts)
     if steps is None and isinstance(field, (list, tuple)):
         steps = len(field)  # one step per given field
-    steps = check_int("steps", steps, scheme.name)  # numpy integers too
+    steps = checks.integer(scheme.name, "steps", steps)  # numpy integers too
     tied = bool(tied)
     if activation is not None and not (activation in ACTIVATIONS or callable(activation)):
         raise ValueError(f"activation must be None, one of {sorted(ACTIVATIONS)} or a callable, "
                          f"got {activation!r}")
-    t0, t1 = check_t_span(scheme.name, t_span) if t_span is not None else \
+    t0, t1 = checks.t_span(scheme.name, t_span) if t_span is not None else \
         (0.0, 1.0 if tied else float(steps))
     if not math.isfinite((t1 - t0) / steps):
         raise ValueError(f"{scheme.name}: the step dt = (t1 - t0) / steps overflows for "
@@ -171,6 +151,49 @@ def build(field, solver="euler", steps: int | None = None, tied: bool | None = N
     return Flow(fields, scheme, steps, tied=tied, t0=t0, dt=(t1 - t0) / steps,
                 activation=activation, coefficients=coefficients, channels=channels,
                 per_evaluation_norm=per_evaluation_norm)
+
+
+def _build_continuous(field, solver, steps, tied, t_span, activation, coefficients, solver_opts):
+    from . import continuous  # torchdiffeq / torchsde: imported for continuous solvers only
+    if not (isinstance(solver, str) and continuous.is_continuous(solver)):
+        raise checks.unknown("solver", solver, available_solvers())
+    fixed_grid_only = [k for k, v in (("activation", activation), ("coefficients", coefficients))
+                       if v is not None]
+    if fixed_grid_only:
+        raise ValueError(f"{solver!r} is a continuous solver; {fixed_grid_only} apply to "
+                         f"fixed-grid schemes only (for a network: post_activation=False, "
+                         f"e.g. a preact_* preset, and no survival schedule)")
+    kwargs = dict(solver_opts)
+    if t_span is not None:
+        kwargs["t_span"] = t_span
+    if tied is not None:
+        kwargs["tied"] = tied
+    return continuous.build_continuous(field, solver, steps=steps, **kwargs)
+
+
+def build_stage(field, solver, blocks: int, *, tied: bool = False, activation=None,
+                coefficients=None, channels=None, per_evaluation_norm: bool = True, share=None,
+                **solver_opts) -> nn.Module:
+    """The flow of a network stage of ``blocks`` residual blocks (`odenets.models.Network`).
+
+    Fixed-grid schemes take one step per block (`build`); ``share``, the previous stage's flow,
+    lends its scheme object, so one noise stream runs through the network. A continuous solver
+    integrates one tied field over t in [0, 1] under its own step control
+    (``solver_opts["steps"]`` for its fixed-step methods), whatever ``blocks`` is; post-activation
+    and per-step coefficients are refused (fixed-grid notions), and a seeded SDE flow after
+    ``share`` continues with the next seed (a stream of its own per stage).
+    """
+    if is_fixed_grid(solver):
+        if share is not None and isinstance(share, Flow):
+            solver, solver_opts = share.scheme, {}
+        return build(field, solver, blocks, tied=tied, activation=activation,
+                     coefficients=coefficients, channels=channels,
+                     per_evaluation_norm=per_evaluation_norm, **solver_opts)
+    options = dict(solver_opts)
+    if share is not None and checks.is_int(getattr(share, "seed", None)):
+        options["seed"] = share.seed + 1
+    return build(field, solver, options.pop("steps", None), tied=True, activation=activation,
+                 coefficients=coefficients, **options)
 
 
 def coefficients(model: nn.Module) -> dict[str, list[float]]:

@@ -40,7 +40,7 @@ from torch import nn
 
 import solvers
 
-from .build import _continuous, build
+from .build import build, is_fixed_grid
 from .flow import Flow
 from .models.transitions import Transition
 
@@ -98,10 +98,14 @@ def _replace(root: nn.Module, name: str, module: nn.Module) -> None:
     setattr(root.get_submodule(parent) if parent else root, leaf, module)
 
 
+def _is_continuous(solver) -> bool:
+    from . import continuous  # torchdiffeq: only for a solver that is no fixed-grid scheme
+    return isinstance(solver, str) and continuous.is_continuous(solver)
+
+
 def _resolve_flow(name, old, solver, steps, opts, shared, notes):
     where = name or "the model"
-    cont = _continuous()
-    target_continuous = cont is not None and isinstance(solver, str) and cont.is_continuous(solver)
+    target_continuous = not is_fixed_grid(solver) and _is_continuous(solver)
     if not isinstance(old, Flow):  # a continuous ODEFlow: one tied field over t_span
         return _from_continuous(where, old, solver, steps, opts, target_continuous, notes), shared
     tied, t0 = old.tied, old.t0

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import DivergenceError, Scheme, check_float, check_int
+from . import checks
+from .base import DivergenceError, Scheme
 
 
 class BackwardEuler(Scheme):
@@ -28,9 +29,9 @@ class BackwardEuler(Scheme):
 
     def __init__(self, iterations: int = 2, tol: float | None = None, max_iterations: int = 100,
                  check: bool = False):
-        self.iterations = check_int("iterations", iterations, self.name)
-        self.tol = None if tol is None else check_float("tol", tol, self.name, 0.0, None, (False, True))
-        self.max_iterations = check_int("max_iterations", max_iterations, self.name)
+        self.iterations = checks.integer(self.name, "iterations", iterations)
+        self.tol = None if tol is None else checks.real(self.name, "tol", tol, 0.0, None, (False, True))
+        self.max_iterations = checks.integer(self.name, "max_iterations", max_iterations)
         self.check = bool(check)
         self.evaluations = self.max_iterations if self.tol is not None else self.iterations
 

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from .base import check_int
+from . import checks
 from .registry import get
 
 
@@ -40,7 +40,7 @@ def integrate(f, u0: torch.Tensor, steps: int, scheme=None, t0: float = 0.0, t1:
                          f"method={method!r})")
     scheme = get(scheme if scheme is not None else method if method is not None else "euler",
                  **options)
-    steps = check_int("steps", steps, scheme.name)
+    steps = checks.integer(scheme.name, "steps", steps)
     t0, t1 = check_times(scheme.name, t0, t1)
     if not math.isfinite((t1 - t0) / steps):
         raise ValueError(f"{scheme.name}: the step dt = (t1 - t0) / steps overflows (t0={t0!r}, "

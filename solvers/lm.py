@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import Coefficient, Scheme, check_float
+from . import checks
+from .base import Coefficient, Scheme
 
 K = Coefficient(
     name="k", default=-0.05, init=(-0.1, 0.0), bounds=(-1.0, 1.0),
@@ -37,7 +38,7 @@ class LM(Scheme):
         self.k = None if k is None else K.check(k, self.name)
         if isinstance(k_init, (str, bytes)) or not hasattr(k_init, "__len__") or len(k_init) != 2:
             raise ValueError(f"lm: k_init must be a pair (low, high) inside (-1, 1), got {k_init!r}")
-        lo, hi = (check_float("k_init", v, self.name, -1.0, 1.0, (False, False)) for v in k_init)
+        lo, hi = (checks.real(self.name, "k_init", v, -1.0, 1.0, (False, False)) for v in k_init)
         if lo > hi:
             raise ValueError(f"lm: k_init must be (low, high) with low <= high, got {k_init!r}")
         self.k_init, self.per_channel = (lo, hi), bool(per_channel)

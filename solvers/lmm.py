@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import Coefficient, Scheme, check_float, time_grid
+from . import checks
+from .base import Coefficient, Scheme, time_grid
 from .multistep import (characteristic_polynomial, effective_step_factor,
                         modified_equation_coefficients, pair_roots, polymul)
 
@@ -67,7 +68,7 @@ class LMM(Scheme):
         if form not in FORMS:
             raise ValueError(f"lmm: form must be one of {list(FORMS)}, got {form!r}")
         self.history, self.form = history, form
-        self.radius = check_float("radius", radius, self.name, 0.0, 1.0, (False, False))
+        self.radius = checks.real(self.name, "radius", radius, 0.0, 1.0, (False, False))
         self.fixed_roots = None
         if roots is not None:
             if init is not None:

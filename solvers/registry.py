@@ -1,9 +1,9 @@
 """The scheme registry: one name -> one `Scheme` class. Adding a scheme = one file + one line."""
 from __future__ import annotations
 
-import difflib
 import inspect
 
+from . import checks
 from .ab2 import AB2
 from .backward_euler import BackwardEuler
 from .base import Scheme
@@ -65,9 +65,7 @@ def get(name, **options) -> Scheme:
                          f"odenets.build(field, solver={name!r}) or "
                          f"torchdiffeq.odeint(f, u0, t, method={name!r})")
     if name not in SCHEMES:
-        close = difflib.get_close_matches(str(name), SCHEMES, n=3)
-        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
-        raise ValueError(f"unknown solver {name!r}{hint}; available: {', '.join(available())}")
+        raise checks.unknown("solver", name, available())
     cls = SCHEMES[name]
     try:
         return cls(**options)

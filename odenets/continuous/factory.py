@@ -7,12 +7,12 @@ unrolled networks) are reached as ``"ode:<method>"``, which works for every torc
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 
 from torch import nn
 
 import solvers
+from solvers import checks
 
 ODE_PREFIX, SDE_PREFIX = "ode:", "sde:"
 
@@ -89,9 +89,7 @@ def build_continuous(field, solver: str, steps=None, tied: bool = True, t_span=(
     resolved = _resolve(solver)
     if resolved is None:
         names = continuous_solvers()
-        close = difflib.get_close_matches(str(solver), names, n=3)
-        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
-        raise ValueError(f"unknown continuous solver {solver!r}{hint}; available: {', '.join(names)}")
+        raise checks.unknown("continuous solver", solver, names, listed=", ".join(names))
     if tied is not True:
         raise ValueError(f"{solver}: continuous-depth solvers integrate one field f(t, u) over "
                          f"t_span, so tied must be True (got tied={tied!r}); for per-step weights "

@@ -15,7 +15,7 @@ import inspect
 import torch
 from torch import nn
 
-from solvers.base import check_t_span
+from solvers.checks import t_span as check_t_span
 
 from . import checks
 from .nfe import CountedField

@@ -10,10 +10,11 @@ Augmentation per dataset (training split only; evaluation never augments):
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable
+
+from solvers import checks
 
 from .augment import Augment
 from .base import ImageData
@@ -63,9 +64,8 @@ def get_spec(name: str) -> DatasetSpec:
     """The `DatasetSpec` for ``name`` (or an alias); unknown names raise ValueError listing all."""
     name = ALIASES.get(name, name)
     if name not in DATASETS:
-        close = difflib.get_close_matches(str(name), list(DATASETS) + list(ALIASES), n=3)
-        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
-        raise ValueError(f"unknown dataset {name!r}{hint}; available: {', '.join(available_datasets())}")
+        raise checks.unknown("dataset", name, list(DATASETS) + list(ALIASES),
+                             listed=", ".join(available_datasets()))
     return DATASETS[name]
 
 

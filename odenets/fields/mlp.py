@@ -4,8 +4,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from solvers.base import check_int
-
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus, "gelu": nn.GELU,
                "silu": nn.SiLU}
 
@@ -25,7 +23,8 @@ class MLPField(nn.Module):
             raise ValueError(f"MLPField: activation must be one of {sorted(ACTIVATIONS)}, "
                              f"got {activation!r}")
         for name, value in (("dim", dim), ("hidden", hidden), ("depth", depth)):
-            check_int(name, value, "MLPField")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"MLPField: {name} must be an integer >= 1, got {value!r}")
         self.time_aware = bool(time_aware)
         sizes = [dim + self.time_aware] + [hidden] * (depth - 1) + [dim]
         layers = []

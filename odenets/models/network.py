@@ -24,7 +24,7 @@ from torch import nn
 
 from solvers import Scheme
 
-from ..build import _continuous, build
+from ..build import build_stage
 from ..flow import Flow
 from ..fields import BLOCKS, Coupled, TwoBranch, make_block
 from .features import call_leaf, check_images, feature_info, pretrained_cfg
@@ -188,9 +188,11 @@ def _solver(cfg: NetConfig) -> tuple:
                      f"{f' with noise={noise!r}' if name == 'euler_maruyama' else ''}")
 
 
-def _is_continuous(solver) -> bool:
-    cont = _continuous()
-    return cont is not None and cont.is_continuous(solver)
+def _transition(cfg: NetConfig, channels: int, width: int, stride: int, flow, act) -> Transition:
+    """The block that changes the shape before ``flow`` (its scheme's history rule applies)."""
+    return Transition(make_block(cfg.block, channels, width, stride, **cfg.block_options),
+                      make_shortcut(cfg.shortcut, channels, width, stride),
+                      flow.scheme if isinstance(flow, Flow) else None, cfg.transition_history, act)
 
 
 class Stage(nn.Module):
@@ -219,45 +221,26 @@ class Network(nn.Module):
         self.config = cfg
         init_seed = int(torch.randint(2 ** 62, ()))  # one draw, whatever the preset builds below
         self.stem = _stem(cfg)
-        continuous = _is_continuous(cfg.solver)
-        if continuous and (cfg.post_activation or cfg.survival is not None or cfg.drop_path_rate):
-            raise ValueError(f"solver {cfg.solver!r} is continuous: it needs post_activation=False "
-                             f"(e.g. a preact_* preset), no survival schedule and no "
-                             f"drop_path_rate")
         solver, solver_options = _solver(cfg)
         survival = _survival(cfg)
         act = "relu" if cfg.post_activation else None
-        channels, block_index, stages = cfg.stem_width or cfg.widths[0], 0, []
-        scheme = None  # built by the first flow, then shared: one noise stream (seed=) per network
+        channels, block_index, stages, flow = cfg.stem_width or cfg.widths[0], 0, [], None
         for depth, width, stride in zip(cfg.depths, cfg.widths, cfg.strides):
-            flow, transition = None, None
             needs_transition = stride != 1 or width != channels
             steps = depth - needs_transition
-            if steps:
-                options = dict(solver_options)
-                coeffs = None
-                if survival is not None:
-                    start = block_index + needs_transition
-                    coeffs = {"p": survival[start:start + steps]}
-                if continuous:  # ODE-Net style: one tied field per stage over t in [0, 1]
-                    seed = options.get("seed")
-                    if isinstance(seed, int) and not isinstance(seed, bool):  # sde: a stream per stage
-                        options["seed"] = options["seed"] + len(stages)
-                    flow = build(lambda: _flow_field(cfg, width), solver,
-                                 options.pop("steps", None), tied=True, **options)
-                else:
-                    flow = build(lambda: _flow_field(cfg, width),
-                                 solver if scheme is None else scheme, steps, tied=cfg.tied,
-                                 activation=act, coefficients=coeffs, channels=width,
-                                 per_evaluation_norm=cfg.per_evaluation_norm,
-                                 **(options if scheme is None else {}))
-                    scheme = flow.scheme
-            if needs_transition:
-                field_ = make_block(cfg.block, channels, width, stride, **cfg.block_options)
-                shortcut = make_shortcut(cfg.shortcut, channels, width, stride)
-                transition = Transition(field_, shortcut, flow.scheme if isinstance(flow, Flow)
-                                        else None, cfg.transition_history, act)
-            stages.append(Stage(transition, flow))
+            coeffs = None
+            if survival is not None:
+                start = block_index + needs_transition
+                coeffs = {"p": survival[start:start + steps]}
+            stage_flow = None
+            if steps:  # shares the previous flow's scheme: one noise stream per network
+                flow = stage_flow = build_stage(
+                    lambda: _flow_field(cfg, width), solver, steps, tied=cfg.tied, activation=act,
+                    coefficients=coeffs, channels=width, share=flow,
+                    per_evaluation_norm=cfg.per_evaluation_norm, **solver_options)
+            transition = _transition(cfg, channels, width, stride, stage_flow, act) \
+                if needs_transition else None
+            stages.append(Stage(transition, stage_flow))
             channels, block_index = width, block_index + depth
         self.stages = nn.ModuleList(stages)
         self.head = _head(cfg, channels)

@@ -6,10 +6,11 @@ applies the overrides (any `NetConfig` field) and builds the `Network`.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import fnmatch
 import re
 from typing import Callable
+
+from solvers import checks
 
 from .features import FeatureNet
 from .network import NetConfig, Network
@@ -76,9 +77,7 @@ def get_config(name: str, **overrides) -> NetConfig:
     ``solver_options`` is merged into the preset's; the result is checked (`NetConfig.check`).
     """
     if name not in PRESETS:
-        close = difflib.get_close_matches(str(name), PRESETS, n=3, cutoff=0.6)
-        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
-        raise ValueError(f"unknown model {name!r}{hint}; available: {_summary(PRESETS)}")
+        raise checks.unknown("model", name, PRESETS, listed=_summary(PRESETS))
     fields = {f.name for f in dataclasses.fields(NetConfig)}
     unknown = sorted(set(overrides) - fields)
     for key in unknown:

@@ -12,7 +12,6 @@ registry and need neither.
 """
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import os
@@ -20,12 +19,7 @@ import sys
 
 from torch import nn
 
-
-def _unknown(kind: str, name: str, valid) -> ValueError:
-    valid = sorted(valid)
-    close = difflib.get_close_matches(name, valid, n=3)
-    hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
-    return ValueError(f"unknown {kind} {name!r}{hint}; available: {', '.join(valid)}")
+from solvers import checks
 
 
 def check_model_name(name: str) -> None:
@@ -38,7 +32,7 @@ def check_model_name(name: str) -> None:
                          "'module:function' factory")
     names = odenets.list_models()
     if name not in names:
-        raise _unknown("model", name, names)
+        raise checks.unknown("model", name, names)
 
 
 def check_run_model(saved, where, given: str | None = None, trust: bool = False) -> None:
@@ -73,7 +67,7 @@ def check_solver_name(name: str) -> None:
     import odenets
     names = odenets.available_solvers()
     if name not in names:
-        raise _unknown("solver", name, names)
+        raise checks.unknown("solver", name, names)
 
 
 def build_model(cfg, num_classes: int, in_channels: int) -> nn.Module:
