@@ -27,8 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class EvaluationIndex:
-    """The index j of the current call of a field within a step, shared by the field's norms."""
+class CallIndex:
+    """The index j of the current call of a field within its step, shared by the field's
+    norms (which read slot j) and set by the flow's call wrappers before each call."""
 
     __slots__ = ("value",)
 
@@ -40,10 +41,10 @@ class _PerEvaluationStats:
     """Mixin over a `torch.nn` BatchNorm class: running statistics indexed by the call."""
 
     slots: int
-    evaluation_index: EvaluationIndex
+    call_index: CallIndex
 
-    def _setup_slots(self, slots: int, index: EvaluationIndex):
-        self.slots, self.evaluation_index = slots, index
+    def _setup_slots(self, slots: int, index: CallIndex):
+        self.slots, self.call_index = slots, index
         for name in ("running_mean", "running_var"):
             buffer = getattr(self, name)
             if buffer is not None:
@@ -51,7 +52,7 @@ class _PerEvaluationStats:
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         self._check_input_dim(input)
-        j = min(self.evaluation_index.value, self.slots - 1)
+        j = min(self.call_index.value, self.slots - 1)
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             if j == 0:  # counts batches, not calls: every slot is updated once per batch
@@ -93,17 +94,17 @@ _CONVERT = {nn.BatchNorm1d: EvaluationBatchNorm1d, nn.BatchNorm2d: EvaluationBat
             nn.BatchNorm3d: EvaluationBatchNorm3d}
 
 
-def per_evaluation_norm(module: nn.Module, slots: int) -> EvaluationIndex | None:
+def per_evaluation_norm(module: nn.Module, slots: int) -> CallIndex | None:
     """Replace every plain ``nn.BatchNorm{1,2,3}d`` inside ``module`` (in place) by its
     per-evaluation version with ``slots`` sets of running statistics (the current ones copied
-    into each), sharing weight and bias. Returns the `EvaluationIndex` the converted norms read,
+    into each), sharing weight and bias. Returns the `CallIndex` the converted norms read,
     or None when ``module`` has no BatchNorm to convert. A module converted before (a trained
     field re-unrolled by another scheme, `odenets.resolve`) keeps its norms and slots: their
     index is returned, so the new flow counts their calls (call j reads slot min(j, slots - 1))."""
     done = [m for m in module.modules() if isinstance(m, _PerEvaluationStats)]
     if done:
-        return done[0].evaluation_index
-    index = EvaluationIndex()
+        return done[0].call_index
+    index = CallIndex()
     found = False
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .flow import Flow
+from .models import create
 
 
 def _mac_hook(counter):
@@ -53,7 +54,7 @@ def evaluations(model: nn.Module) -> float:
     total = 0.0
     for m in model.modules():
         if isinstance(m, Flow):
-            total += m.evaluations
+            total += m.evals_per_forward
     total += len(getattr(model, "transitions", ()))
     return total
 
@@ -95,7 +96,6 @@ def info(model, input_size=(1, 3, 32, 32), **create_options) -> dict:
     """
     name = model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
     if isinstance(model, str):
-        from .models import create
         if len(input_size) == 4:
             create_options.setdefault("in_channels", input_size[1])
         model = create(model, **create_options)

@@ -125,7 +125,7 @@ class MomentumFlow(nn.Module):
 
     ``forward(u0, times=None, v0=None, return_velocity=False)``: ``times`` goes to continuous
     flows (states at those times, shape (len(times), *u0.shape)); ``return_velocity`` returns
-    ``(u, v)``. ``nfe``/``reset_nfe`` (continuous) and ``scheme``/``steps``/``evaluations``
+    ``(u, v)``. ``nfe``/``reset_nfe`` (continuous) and ``scheme``/``steps``/``evals_per_forward``
     (fixed grid) are the inner flow's; `damping` gives gamma per field (one when tied)."""
 
     def __init__(self, flow: nn.Module):
@@ -143,7 +143,7 @@ class MomentumFlow(nn.Module):
         try:
             return super().__getattr__(name)
         except AttributeError:
-            if name in ("nfe", "reset_nfe", "scheme", "steps", "evaluations", "tied", "dt",
+            if name in ("nfe", "reset_nfe", "scheme", "steps", "evals_per_forward", "tied", "dt",
                         "t_span", "coefficients"):
                 return getattr(self._modules["flow"], name)
             raise

@@ -22,6 +22,17 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import torch
+
+import solvers
+from solvers.lmm import roots_per_step
+
+from .analysis import write_lm_report
+from .build import coefficients as flow_coefficients
+from .flow import Flow
+from .models.registry import get_config
+from .train.rundir import CONFIG, read_json, read_metrics
+
 
 def _pyplot():
     import matplotlib
@@ -84,7 +95,6 @@ def run_title(config: dict | None) -> str | None:
     solver = config.get("solver") or args.get("solver")
     if solver is None:
         try:
-            from .models.registry import get_config
             solver = get_config(config["model"], **args).solver
         except Exception:  # not a preset (module:function): no solver to name
             solver = None
@@ -173,7 +183,6 @@ def plot_coefficients(history: list[dict], path, title: str | None = None) -> Pa
 
 def _multistep_flows(model):
     """``(path, flow)`` for every flow of ``model`` whose scheme is LM or lmm."""
-    from .flow import Flow
     return [(path, m) for path, m in model.named_modules()
             if isinstance(m, Flow) and m.scheme.name in ("lm", "lmm")]
 
@@ -181,7 +190,6 @@ def _multistep_flows(model):
 def plot_roots(model, path, title: str | None = None) -> Path | None:
     """Learned roots of rho per block in the complex plane (see the module docstring); blocks
     are numbered n = 0, 1, ... over the whole network, as in coefficients.png."""
-    from solvers.lmm import roots_per_step
     flows = [(name, flow.scheme, roots_per_step(flow.scheme, flow.coefficients()).detach().cpu())
              for name, flow in _multistep_flows(model)]  # model may be on a GPU
     return _plot_roots(flows, path, title)
@@ -223,9 +231,7 @@ def plot_model(model, out_dir, title: str | None = None) -> list[Path]:
     roots = plot_roots(model, out / "roots.png", title)
     if roots is not None:
         paths.append(roots)
-    from .analysis import write_lm_report
-    from .build import coefficients
-    paths += [Path(p) for p in write_lm_report(out, coefficients(model), figure=False).values()]
+    paths += [Path(p) for p in write_lm_report(out, flow_coefficients(model), figure=False).values()]
     return paths
 
 
@@ -234,10 +240,6 @@ def _roots_from_record(coefficients: dict, config: dict | None) -> list:
     (per-channel values arrive averaged). The scheme comes from the registries: LM's roots are
     -k; an lmm preset's scheme is built from its preset config (`odenets.models.registry.get_config`, which
     builds no model). A ``module:function`` model's lmm flows are skipped (nothing is imported)."""
-    import torch
-
-    import solvers
-    from solvers.lmm import roots_per_step
     groups: dict[str, dict] = {}
     for key, values in coefficients.items():
         flow, _, name = key.rpartition(".")
@@ -249,7 +251,6 @@ def _roots_from_record(coefficients: dict, config: dict | None) -> list:
         if not isinstance(model, str) or ":" in model:
             return []
         try:
-            from .models.registry import get_config
             overrides = dict(config.get("model_args") or {})
             if config.get("solver"):
                 overrides["solver"] = config["solver"]
@@ -294,7 +295,6 @@ def plot_run(run_dir, out_dir=None) -> list[Path]:
     """Write the run's PNG plots (see the module docstring) from its metrics.jsonl (and
     config.json, for the title and an lmm preset's scheme); returns their paths. No model is
     built and no checkpoint is read, so nothing a run directory names is imported."""
-    from .train.rundir import CONFIG, read_json, read_metrics
     history = read_metrics(run_dir)
     if not history:
         raise ValueError(f"{run_dir}: metrics.jsonl has no completed epoch yet")
@@ -314,6 +314,5 @@ def plot_run(run_dir, out_dir=None) -> list[Path]:
     if isinstance(last, dict):
         roots = _plot_roots(_roots_from_record(last, saved), out / "roots.png", title)
         paths += [roots] if roots else []
-        from .analysis import write_lm_report
         paths += [Path(p) for p in write_lm_report(out, last, figure=False).values()]
     return paths

@@ -14,7 +14,8 @@ class AB2(Scheme):
 
     name = "ab2"
     order = 2
-    evaluations = 1
+    evals_per_step = 1
+    past_states = 1  # f(t_{n-1}, u_{n-1})
 
     def step(self, f, t, dt, u, state):
         f_n = f(t, u)

@@ -25,7 +25,6 @@ class BackwardEuler(Scheme):
 
     name = "backward_euler"
     order = 1
-    implicit = True
 
     def __init__(self, iterations: int = 2, tol: float | None = None, max_iterations: int = 100,
                  check: bool = False):
@@ -33,10 +32,10 @@ class BackwardEuler(Scheme):
         self.tol = None if tol is None else checks.real(self.name, "tol", tol, 0.0, None, (False, True))
         self.max_iterations = checks.integer(self.name, "max_iterations", max_iterations)
         self.check = bool(check)
-        self.evaluations = self.max_iterations if self.tol is not None else self.iterations
+        self.evals_per_step = self.max_iterations if self.tol is not None else self.iterations
 
     @property
-    def field_calls(self) -> int:
+    def max_calls_per_field(self) -> int:
         """``iterations``, also with ``tol``: later iterates lie near the fixed point, where the
         field's input barely changes, so they share the last call's slot."""
         return self.iterations

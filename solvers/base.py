@@ -18,6 +18,7 @@ writes ``step``.
 """
 from __future__ import annotations
 
+import abc
 import math
 import numbers
 from dataclasses import dataclass
@@ -116,40 +117,42 @@ class Coefficient:
         return self.to_raw(value.to(torch.float64)).to(dtype or torch.float32)
 
 
-class Scheme:
+class Scheme(abc.ABC):
     """A one-step (or multistep) fixed-grid scheme for ``du/dt = f(t, u)``.
 
-    Subclasses set ``name``, ``order``, ``evaluations`` (field evaluations per step) and
-    ``coefficients`` (a tuple of `Coefficient`), and implement ``step``.
+    Subclasses implement ``step`` and declare, as class (or, where options change them,
+    instance) attributes:
+
+    * ``name``, ``order``;
+    * ``evals_per_step``: field evaluations per step, the cost (RK4 4, Verlet 1.5: F twice and
+      G once on half-width fields; NFE = steps x this);
+    * ``max_calls_per_field`` (a property from the above unless overridden): the most times one
+      step calls one field (one member of a pair), i.e. how many slots per-call state of a field,
+      such as normalisation statistics kept per call, needs (RK4 4, Verlet 2, Euler 1);
+    * ``past_states``: how many past values the step carries in ``state`` (0: one-step; LM 1);
+    * ``coefficients`` (a tuple of `Coefficient`), ``stochastic``, ``paired_field``, ``nodes``.
     """
 
     name: str = ""
     order: float = 0
-    evaluations: float = 1
+    evals_per_step: float = 1
+    past_states: int = 0
     coefficients: tuple[Coefficient, ...] = ()
     stochastic: bool = False
-    implicit: bool = False
     paired_field: bool = False  # True: the field of one step is a pair (f1, f2) of callables
     # fractions c of the step at which `step` evaluates the field, when it takes them
     # precomputed as ``step(..., stage_t=(t_n + c_0 dt, ...))`` (explicit Runge-Kutta)
     nodes: tuple[float, ...] = ()
 
     @property
-    def field_calls(self) -> int:
-        """The most times one step calls one field (each member of a pair, for paired
-        schemes): RK4 4, backward Euler K, Verlet 2 (F), Euler 1. Per-call state of a field, such
-        as normalisation statistics kept per evaluation, needs this many slots."""
-        return 1 if self.paired_field else max(1, math.ceil(self.evaluations))
+    def max_calls_per_field(self) -> int:
+        """The most times one step calls one field: 1 for paired schemes (each member once),
+        else ``ceil(evals_per_step)``."""
+        return 1 if self.paired_field else max(1, math.ceil(self.evals_per_step))
 
-    def step(self, f: Field, t: float, dt: float, u: torch.Tensor, state, **coefficients):
-        raise NotImplementedError
-
-    def map_state(self, state, fn: Callable[[torch.Tensor], torch.Tensor]):
-        """Apply ``fn`` to every tensor of the history (used at stage transitions, where the
-        history must pass through the same shortcut as ``u``)."""
-        if state is None:
-            return None
-        return tuple(fn(s) for s in state)
+    @abc.abstractmethod
+    def step(self, f: Field, t, dt: float, u: torch.Tensor, state, **coefficients):
+        """``(u_{n+1}, state_{n+1})`` from ``u_n`` and the history ``state`` (None at first)."""
 
     # -- fixed coefficient values -------------------------------------------------------------
     def fixed_coefficients(self) -> dict[str, float]:
@@ -165,24 +168,27 @@ class Scheme:
     # -- the grid loop ------------------------------------------------------------------------
     def solve(self, fields: Sequence[Field], u0: torch.Tensor, t0: float = 0.0, dt: float = 1.0,
               coefficients: Mapping[str, object] | None = None, state=None,
-              return_path: bool = False, training: bool = True):
+              return_path: bool = False, training: bool = True, activation=None):
         """Take ``len(fields)`` steps from ``u0``; step ``n`` uses ``fields[n]`` at time
         ``t0 + n dt``. ``coefficients[name]`` is a scalar or a per-step sequence/tensor indexed
-        by ``n``. Returns ``(u_N, state)``, or ``(path, state)`` with ``path`` of shape
-        ``(N + 1, *u0.shape)`` when ``return_path``. Times reach the fields as 0-dim tensors
-        (`time_grid`, built once)."""
-        coefficients = self._per_step(coefficients, len(fields))
+        by ``n``. ``activation`` sigma, when given, follows every step: u_{n+1} = sigma(Phi_n(u_n))
+        (post-activation ResNets, He et al. 2016a: ``relu(u + f(u))``; multistep histories then
+        hold activated states). Returns ``(u_N, state)``, or ``(path, state)`` with ``path`` of
+        shape ``(N + 1, *u0.shape)`` when ``return_path``. Times reach the fields as 0-dim
+        tensors (`time_grid`, built once)."""
+        coefficients = self.per_step_values(coefficients, len(fields))
         extra = {"training": training} if self.stochastic else {}
         u, path = u0, [u0] if return_path else None
         times = time_grid(t0, dt, len(fields), u0)
         stages = stage_times(t0, dt, len(fields), self.nodes, u0) if self.nodes else None
         if not coefficients and not extra and not return_path:  # the common fast path
-            if stages is not None:
-                for n, f in enumerate(fields):
-                    u, state = self.step(f, times[n], dt, u, state, stage_t=stages[n])
-                return u, state
             for n, f in enumerate(fields):
-                u, state = self.step(f, times[n], dt, u, state)
+                if stages is not None:
+                    u, state = self.step(f, times[n], dt, u, state, stage_t=stages[n])
+                else:
+                    u, state = self.step(f, times[n], dt, u, state)
+                if activation is not None:
+                    u = activation(u)
             return u, state
         extra = dict(extra)
         for n, f in enumerate(fields):
@@ -191,11 +197,15 @@ class Scheme:
             if stages is not None:
                 extra["stage_t"] = stages[n]
             u, state = self.step(f, times[n], dt, u, state, **coeffs, **extra)
+            if activation is not None:
+                u = activation(u)
             if return_path:
                 path.append(u)
         return (torch.stack(path) if return_path else u), state
 
-    def _per_step(self, coefficients, steps):
+    def per_step_values(self, coefficients, steps: int) -> dict:
+        """``{name: (value, per_step)}`` for every declared coefficient: the given values (else
+        the fixed/default ones), checked against the declaration and the number of steps."""
         values = dict(self.fixed_coefficients())
         values.update(coefficients or {})
         unknown = set(values) - {c.name for c in self.coefficients}

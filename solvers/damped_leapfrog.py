@@ -38,7 +38,7 @@ class DampedLeapfrog(Leapfrog):
 
     name = "damped_leapfrog"
     order = 2
-    evaluations = 2
+    evals_per_step = 2
     paired_field = True
 
     def __init__(self, dim: int | None = None, memory_efficient: bool = True,
@@ -49,7 +49,7 @@ class DampedLeapfrog(Leapfrog):
         self.check_inverse = None if check_inverse is None else bool(check_inverse)
 
     @property
-    def field_calls(self) -> int:
+    def max_calls_per_field(self) -> int:
         return 2  # G at y_n and at y_{n+1}
 
     def options(self):

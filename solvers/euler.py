@@ -15,7 +15,7 @@ class Euler(Scheme):
 
     name = "euler"
     order = 1
-    evaluations = 1
+    evals_per_step = 1
 
     def step(self, f, t, dt, u, state):
         return torch.add(u, f(t, u), alpha=dt), state

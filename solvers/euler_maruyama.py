@@ -37,7 +37,7 @@ class EulerMaruyama(Scheme):
     name = "euler_maruyama"
     order = 0.5
     weak_order = 1
-    evaluations = 1
+    evals_per_step = 1
     stochastic = True
     coefficients = (P,)
 
@@ -64,7 +64,7 @@ class EulerMaruyama(Scheme):
         self.generator, self.seed = generator, None if seed is None else int(seed)
         self.per_sample, self.shake_backward = bool(per_sample), bool(shake_backward)
         self._generators = {}
-        self.evaluations = 2 if noise == "shake" else 1
+        self.evals_per_step = 2 if noise == "shake" else 1
         self.paired_field = noise == "shake"
         self.order = 1 if noise == "gaussian" and diffusion == "additive" else 0.5
 

@@ -21,7 +21,7 @@ class ExplicitRK(Scheme):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        cls.evaluations = len(cls.b)
+        cls.evals_per_step = len(cls.b)
         cls.nodes = tuple(cls.c)
 
     def step(self, f, t, dt, u, state, stage_t=None):

@@ -7,6 +7,7 @@ import torch
 
 from . import checks
 from .registry import get
+from .reversible import params_known
 
 
 def integrate(f, u0: torch.Tensor, steps: int, scheme=None, t0: float = 0.0, t1: float = 1.0,
@@ -135,7 +136,6 @@ class ShapeChecked(torch.nn.Module):
 
     @property
     def params_known(self) -> bool:  # see `reversible.params_known`
-        from .reversible import params_known
         return params_known(self.f)
 
 

@@ -40,7 +40,7 @@ class Leapfrog(Scheme):
 
     name = "leapfrog"
     paired_field = True
-    evaluations = 1
+    evals_per_step = 1
 
     def __init__(self, variant: str = "verlet", dim: int | None = None, memory_efficient: bool = True,
                  check_inverse: bool | None = None):
@@ -52,10 +52,10 @@ class Leapfrog(Scheme):
         self.check_inverse = None if check_inverse is None else bool(check_inverse)
         self.order = 2 if variant == "verlet" else 1
         # F+G together cost one full-width field; Verlet evaluates F twice.
-        self.evaluations = 1.5 if variant == "verlet" else 1
+        self.evals_per_step = 1.5 if variant == "verlet" else 1
 
     @property
-    def field_calls(self) -> int:
+    def max_calls_per_field(self) -> int:
         return 2 if self.variant == "verlet" else 1  # Verlet calls F at z_n and z_{n+1}
 
     def options(self):
@@ -113,10 +113,14 @@ class Leapfrog(Scheme):
         return torch.cat((y, z), dim)
 
     def solve(self, fields, u0, t0=0.0, dt=1.0, coefficients=None, state=None, return_path=False,
-              training=True, params=None):
-        if (return_path or not self.memory_efficient or not torch.is_grad_enabled()
-                or order_dependent(fields)):
-            return super().solve(fields, u0, t0, dt, coefficients, state, return_path, training)
-        self._per_step(coefficients, len(fields))
+              training=True, activation=None, params=None):
+        """`Scheme.solve`, by `reversible_solve` (O(1) activation memory) when gradients are on;
+        step by step when ``activation`` is given (sigma is not invertible), with
+        ``return_path``, ``memory_efficient=False`` or an order-dependent field."""
+        if (return_path or activation is not None or not self.memory_efficient
+                or not torch.is_grad_enabled() or order_dependent(fields)):
+            return super().solve(fields, u0, t0, dt, coefficients, state, return_path, training,
+                                 activation)
+        self.per_step_values(coefficients, len(fields))
         return reversible_solve(self, fields, u0, t0, dt, params, self.check_inverse), state
 

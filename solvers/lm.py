@@ -30,7 +30,8 @@ class LM(Scheme):
 
     name = "lm"
     order = 1
-    evaluations = 1
+    evals_per_step = 1
+    past_states = 1  # u_{n-1}
     coefficients = (K,)
 
     def __init__(self, k: float | None = None, k_init: tuple[float, float] = (-0.1, 0.0),

@@ -48,8 +48,8 @@ class LMM(Scheme):
     `solve` computes sigma once for all steps; `step` once per call. Tying the roots across
     steps is the builder's choice (one raw value for all steps), not a scheme option.
 
-    State: ``(u_{n-1}, ..., u_{n-p})``, most recent first, p <= s - 1 (the default `map_state`
-    maps all of them through a stage transition, as for LM). Warm start: with p < s - 1 past
+    State: ``(u_{n-1}, ..., u_{n-p})``, most recent first, p <= s - 1 = ``past_states`` (a stage
+    transition maps all of them through its shortcut, as for LM). Warm start: with p < s - 1 past
     states, the factors of sigma that do not fit are dropped (their roots set to 0): the step is
     the (p+1)-step member with the leading factors of total degree <= p. ``form="real"``: Euler,
     then LM with r1, then the 3-step member with (r1, r2), ...; a pair enters only when both of its
@@ -58,7 +58,7 @@ class LMM(Scheme):
 
     name = "lmm"
     order = 1
-    evaluations = 1
+    evals_per_step = 1
 
     def __init__(self, history: int = 3, roots=None, form: str = "real", radius: float = 0.99,
                  init=None):
@@ -67,7 +67,7 @@ class LMM(Scheme):
                              f"got {history!r}")
         if form not in FORMS:
             raise ValueError(f"lmm: form must be one of {list(FORMS)}, got {form!r}")
-        self.history, self.form = history, form
+        self.history, self.form, self.past_states = history, form, history - 1
         self.radius = checks.real(self.name, "radius", radius, 0.0, 1.0, (False, False))
         self.fixed_roots = None
         if roots is not None:
@@ -197,10 +197,10 @@ class LMM(Scheme):
         return torch.add(out, f_n, alpha=dt)
 
     def solve(self, fields, u0, t0=0.0, dt=1.0, coefficients=None, state=None, return_path=False,
-              training=True):
+              training=True, activation=None):
         """`Scheme.solve` with sigma computed once for all steps (vectorised over per-step values)
         instead of once per step; warm-start steps still use their lower members."""
-        values = self._per_step(coefficients, len(fields))
+        values = self.per_step_values(coefficients, len(fields))
         whole = {name: _stack(v) if per_step else v for name, (v, per_step) in values.items()}
         rows = [b.unbind(0) if torch.is_tensor(b) and b.dim() > 0 else [b] * len(fields)
                 for b in self.sigma(whole)[1:]]
@@ -214,6 +214,8 @@ class LMM(Scheme):
             else:
                 b = [row[n] for row in rows]
             u, past = self._advance(f, times[n], dt, u, past, b), ((u,) + past)[:m]
+            if activation is not None:  # the history keeps activated states
+                u = activation(u)
             if return_path:
                 path.append(u)
         return (torch.stack(path) if return_path else u), past
@@ -264,10 +266,7 @@ def _stack(values):
 def roots_per_step(scheme, values=None) -> torch.Tensor:
     """Roots of rho other than 1 for a two-step `LM` (``-k``) or an `LMM` scheme, complex, shape
     (steps, s - 1) for per-step ``values`` {name: tensor (steps,)} (e.g. a trained block's
-    ``coefficient.to_value(raw)``), for plotting learned roots in the complex plane. A wrapper
-    scheme exposing ``.inner`` (e.g. a post-activation wrapper) is unwrapped."""
-    while not isinstance(scheme, LMM) and hasattr(scheme, "inner"):
-        scheme = scheme.inner
+    ``coefficient.to_value(raw)``), for plotting learned roots in the complex plane."""
     if isinstance(scheme, LMM):
         return scheme.roots(values)
     if getattr(scheme, "name", None) == "lm":

@@ -110,10 +110,10 @@ def test_single_call_schemes_keep_plain_batchnorm():
                  "rev_resnet20"):
         model = odenets.create(name)
         assert not any(isinstance(m, EvaluationBatchNorm2d) for m in model.modules()), name
-    assert solvers.get("euler_maruyama", noise="shake").field_calls == 1
-    assert solvers.get("leapfrog", variant="revnet").field_calls == 1
-    assert solvers.get("rk4").field_calls == 4
-    assert solvers.get("backward_euler", iterations=3).field_calls == 3
+    assert solvers.get("euler_maruyama", noise="shake").max_calls_per_field == 1
+    assert solvers.get("leapfrog", variant="revnet").max_calls_per_field == 1
+    assert solvers.get("rk4").max_calls_per_field == 4
+    assert solvers.get("backward_euler", iterations=3).max_calls_per_field == 3
 
 
 def test_old_state_dict_with_one_set_of_statistics_loads():
@@ -158,7 +158,7 @@ def test_tied_flow_counts_calls_per_step():
     field = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3, affine=False, momentum=1.0))
     flow = odenets.build(field, "midpoint", steps=3, tied=True).double()
     bn, seen = flow.blocks[0][1], []
-    bn.register_forward_pre_hook(lambda m, args: seen.append(m.evaluation_index.value))
+    bn.register_forward_pre_hook(lambda m, args: seen.append(m.call_index.value))
     flow(torch.randn(8, 3, dtype=torch.float64))
     flow(torch.randn(8, 3, dtype=torch.float64))
     assert seen == [0, 1] * 6
@@ -211,10 +211,10 @@ def test_duplicate_blocks_are_converted_once_and_counted_per_step():
     bn = field[1]
     assert isinstance(bn, EvaluationBatchNorm1d) and bn.slots == 4
     seen = []
-    bn.register_forward_pre_hook(lambda m, args: seen.append(m.evaluation_index.value))
+    bn.register_forward_pre_hook(lambda m, args: seen.append(m.call_index.value))
     flow(torch.randn(8, 6))
     assert seen == [0, 1, 2, 3] * 3
-    assert bn.evaluation_index.value == 0   # reset after the solve: a direct call uses slot 0
+    assert bn.call_index.value == 0   # reset after the solve: a direct call uses slot 0
 
 
 def test_call_index_is_reset_after_a_failed_solve():
@@ -229,20 +229,13 @@ def test_call_index_is_reset_after_a_failed_solve():
     bn.register_forward_pre_hook(fail_at_third_call)
     with pytest.raises(RuntimeError, match="boom"):
         flow(torch.randn(8, 6))
-    assert bn.evaluation_index.value == 0   # a direct call afterwards uses slot 0
+    assert bn.call_index.value == 0   # a direct call afterwards uses slot 0
 
 
 def test_backward_euler_with_tol_keeps_iterations_slots():
     scheme = solvers.get("backward_euler", iterations=2, tol=1e-6)
-    assert scheme.field_calls == 2   # later iterates share the last slot
+    assert scheme.max_calls_per_field == 2   # later iterates share the last slot
     flow = odenets.build(_bn_field(), "backward_euler", steps=1, iterations=2, tol=1e-3,
                          max_iterations=50)
     assert flow.blocks[0][1].running_mean.shape == (2, 6)
 
-
-@pytest.mark.parametrize("name,options", [("leapfrog", {}), ("backward_euler", {"tol": 1e-3}),
-                                          ("rk4", {})])
-def test_post_activated_scheme_reports_the_inner_field_calls(name, options):
-    from odenets.flow import PostActivated
-    scheme = solvers.get(name, **options)
-    assert PostActivated(scheme, torch.relu).field_calls == scheme.field_calls

@@ -21,10 +21,9 @@ import io
 
 import torch
 
-try:
-    from solvers.multistep import modified_equation_coefficients
-except ImportError:  # pragma: no cover - older solver layer: the closed form for LM
-    modified_equation_coefficients = None
+from solvers.multistep import modified_equation_coefficients
+
+from ..build import coefficients as flow_coefficients
 
 
 def lm_modified_equation(k) -> dict:
@@ -33,11 +32,8 @@ def lm_modified_equation(k) -> dict:
     k = torch.as_tensor(k, dtype=torch.float64)
     if not bool(torch.isfinite(k).all()) or not bool(((k > -1) & (k < 1)).all()):
         raise ValueError(f"LM coefficients k must lie in (-1, 1) (zero-stability), got {k.tolist()}")
-    if modified_equation_coefficients is not None:
-        c = modified_equation_coefficients(torch.complex(-k, torch.zeros_like(k)).unsqueeze(-1), 2)
-        damping, momentum = c[..., 0], c[..., 1]
-    else:
-        damping, momentum = 1 + k, (1 - k) / 2
+    c = modified_equation_coefficients(torch.complex(-k, torch.zeros_like(k)).unsqueeze(-1), 2)
+    damping, momentum = c[..., 0], c[..., 1]
     return dict(k=k, damping=damping, momentum=momentum, ratio=momentum / damping)
 
 
@@ -48,11 +44,7 @@ def lm_coefficients(source, name: str = "k") -> dict[str, list[float]]:
     name the stage); a model is read with ``odenets.coefficients(model)`` at call time.
     """
     if not isinstance(source, dict):
-        import odenets
-        if not hasattr(odenets, "coefficients"):
-            raise ValueError("reading a model needs odenets.coefficients(model); pass a dict "
-                             "{stage: [k per block]} instead")
-        source = odenets.coefficients(source)
+        source = flow_coefficients(source)
     out = {}
     for key, values in source.items():
         if key == name or key.endswith("." + name):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+from ..build import coefficients as flow_coefficients
 from .convergence import convergence_table
 from .figures import plot_convergence, plot_lm_coefficients, plot_stability_regions
 from .modified_equation import lm_table, table_csv, table_markdown
@@ -28,8 +29,7 @@ def write_report(out_dir, model=None, coefficients=None) -> dict[str, str]:
     with open(paths["convergence_table"], "w") as fh:
         fh.write(convergence_table(results))
     if model is not None:
-        import odenets
-        coefficients = odenets.coefficients(model)
+        coefficients = flow_coefficients(model)
     paths.update(write_lm_report(out_dir, coefficients or {}))
     return paths
 

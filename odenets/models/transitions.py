@@ -64,26 +64,6 @@ def make_shortcut(kind: str, in_channels: int, out_channels: int, stride: int = 
     raise ValueError(f"unknown shortcut {kind!r}; available: {', '.join(SHORTCUTS)}")
 
 
-def keeps_history(scheme) -> bool:
-    """Whether a scheme carries history between steps (multistep: LM, AB2, ...).
-
-    Uses the scheme's ``multistep`` attribute when it has one, else probes one step from
-    ``state=None`` on a tiny tensor: multistep schemes return a non-None state.
-    """
-    flag = getattr(scheme, "multistep", None)
-    if flag is not None:
-        return bool(flag)
-    u = torch.zeros(1, 2)
-    extra = {"training": False} if scheme.stochastic else {}
-    try:
-        with torch.no_grad():
-            _, state = scheme.step(lambda t, v: torch.zeros_like(v), 0.0, 1.0, u, None,
-                                   **scheme.fixed_coefficients(), **extra)
-    except Exception:  # pair-field schemes and the like: one-step
-        return False
-    return state is not None
-
-
 class Transition(nn.Module):
     """u_{n+1} = sigma(S(u_n) + f(u_n)) with the history rule of the module docstring.
 
@@ -102,7 +82,7 @@ class Transition(nn.Module):
         self.field, self.shortcut = field, shortcut
         self.history, self.activation = history, activation
         self.scheme = scheme
-        self._project = history == "project" and scheme is not None and keeps_history(scheme)
+        self._project = history == "project" and scheme is not None and scheme.past_states > 0
         self._start = scheme.fixed_coefficients() if self._project else {}
 
     def forward(self, u, state=None):

@@ -16,21 +16,25 @@ import importlib
 import inspect
 import os
 import sys
+from pathlib import Path
 
 from torch import nn
 
 from solvers import checks
+
+from ..build import available_solvers, is_fixed_grid
+from ..data.registry import get_spec
+from ..models import list_models
+from . import checkpoint
+from .config import read_config
+from .rundir import CONFIG
 
 
 def check_model_name(name: str) -> None:
     """Raise ValueError listing the presets if ``name`` is neither a preset nor 'module:fn'."""
     if ":" in name:
         return
-    import odenets
-    if not hasattr(odenets, "list_models"):
-        raise ValueError(f"model {name!r}: this odenets build has no model registry yet; pass a "
-                         "'module:function' factory")
-    names = odenets.list_models()
+    names = list_models()
     if name not in names:
         raise checks.unknown("model", name, names)
 
@@ -64,8 +68,9 @@ def import_from_cwd(model: str | None) -> None:
 
 
 def check_solver_name(name: str) -> None:
-    import odenets
-    names = odenets.available_solvers()
+    if is_fixed_grid(name):
+        return
+    names = available_solvers()
     if name not in names:
         raise checks.unknown("solver", name, names)
 
@@ -141,12 +146,6 @@ def load_run_model(run_dir, map_location="cpu", model: str | None = None,
     weights. Classes and input channels come from the dataset's spec, so no data is read.
     ``model`` (``--model``) and ``trust_run_code`` (``--trust-run-code``) are the caller's
     consent to import a ``module:function`` the config names (`check_run_model`)."""
-    from pathlib import Path
-
-    from ..data.registry import get_spec
-    from . import checkpoint
-    from .config import read_config
-    from .rundir import CONFIG
     run_dir = Path(run_dir)
     cfg = read_config(run_dir / CONFIG)
     state = checkpoint.load(run_dir / checkpoint.NAME, map_location=map_location,
