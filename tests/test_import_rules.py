@@ -1,0 +1,83 @@
+"""The layering rules of the package (README, "Layout"), checked on the source and at run time:
+
+* ``solvers`` is pure numerics: it imports no ``odenets`` module;
+* fields (``odenets/fields``) know no scheme: they import no ``solvers`` module (nor the
+  odenets modules that join fields to schemes);
+* creating a fixed-grid preset imports no continuous-depth or plotting library (torchdiffeq,
+  torchsde, torchode, scipy, matplotlib) and not ``odenets.continuous``.
+"""
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Absolute names of the modules ``path`` imports (relative imports resolved)."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            names.add(base)
+            names.update(f"{base}.{a.name}" for a in node.names)
+    return names
+
+
+def offending(folder: str, forbidden: tuple[str, ...]) -> dict[str, list[str]]:
+    out = {}
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        bad = sorted(m for m in imported_modules(path)
+                     if any(m == f or m.startswith(f + ".") for f in forbidden))
+        if bad:
+            out[str(path.relative_to(ROOT))] = bad
+    return out
+
+
+def test_solvers_import_no_odenets_module():
+    assert offending("solvers", ("odenets",)) == {}
+
+
+def test_fields_import_no_solver_module():
+    assert offending("odenets/fields", ("solvers", "odenets.build", "odenets.flow",
+                                        "odenets.momentum", "odenets.continuous")) == {}
+
+
+def test_the_checker_sees_relative_imports(tmp_path):
+    """The rule above must be able to fail: a relative ``..build`` import is resolved."""
+    assert "odenets.build" in imported_modules(ROOT / "odenets" / "models" / "network.py")
+    assert "solvers.checks" in imported_modules(ROOT / "odenets" / "build.py")
+
+
+HEAVY = ("torchdiffeq", "torchsde", "torchode", "scipy", "matplotlib", "odenets.continuous")
+
+
+@pytest.mark.parametrize("code", [
+    "import solvers; solvers.integrate(lambda t, u: -u, __import__('torch').ones(2), steps=3)",
+    "import odenets; [odenets.create(m) for m in ('resnet20', 'lm_resnet20', 'lmm3_resnet20', "
+    "'sd_resnet20', 'shake_resnet20', 'rev_resnet20', 'poly_resnet20', 'rk2_resnet20')]",
+])
+def test_fixed_grid_work_imports_no_continuous_or_plotting_library(code):
+    probe = (f"import sys\n{code}\n"
+             f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY[:5]!r} "
+             f"or m.startswith('odenets.continuous')))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_solvers_alone_imports_no_odenets():
+    out = subprocess.run([sys.executable, "-c", "import sys, solvers; "
+                          "print([m for m in sys.modules if m.startswith('odenets')])"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", (out.stdout, out.stderr)
