@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import solvers
+from solvers import checks
 
 DAMPING_INIT = 0.5  # gamma of a learnable damping at initialisation
 
@@ -36,7 +37,7 @@ DAMPING_INIT = 0.5  # gamma of a learnable damping at initialisation
 def _check_damping(damping):
     if damping is None:
         return None
-    if isinstance(damping, bool) or not isinstance(damping, (int, float)) or \
+    if not checks.is_real(damping) or \
             not math.isfinite(damping) or damping < 0:
         raise ValueError(f"damping must be a float >= 0 (fixed gamma) or None (learnable, kept "
                          f"> 0 by a softplus), got {damping!r}")
@@ -228,6 +229,6 @@ def lm_momentum(k, dt: float = 1.0) -> dict:
     k = torch.as_tensor(k, dtype=torch.float64)
     if not bool(((k > -1) & (k < 1)).all()):
         raise ValueError(f"LM coefficients k must lie in (-1, 1) (zero-stability), got {k.tolist()}")
-    if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not dt > 0:
+    if not checks.is_real(dt) or not dt > 0:
         raise ValueError(f"dt must be a number > 0, got {dt!r}")
     return dict(k=k, gamma=2 * (1 + k) / ((1 - k) * dt), scale=2 / ((1 - k) * dt))

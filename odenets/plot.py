@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 import solvers
+from solvers import checks
 from solvers.lmm import roots_per_step
 
 from .analysis import write_lm_report
@@ -276,7 +277,7 @@ def _check_history(history, path) -> None:
     """ValueError naming ``path`` and the record unless every record has the plotted numbers
     and, if any, coefficients ``{name: [number or list of numbers, ...]}``."""
     def number(v):
-        return isinstance(v, (int, float)) and not isinstance(v, bool)
+        return checks.is_real(v)
 
     for i, r in enumerate(history, 1):
         keys = ("epoch", "train_loss", "test_loss", "train_acc", "test_acc")

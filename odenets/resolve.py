@@ -39,6 +39,7 @@ import copy
 from torch import nn
 
 import solvers
+from solvers import checks
 
 from .build import build, is_fixed_grid
 from .flow import Flow
@@ -51,7 +52,7 @@ def with_solver(model: nn.Module, solver=None, steps: int | None = None,
     ``solver`` (a scheme name, a continuous solver name, or None for each flow's own scheme)
     on ``steps`` steps (None: the trained ones), with the rules of the module docstring.
     ``notes`` lists what the re-solve changed beyond the grid (dropped coefficients)."""
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+    if steps is not None and (not checks.is_int(steps, 1)):
         raise ValueError(f"steps must be an integer >= 1 or None, got {steps!r}")
     if solver is None and solver_opts:
         raise ValueError(f"solver options {sorted(solver_opts)} need a solver name")

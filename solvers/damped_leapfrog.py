@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from . import checks
 from .leapfrog import Leapfrog
 
 
@@ -43,7 +44,7 @@ class DampedLeapfrog(Leapfrog):
 
     def __init__(self, dim: int | None = None, memory_efficient: bool = True,
                  check_inverse: bool | None = None):
-        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int)):
+        if dim is not None and not checks.is_int(dim):
             raise ValueError(f"damped_leapfrog: dim must be None or an integer, got {dim!r}")
         self.dim, self.memory_efficient, self.variant = dim, bool(memory_efficient), "verlet"
         self.check_inverse = None if check_inverse is None else bool(check_inverse)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from . import checks
 from .base import Scheme
 from .reversible import order_dependent, reversible_solve
 
@@ -46,7 +47,7 @@ class Leapfrog(Scheme):
                  check_inverse: bool | None = None):
         if variant not in ("verlet", "revnet"):
             raise ValueError(f"leapfrog: variant must be one of ['revnet', 'verlet'], got {variant!r}")
-        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int)):
+        if dim is not None and not checks.is_int(dim):
             raise ValueError(f"leapfrog: dim must be None or an integer, got {dim!r}")
         self.variant, self.dim, self.memory_efficient = variant, dim, bool(memory_efficient)
         self.check_inverse = None if check_inverse is None else bool(check_inverse)

@@ -62,7 +62,7 @@ class LMM(Scheme):
 
     def __init__(self, history: int = 3, roots=None, form: str = "real", radius: float = 0.99,
                  init=None):
-        if isinstance(history, bool) or not isinstance(history, int) or history not in HISTORIES:
+        if not checks.is_int(history) or history not in HISTORIES:
             raise ValueError(f"lmm: history (number of steps s) must be one of {list(HISTORIES)}, "
                              f"got {history!r}")
         if form not in FORMS:

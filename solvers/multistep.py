@@ -24,6 +24,8 @@ from typing import Sequence
 
 import torch
 
+from . import checks
+
 
 def polymul(p: Sequence, q: Sequence) -> list:
     """Product of two polynomials given as coefficient lists (highest degree first) whose entries
@@ -108,7 +110,7 @@ def modified_equation_coefficients(roots, terms: int = 3) -> torch.Tensor:
     i.e. LM's (1 + k) u_t + (1 - k) (dt/2) u_tt = f. The scheme is of order p for C_1 u_t = f iff
     C_2 = ... = C_p = 0 (e.g. s = 3 with the double root r = -1/3 has C_2 = 0: order 2).
     """
-    if isinstance(terms, bool) or not isinstance(terms, int) or terms < 1:
+    if not checks.is_int(terms, 1):
         raise ValueError(f"modified_equation_coefficients: terms must be an integer >= 1, got {terms!r}")
     rho = characteristic_polynomial(roots)
     s = rho.shape[-1] - 1

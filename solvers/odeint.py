@@ -29,6 +29,7 @@ import math
 
 import torch
 
+from . import checks
 from .base import Scheme
 from .registry import SCHEMES, TORCHDIFFEQ_ONLY, get
 
@@ -123,7 +124,7 @@ def _steps_per_interval(times, options) -> list[int]:
     intervals = len(times) - 1
     if "steps" in options:
         n = options["steps"]
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        if not checks.is_int(n, 1):
             raise ValueError(f"odeint: options['steps'] must be an integer >= 1 (steps per "
                              f"interval of t), got {n!r}")
         return [n] * intervals

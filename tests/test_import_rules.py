@@ -81,3 +81,20 @@ def test_solvers_alone_imports_no_odenets():
                           "print([m for m in sys.modules if m.startswith('odenets')])"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "[]", (out.stdout, out.stderr)
+
+
+def test_readme_layout_names_every_module():
+    """The README's layout section matches the tree: every solver file and every odenets module
+    or subpackage is named there."""
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):readme.index("## Benchmarks")]
+    names = [p.name for p in (ROOT / "solvers").glob("*.py") if p.name != "__init__.py"]
+    names += [p.name if p.is_file() else p.name + "/" for p in (ROOT / "odenets").iterdir()
+              if (p.suffix == ".py" and p.name not in ("__init__.py", "__main__.py"))
+              or (p.is_dir() and (p / "__init__.py").exists())]
+    missing = sorted(n for n in names if n not in layout)
+    assert missing == []
+    # file size rule of the layout: no library file over 400 lines
+    long = {str(p.relative_to(ROOT)): n for p in [*ROOT.glob("solvers/*.py"), *ROOT.glob("odenets/**/*.py")]
+            if (n := len(p.read_text().splitlines())) > 400}
+    assert long == {}

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from solvers import checks
+
 ATTACKS = ("fgsm", "pgd")
 
 
@@ -69,7 +71,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: i
     """Projected gradient ascent on the loss in the L-inf ball of radius ``eps`` around ``x``
     (module docstring). ``generator`` seeds the random start (reproducible attacks)."""
     eps = _check_eps(eps)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    if not checks.is_int(steps, 1):
         raise ValueError(f"pgd: steps must be an integer >= 1, got {steps!r}")
     if eps == 0:
         return x.detach().clone()

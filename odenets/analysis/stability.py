@@ -36,6 +36,7 @@ import warnings
 import torch
 
 import solvers
+from solvers import checks
 from solvers.leapfrog import Leapfrog
 
 # options per scheme for the region figure (a scheme not named here is drawn with its defaults)
@@ -133,7 +134,7 @@ def amplification(scheme, z, options=None, **coefficients) -> torch.Tensor:
 
 def complex_grid(re=(-3.5, 1.5), im=(-3.0, 3.0), n: int = 401):
     """``(x, y, z)``: an ``n x n`` grid of the complex plane (``z[i, j] = x[j] + i y[i]``)."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+    if not checks.is_int(n, 2):
         raise ValueError(f"grid size n must be an integer >= 2, got {n!r}")
     x = torch.linspace(float(re[0]), float(re[1]), n, dtype=torch.float64)
     y = torch.linspace(float(im[0]), float(im[1]), n, dtype=torch.float64)

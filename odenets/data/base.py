@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from solvers import checks
+
 
 class DatasetNotFoundError(FileNotFoundError):
     """No copy of a dataset was found; the message says where we looked and how to get it."""
@@ -62,7 +64,7 @@ class ImageData:
         len`` keeps everything."""
         if n is None or n >= len(self):
             return self
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        if not checks.is_int(n, 1):
             raise ValueError(f"subset must be a positive integer or None, got {n!r}")
         keep = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
         keep = keep.sort().values.to(self.images.device)
@@ -72,7 +74,7 @@ class ImageData:
     def split(self, n: int, seed: int = 0) -> tuple["ImageData", "ImageData"]:
         """``(rest, held_out)``: ``n`` examples held out by a fixed permutation (``seed``), e.g. a
         validation set that is the same for every training seed and model."""
-        if isinstance(n, bool) or not isinstance(n, int) or not 0 < n < len(self):
+        if not checks.is_int(n) or not 0 < n < len(self):
             raise ValueError(f"cannot hold out {n!r} of the {len(self)} {self.name} training "
                              f"images: the validation split must lie in [1, {len(self) - 1}]")
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from solvers import checks
+
 from .augment import Augment, normalize
 from .base import ImageData
 
@@ -40,9 +42,9 @@ class Loader:
     def __init__(self, data: ImageData, batch_size: int, *, train: bool, device="cpu",
                  augment: Augment | None = None, seed: int = 0, rank: int = 0, world_size: int = 1,
                  channels_last: bool = False):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        if not checks.is_int(batch_size, 1):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+        if not checks.is_int(world_size, 1):
             raise ValueError(f"world_size must be a positive integer, got {world_size!r}")
         if batch_size % world_size:
             raise ValueError(f"batch_size {batch_size} must be divisible by the number of "

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from torch import nn
 
+from solvers import checks
+
 POOLS = ("avg", "max", "")
 
 
 def check_head(num_classes, global_pool, drop_rate) -> None:
     """ValueError naming the bad value and what it must be."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+    if not checks.is_int(num_classes, 0):
         raise ValueError(f"num_classes must be an integer >= 0 (0: no classifier, the network "
                          f"returns pooled features), got num_classes={num_classes!r}")
     if global_pool not in POOLS:
@@ -25,7 +27,7 @@ def check_head(num_classes, global_pool, drop_rate) -> None:
     if global_pool == "" and num_classes:
         raise ValueError(f"global_pool='' (no pooling) needs num_classes=0: a linear classifier "
                          f"needs pooled features, got num_classes={num_classes}")
-    if isinstance(drop_rate, bool) or not isinstance(drop_rate, (int, float)) \
+    if not checks.is_real(drop_rate) \
             or not 0.0 <= drop_rate < 1.0:
         raise ValueError(f"drop_rate must be a number in [0, 1), got drop_rate={drop_rate!r}")
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from solvers import Scheme
+
+from solvers import checks
 
 from ..build import build_stage
 from ..flow import Flow
@@ -65,7 +66,7 @@ class NetConfig:
         """Raise ValueError naming the field, its value and what it must be, for any bad field."""
         for name in ("block", "stem", "shortcut"):
             _expect(self, name, isinstance(getattr(self, name), str), "a string")
-        _expect(self, "solver", isinstance(self.solver, (str, Scheme)),
+        _expect(self, "solver", isinstance(self.solver, str) or callable(getattr(self.solver, "step", None)),
                 "a solver name (a string, see odenets.available_solvers()) or a solvers.Scheme")
         for name in ("block_options", "solver_options"):
             _expect(self, name, isinstance(getattr(self, name), dict),
@@ -86,7 +87,7 @@ class NetConfig:
         _expect(self, "in_channels", _positive_int(self.in_channels), "an integer >= 1")
         check_head(self.num_classes, self.global_pool, self.drop_rate)
         rate = self.drop_path_rate
-        _expect(self, "drop_path_rate", not isinstance(rate, bool) and isinstance(rate, (int, float))
+        _expect(self, "drop_path_rate", checks.is_real(rate)
                 and 0.0 <= rate < 1.0, "a number in [0, 1) (the last block's drop probability)")
         _expect(self, "stem_width", self.stem_width is None or _positive_int(self.stem_width),
                 "None (widths[0]) or an integer >= 1")
@@ -101,13 +102,12 @@ class NetConfig:
             raise ValueError(f"unknown stem {self.stem!r}; available: cifar, imagenet")
         if self.shortcut not in SHORTCUTS:
             raise ValueError(f"unknown shortcut {self.shortcut!r}; available: {', '.join(SHORTCUTS)}")
-        if self.survival is not None and (isinstance(self.survival, bool) or not isinstance(
-                self.survival, (int, float)) or not 0.0 < self.survival <= 1.0):
+        if self.survival is not None and (not checks.is_real(self.survival) or not 0.0 < self.survival <= 1.0):
             raise ValueError(f"survival must lie in (0, 1], got {self.survival!r}")
 
 
 def _positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return checks.is_int(value, 1)
 
 
 def _expect(cfg: NetConfig, name: str, ok: bool, expected: str) -> None:
