@@ -284,23 +284,12 @@ class Network(nn.Module):
     def forward(self, x):
         return self.forward_head(self.forward_features(x))
 
-    # -- timm's model interface ----------------------------------------------------------------------
-    @property
-    def num_classes(self) -> int:
-        return self.head.num_classes
-
-    @property
-    def num_features(self) -> int:
-        """Channels of ``forward_features`` (and of the pooled features the classifier sees)."""
-        return self.head.num_features
-
-    @property
-    def global_pool(self) -> str:
-        return self.head.global_pool
-
-    @property
-    def drop_rate(self) -> float:
-        return self.head.drop_rate
+    # -- timm's model interface: the head's attributes, read through ---------------------------------
+    num_classes = property(lambda self: self.head.num_classes, doc="classifier outputs (0: none)")
+    num_features = property(lambda self: self.head.num_features,
+                            doc="channels of forward_features (the pooled features' size)")
+    global_pool = property(lambda self: self.head.global_pool, doc="'avg', 'max' or ''")
+    drop_rate = property(lambda self: self.head.drop_rate, doc="dropout before the classifier")
 
     @property
     def default_cfg(self) -> dict:
