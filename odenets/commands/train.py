@@ -22,21 +22,19 @@ def add_parser(subparsers):
 
 
 def check_names(cfg) -> None:
-    """Fail fast, before any data is read, on an unknown model, dataset or solver name."""
-    from ..data import get_spec
-    from ..train.model import check_model_name, check_solver_name
-    get_spec(cfg.dataset)
-    check_model_name(cfg.model)
-    if cfg.solver is not None:
-        check_solver_name(cfg.solver)
+    """Fail fast, before any data is read, on an unknown model, dataset or solver name
+    (`odenets.train.loop.check_names`; ``odenets compare`` checks every model with it)."""
+    from ..train.loop import check_names
+    check_names(cfg)
 
 
 def run(args) -> int:
     import os
     from pathlib import Path
 
-    from ..train import config_from_args, train
+    from ..train import config_from_args
     from ..train.config import check_resume, read_config
+    from ..train.loop import train_validated, validate
     from ..train.model import check_run_model, import_from_cwd
     from ..train.rundir import CONFIG
     base = None
@@ -48,14 +46,14 @@ def run(args) -> int:
         args.run_dir = args.resume
     else:
         import_from_cwd(given)
-    cfg = config_from_args(args, base).validate()
-    check_names(cfg)
+    cfg = config_from_args(args, base)
+    spec = validate(cfg)  # the one check of the config and its names; train_validated trusts them
     if base is not None:  # before any data is read or any code the run names is imported
         check_resume(base, cfg, Path(args.resume) / CONFIG)
         trust = getattr(args, "trust_run_code", False)
         check_run_model(base["model"], Path(args.resume) / CONFIG, given, trust)
         import_from_cwd(base["model"] if trust else given)
-    summary = train(cfg, resume=bool(args.resume))
+    summary = train_validated(cfg, spec, resume=bool(args.resume))
     final = summary.get("final") or {}
     if final and os.environ.get("RANK", "0") == "0":  # one line, not one per torchrun process
         done = summary["epochs_done"]

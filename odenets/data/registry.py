@@ -69,11 +69,13 @@ def get_spec(name: str) -> DatasetSpec:
     return DATASETS[name]
 
 
-def load_dataset(name: str, split: str = "train", data_dir=None, subset: int | None = None,
-                 subset_seed: int = 0) -> ImageData:
+def load_dataset(name: str | DatasetSpec, split: str = "train", data_dir=None,
+                 subset: int | None = None, subset_seed: int = 0) -> ImageData:
     """Load ``split`` of dataset ``name`` (on the CPU; move it with ``.to(device)`` or let
-    `Loader` do it), optionally a fixed random ``subset`` of ``subset`` examples."""
-    spec = get_spec(name)
+    `Loader` do it), optionally a fixed random ``subset`` of ``subset`` examples. ``name`` may
+    be the `DatasetSpec` that `get_spec` returned: a name already checked is not looked up
+    again."""
+    spec = name if isinstance(name, DatasetSpec) else get_spec(name)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; available: {', '.join(SPLITS)}")
     return spec.load(split, data_dir=data_dir).subset(subset, seed=subset_seed)

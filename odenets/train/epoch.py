@@ -1,4 +1,5 @@
-"""One training epoch and one evaluation pass, with no per-step host synchronisation.
+"""One training epoch and one evaluation pass, with no per-step host synchronisation, and what
+readies the model for evaluation (``--precise-bn`` statistics, buffers averaged over ranks).
 
 Per-step losses and correct counts are kept in device tensors; the host reads them every
 ``log_every`` steps (progress bar, NaN check: the first non-finite loss names the step) and once
@@ -9,14 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import time
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from . import distributed
+from . import checkpoint, distributed
 from .optim import lr_factor, set_lr
+from .precise_bn import recompute_bn_stats
 
 
 class TrainingDivergedError(RuntimeError):
@@ -123,3 +126,33 @@ def evaluate(model, loader, cfg, info: distributed.Dist, device: torch.device) -
     totals = distributed.all_reduce(torch.stack([loss_sum, correct, count]), info)
     loss_total, correct_total, n = totals.tolist()
     return dict(loss=loss_total / max(n, 1), acc=correct_total / max(n, 1), images=int(n))
+
+
+def precise_bn(model, loader, epoch, cfg, device) -> int:
+    """Recompute ``model``'s BatchNorm statistics from the first ``cfg.precise_bn`` batches of
+    this rank's training epoch (augmented, under the training autocast); the torch RNG and the
+    model's noise generators are restored afterwards, so the training run is the same with or
+    without it. The caller averages the buffers over ranks."""
+    state = checkpoint.rng_state(model)
+    batches = (x for x, _ in itertools.islice(loader.epoch(epoch), cfg.precise_bn))
+
+    def forward(module, x):
+        with autocast(device, cfg.amp):
+            return module(x)
+
+    try:
+        return recompute_bn_stats(model, batches, forward)
+    finally:
+        checkpoint.set_rng_state(state, model)
+
+
+@torch.no_grad()
+def average_buffers(model: torch.nn.Module, info: distributed.Dist) -> None:
+    """Average floating-point buffers (BatchNorm running statistics) over ranks, so every rank
+    evaluates and saves the same model."""
+    if not info.enabled:
+        return
+    for buf in model.buffers():
+        if buf.is_floating_point():
+            distributed.all_reduce(buf, info)
+            buf /= info.world_size

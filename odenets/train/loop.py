@@ -12,39 +12,69 @@ and on CPU reaches bit-identical weights.
 With ``precise_bn=K`` the BatchNorm running statistics are recomputed from K training batches
 before each evaluation (`precise_bn.recompute_bn_stats`) and averaged over ranks; the RNG states
 are restored around it, so the weights are those of the same run without it.
+
+The file reads top to bottom: the boundary (`validate`: every input is checked there, once;
+everything below trusts ``cfg``), `_train` (the run in a dozen lines), then its phases: setup,
+epoch, evaluate, checkpoint.
 """
 from __future__ import annotations
 
 import contextlib
-import itertools
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from .. import data as datasets
+from ..build import coefficients
+from ..continuous import reset_nfe, total_nfe
+from ..data import DatasetSpec, ImageData, Loader
 from . import checkpoint, distributed, progress, rundir, tblog
 from .config import TrainConfig
-from .epoch import TrainingDivergedError, autocast, evaluate, train_epoch
-from .precise_bn import recompute_bn_stats
-from ..continuous import reset_nfe, total_nfe
-from ..build import coefficients
-from .model import build_model, count_parameters
+from .epoch import TrainingDivergedError, average_buffers, evaluate, precise_bn, train_epoch
+from .model import build_model, check_model_name, check_solver_name, count_parameters
 from .optim import build_optimizer, lr_factor
+
+
+# -- the boundary: every input checked once, before any data is read ------------------------------
+def validate(cfg: TrainConfig, *, model: nn.Module | None = None) -> DatasetSpec:
+    """Check everything a run is given and return the dataset's `DatasetSpec`: the config's
+    fields (`TrainConfig.validate`), then the names (`check_names`). Raises ValueError naming the
+    bad value and the allowed ones. What runs after it trusts ``cfg``."""
+    cfg.validate()
+    return check_names(cfg, model=model)
+
+
+def check_names(cfg: TrainConfig, *, model: nn.Module | None = None) -> DatasetSpec:
+    """The dataset's `DatasetSpec`, after checking the dataset, model and solver names (model
+    and solver only when no ready ``model`` replaces ``cfg.model``); unknown names raise
+    ValueError listing the valid ones."""
+    spec = datasets.get_spec(cfg.dataset)
+    if model is None:
+        check_model_name(cfg.model)
+        if cfg.solver is not None:
+            check_solver_name(cfg.solver)
+    return spec
 
 
 def train(cfg: TrainConfig, *, model: nn.Module | None = None, resume: bool = False) -> dict:
     """Run (or with ``resume``, continue) training as ``cfg`` says; returns the summary dict.
 
-    ``model`` replaces ``cfg.model`` by a ready module (tests, notebooks). Raises
-    `TrainingDivergedError` if the loss becomes NaN/inf, or the test loss does at the end of an
-    epoch (the update after the last checked step broke the weights); the last good checkpoint
-    is kept.
+    ``model`` replaces ``cfg.model`` by a ready module (tests, notebooks). Raises ValueError on
+    a bad config or name (`validate`), before any data is read; `TrainingDivergedError` if the
+    loss becomes NaN/inf, or the test loss does at the end of an epoch (the update after the
+    last checked step broke the weights); the last good checkpoint is kept.
     """
-    cfg.validate()
-    spec = datasets.get_spec(cfg.dataset)
+    return train_validated(cfg, validate(cfg, model=model), model=model, resume=resume)
+
+
+def train_validated(cfg: TrainConfig, spec: DatasetSpec, *, model: nn.Module | None = None,
+                    resume: bool = False) -> dict:
+    """`train` for a ``cfg`` that `validate` has passed, ``spec`` being what it returned (the
+    command line validates, checks a ``--resume`` against the run, then calls this)."""
     info, device = distributed.setup(cfg.device)
     finished = False
     try:
@@ -56,7 +86,77 @@ def train(cfg: TrainConfig, *, model: nn.Module | None = None, resume: bool = Fa
         distributed.teardown(info, finished=finished)
 
 
-def _train(cfg, spec, info, device, model, resume, held):
+def _train(cfg, spec, info, device, model, resume, held) -> dict:
+    """The run: setup, then per epoch train, evaluate, checkpoint; the summary at the end."""
+    run = _setup(cfg, spec, info, device, model, resume)
+    if info.main:  # one process writes a run: lock it (until train returns), mark it ours
+        held.enter_context(rundir.claim(run.dir, resume))
+    start_epoch, history = _restore(run) if resume else (0, [])
+    _start_run_dir(run, history)
+    summary = _start_training(run, start_epoch)
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            stats, curve = _train_epoch(run, epoch)
+            record = _evaluate(run, epoch, stats, curve)
+            history.append(record)
+            _checkpoint(run, epoch, record, history)
+    except ValueError as e:  # e.g. the disk filled up while saving a checkpoint
+        if info.main:
+            with contextlib.suppress(OSError):
+                rundir.write_json(run.dir / rundir.SUMMARY, dict(
+                    summary, status="failed", error=str(e), epochs_done=len(history),
+                    history=history))
+        raise
+    except TrainingDivergedError as e:
+        last = history[-1]["epoch"] if history else 0
+        e.args = (f"{e.args[0]} Last good checkpoint: {run.ckpt_path} (epoch {last})" if last else
+                  f"{e.args[0]} No checkpoint was written.",)
+        if info.main:
+            rundir.write_json(run.dir / rundir.SUMMARY, dict(summary, status="diverged", error=str(e),
+                                                             epochs_done=last, history=history))
+        raise
+    finally:
+        if run.bar is not None:
+            run.bar.close()
+        if run.tb is not None:
+            run.tb.close()
+    summary.update(status="finished", epochs_done=len(history), final=history[-1] if history else None,
+                   history=history, **_best_on_validation(history),
+                   train_seconds=sum(r["train_seconds"] for r in history), config=cfg.to_dict())
+    if info.main:
+        rundir.write_json(run.dir / rundir.SUMMARY, summary)
+    return summary
+
+
+# -- setup ------------------------------------------------------------------------------------------
+@dataclass
+class _Run:
+    """What the phases share: the config, this process, the data, the model and its optimiser."""
+
+    cfg: TrainConfig
+    info: distributed.Dist
+    device: torch.device
+    dir: Path
+    train_data: ImageData
+    val_data: ImageData | None
+    test_data: ImageData
+    raw: nn.Module  # the model itself: state dicts, coefficients, NFE counters
+    optimizer: torch.optim.Optimizer
+    train_loader: Loader
+    val_loader: Loader | None
+    test_loader: Loader
+    ckpt_path: Path
+    total_steps: int  # of the whole run (the schedule's length)
+    eval_model: nn.Module | None = None  # `raw`, compiled (--compile); set by `_start_training`
+    train_model: nn.Module | None = None  # `eval_model`, in DDP with several processes
+    tb: object = None  # TensorBoard log (--tensorboard), main process only
+    bar: object = None  # progress bar (--progress), main process only
+    log: object = None  # prints a line on the main process
+
+
+def _setup(cfg, spec, info, device, model, resume) -> _Run:
+    """Run directory (checked, not yet written), data, model, optimiser and loaders. The data
+    are read first, so that a missing dataset fails before any model work."""
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
@@ -64,12 +164,13 @@ def _train(cfg, spec, info, device, model, resume, held):
         tblog.summary_writer()  # missing package: fail before any work
     run_dir = Path(distributed.broadcast_object(cfg.run_dir or str(rundir.default_run_dir(cfg)), info))
     cfg.run_dir = str(run_dir)
-    ckpt_path = run_dir / checkpoint.NAME
     if info.main:  # fail fast; checked again under the run's lock (`rundir.claim`)
         rundir.check_run_dir(run_dir, resume)
-    # data first: a missing dataset should fail before any model work
-    train_data, val_data = _train_val(cfg)
-    test_data = datasets.load_dataset(cfg.dataset, "test", cfg.data_dir, cfg.test_subset)
+    train_data, val_data = datasets.load_dataset(spec, "train", cfg.data_dir), None
+    if cfg.val_split:  # the held-out images do not depend on the seed
+        train_data, val_data = train_data.split(cfg.val_split, seed=0)
+    train_data = train_data.subset(cfg.subset)  # --subset of what --val-split leaves
+    test_data = datasets.load_dataset(spec, "test", cfg.data_dir, cfg.test_subset)
     torch.manual_seed(cfg.seed + info.rank)
     if model is None:
         model = build_model(cfg, train_data.num_classes, train_data.channels)
@@ -82,159 +183,171 @@ def _train(cfg, spec, info, device, model, resume, held):
     augment = spec.augment if cfg.augment else None
     loader_args = dict(device=device, seed=cfg.seed, rank=info.rank, world_size=info.world_size,
                        channels_last=cfg.channels_last)
-    train_loader = datasets.Loader(train_data, cfg.batch_size, train=True, augment=augment, **loader_args)
-    test_loader = datasets.Loader(test_data, cfg.eval_batch_size * info.world_size, train=False, **loader_args)
-    val_loader = (datasets.Loader(val_data, cfg.eval_batch_size * info.world_size, train=False,
-                                  **loader_args) if val_data is not None else None)
-    total_steps = cfg.epochs * len(train_loader)
+    eval_batch = cfg.eval_batch_size * info.world_size
+    train_loader = Loader(train_data, cfg.batch_size, train=True, augment=augment, **loader_args)
+    return _Run(cfg, info, device, run_dir, train_data, val_data, test_data, raw, optimizer,
+                train_loader=train_loader, test_loader=Loader(test_data, eval_batch, train=False, **loader_args),
+                val_loader=(Loader(val_data, eval_batch, train=False, **loader_args)
+                            if val_data is not None else None),
+                ckpt_path=run_dir / checkpoint.NAME, total_steps=cfg.epochs * len(train_loader))
 
-    if info.main:  # one process writes a run: lock it (until train returns), mark it ours
-        held.enter_context(rundir.claim(run_dir, resume))
-    start_epoch, history = 0, []
-    if resume and not ckpt_path.exists():
+
+def _start_training(run: _Run, start_epoch: int) -> dict:
+    """Compile and wrap the model (after a checkpoint is restored), open the logs, print the
+    opening line; returns the summary's fixed part."""
+    cfg, info, raw = run.cfg, run.info, run.raw
+    run.eval_model = torch.compile(raw) if cfg.compile else raw
+    run.train_model = run.eval_model
+    if info.enabled:
+        run.train_model = _ddp(run.eval_model, raw, run.train_data.images.shape[1:], cfg, info, run.device)
+    run.tb = tblog.open_log(run.dir) if cfg.tensorboard and info.main else None
+    run.bar = progress.progress(len(run.train_loader)) if cfg.progress and info.main else None
+    run.log = (run.bar.write if run.bar is not None else print) if info.main else (lambda line: None)
+    val_data = run.val_data
+    if start_epoch == cfg.epochs:
+        run.log(f"{run.dir}: run already complete ({start_epoch}/{cfg.epochs} epochs); pass --epochs N "
+                f"(N > {start_epoch}) to extend it")
+    else:
+        run.log(f"{cfg.model}: {count_parameters(raw):,} parameters, {len(run.train_data)} training / "
+                + (f"{len(val_data)} validation / " if val_data is not None else "") +
+                f"{len(run.test_data)} test images of {cfg.dataset} on {run.device} x{info.world_size}, "
+                f"{_epochs_text(start_epoch, cfg.epochs)}, run directory {run.dir}")
+    return dict(model=cfg.model, dataset=cfg.dataset, params=count_parameters(raw),
+                train_images=len(run.train_data), test_images=len(run.test_data),
+                val_images=len(val_data) if val_data is not None else 0,
+                device=str(run.device), world_size=info.world_size, torch=torch.__version__,
+                command=" ".join(sys.argv), run_dir=str(run.dir))
+
+
+# -- epoch ------------------------------------------------------------------------------------------
+def _train_epoch(run: _Run, epoch: int) -> tuple[dict, dict]:
+    """Train epoch ``epoch`` (0-based); returns its stats (`epoch.train_epoch`) and its curve:
+    per-step losses, correct counts and learning rates, and the field evaluations of
+    continuous-depth flows (read here, before evaluation adds to them)."""
+    cfg, steps = run.cfg, len(run.train_loader)
+    if run.bar is not None:
+        run.bar.reset(total=steps)
+        run.bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
+    reset_nfe(run.raw)
+    first = epoch * steps
+    stats = train_epoch(run.train_model, run.train_loader, run.optimizer, epoch, first,
+                        run.total_steps, cfg, run.info, run.device, run.bar)
+    lrs = [cfg.lr * lr_factor(first + i, run.total_steps, cfg, steps) for i in range(steps)]
+    losses, correct = stats.pop("step_losses").tolist(), stats.pop("step_correct").tolist()
+    if run.tb is not None:
+        run.tb.steps(first, losses, lrs)
+    return stats, dict(losses=losses, correct=correct, lrs=lrs, nfe=total_nfe(run.raw))
+
+
+# -- evaluate ---------------------------------------------------------------------------------------
+def _evaluate(run: _Run, epoch: int, stats: dict, curve: dict) -> dict:
+    """The epoch's record: training stats, test (and validation) loss and accuracy after
+    ``--precise-bn`` and the averaging of BatchNorm statistics over ranks, learning rate,
+    scheme coefficients, training curve, NFE per step. A non-finite test loss raises
+    `TrainingDivergedError`: the update after the last checked training loss broke the weights."""
+    cfg, raw, steps = run.cfg, run.raw, len(run.train_loader)
+    if cfg.precise_bn:
+        precise_bn(raw, run.train_loader, epoch, cfg, run.device)
+    average_buffers(raw, run.info)
+    test = evaluate(run.eval_model, run.test_loader, cfg, run.info, run.device)
+    if not math.isfinite(test["loss"]):
+        raise TrainingDivergedError(
+            f"the weights became NaN/inf at the end of epoch {epoch + 1} (every training "
+            f"loss was finite, the test loss is {test['loss']}); stopped. Lower --lr, add "
+            "--warmup-epochs, or check the model.", epoch + 1, steps)
+    record = dict(epoch=epoch + 1, **stats, test_loss=test["loss"], test_acc=test["acc"],
+                  lr=run.optimizer.param_groups[0]["lr"], coefficients=coefficients(raw))
+    if run.val_loader is not None:
+        val = evaluate(run.eval_model, run.val_loader, cfg, run.info, run.device)
+        record.update(val_loss=val["loss"], val_acc=val["acc"])
+    record["train_curve"] = progress.epoch_curve(curve["losses"], curve["correct"],
+                                                 run.train_loader.local_batch, epoch, curve["lrs"])
+    if any(curve["nfe"].values()):
+        record["nfe_per_step"] = {k: v / steps for k, v in curve["nfe"].items()}
+    return record
+
+
+# -- checkpoint -------------------------------------------------------------------------------------
+def _restore(run: _Run) -> tuple[int, list]:
+    """``(start_epoch, history)`` of a resumed run from its checkpoint, with the model,
+    optimiser and RNG states restored; ``(0, [])`` if the run stopped before its first one."""
+    cfg, info, run_dir, ckpt_path = run.cfg, run.info, run.dir, run.ckpt_path
+    steps = len(run.train_loader)
+    if not ckpt_path.exists():
         print(f"odenets: {run_dir} has no checkpoint yet (the run stopped during its first epoch); "
               "starting it from the beginning", file=sys.stderr)
-    elif resume:
-        if info.main:  # temp files of a run killed while saving (we hold the lock)
-            for name in (checkpoint.NAME, rundir.CONFIG, rundir.SUMMARY, rundir.METRICS):
-                checkpoint.remove_stale_temps(run_dir / name)
-        state = checkpoint.load(ckpt_path, keys=checkpoint.KEYS)  # CPU: RNG states stay on CPU
-        checkpoint.load_model_state(raw, state["model"], ckpt_path)
-        try:
-            optimizer.load_state_dict(state["optimizer"])
-        except (ValueError, KeyError, TypeError, RuntimeError) as e:
-            raise ValueError(f"{ckpt_path}: its optimizer state does not fit this model's "
-                             f"optimizer: {checkpoint._first_line(e)}") from None
-        if not isinstance(state["history"], list) or not all(isinstance(r, dict) for r in state["history"]):
-            raise ValueError(f"{ckpt_path}: 'history' must be a list of per-epoch records")
-        start_epoch, history = state["epoch"], list(state["history"])
-        was = state.get("schedule") if isinstance(state.get("schedule"), dict) else {}
-        if start_epoch > cfg.epochs:
-            raise ValueError(f"{run_dir} has {start_epoch} epochs, more than --epochs {cfg.epochs}: "
-                             f"a run cannot be shortened; pass --epochs N (N > {start_epoch}) to "
-                             "extend it")
-        moved = (was.get("total"), was.get("step")) != (total_steps, start_epoch * len(train_loader))
-        if info.main and moved and start_epoch < cfg.epochs:
-            print(f"odenets: note: the {cfg.schedule} schedule now spans {total_steps} steps, resuming "
-                  f"at step {start_epoch * len(train_loader)} (the checkpoint was at step "
-                  f"{was.get('step')} of {was.get('total')}): --epochs, --batch-size or --subset "
-                  "changed, so the learning rates from here differ from the original run's",
-                  file=sys.stderr)
-        rng = state["rng"]  # and the model's own noise generators (seed= of a stochastic scheme)
-        try:
-            checkpoint.set_rng_state(rng[info.rank] if len(rng) == info.world_size else rng[0],
-                                     raw, ckpt_path)
-        except (KeyError, TypeError, IndexError, RuntimeError) as e:
-            raise ValueError(f"{ckpt_path}: its RNG state cannot be restored: "
-                             f"{checkpoint._first_line(e)}") from None
+        return 0, []
+    if info.main:  # temp files of a run killed while saving (we hold the lock)
+        for name in (checkpoint.NAME, rundir.CONFIG, rundir.SUMMARY, rundir.METRICS):
+            checkpoint.remove_stale_temps(run_dir / name)
+    state = checkpoint.load(ckpt_path, keys=checkpoint.KEYS)  # CPU: RNG states stay on CPU
+    checkpoint.load_model_state(run.raw, state["model"], ckpt_path)
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if info.main:
-            rundir.write_json(run_dir / rundir.CONFIG, cfg.to_dict())
-            rundir.rewrite_metrics(run_dir, history)
+        run.optimizer.load_state_dict(state["optimizer"])
+    except (ValueError, KeyError, TypeError, RuntimeError) as e:
+        raise ValueError(f"{ckpt_path}: its optimizer state does not fit this model's "
+                         f"optimizer: {checkpoint._first_line(e)}") from None
+    if not isinstance(state["history"], list) or not all(isinstance(r, dict) for r in state["history"]):
+        raise ValueError(f"{ckpt_path}: 'history' must be a list of per-epoch records")
+    start_epoch, history = state["epoch"], list(state["history"])
+    was = state.get("schedule") if isinstance(state.get("schedule"), dict) else {}
+    if start_epoch > cfg.epochs:
+        raise ValueError(f"{run_dir} has {start_epoch} epochs, more than --epochs {cfg.epochs}: "
+                         f"a run cannot be shortened; pass --epochs N (N > {start_epoch}) to "
+                         "extend it")
+    moved = (was.get("total"), was.get("step")) != (run.total_steps, start_epoch * steps)
+    if info.main and moved and start_epoch < cfg.epochs:
+        print(f"odenets: note: the {cfg.schedule} schedule now spans {run.total_steps} steps, resuming "
+              f"at step {start_epoch * steps} (the checkpoint was at step "
+              f"{was.get('step')} of {was.get('total')}): --epochs, --batch-size or --subset "
+              "changed, so the learning rates from here differ from the original run's",
+              file=sys.stderr)
+    rng = state["rng"]  # and the model's own noise generators (seed= of a stochastic scheme)
+    try:
+        checkpoint.set_rng_state(rng[info.rank] if len(rng) == info.world_size else rng[0],
+                                 run.raw, ckpt_path)
+    except (KeyError, TypeError, IndexError, RuntimeError) as e:
+        raise ValueError(f"{ckpt_path}: its RNG state cannot be restored: "
+                         f"{checkpoint._first_line(e)}") from None
+    return start_epoch, history
+
+
+def _start_run_dir(run: _Run, history: list) -> None:
+    """Create the run directory; write its config.json and the metrics of ``history``."""
+    try:
+        run.dir.mkdir(parents=True, exist_ok=True)
+        if run.info.main:
+            rundir.write_json(run.dir / rundir.CONFIG, run.cfg.to_dict())
+            rundir.rewrite_metrics(run.dir, history)
     except OSError as e:
-        raise ValueError(f"cannot write the run directory {run_dir} (--run-dir): "
+        raise ValueError(f"cannot write the run directory {run.dir} (--run-dir): "
                          f"{e.strerror or e}") from None
 
-    eval_model = torch.compile(raw) if cfg.compile else raw
-    train_model = eval_model
-    if info.enabled:
-        train_model = _ddp(eval_model, raw, train_data.images.shape[1:], cfg, info, device)
-    tb = tblog.open_log(run_dir) if cfg.tensorboard and info.main else None
-    bar = _progress_bar(cfg, info, len(train_loader))
-    log = (bar.write if bar is not None else print) if info.main else (lambda line: None)
-    if start_epoch == cfg.epochs:
-        log(f"{run_dir}: run already complete ({start_epoch}/{cfg.epochs} epochs); pass --epochs N "
-            f"(N > {start_epoch}) to extend it")
-    else:
-        log(f"{cfg.model}: {count_parameters(raw):,} parameters, {len(train_data)} training / "
-            + (f"{len(val_data)} validation / " if val_data is not None else "") +
-            f"{len(test_data)} test images of {cfg.dataset} on {device} x{info.world_size}, "
-            f"{_epochs_text(start_epoch, cfg.epochs)}, run directory {run_dir}")
-    summary = dict(model=cfg.model, dataset=cfg.dataset, params=count_parameters(raw),
-                   train_images=len(train_data), test_images=len(test_data),
-                   val_images=len(val_data) if val_data is not None else 0,
-                   device=str(device), world_size=info.world_size, torch=torch.__version__,
-                   command=" ".join(sys.argv), run_dir=str(run_dir))
-    try:
-        for epoch in range(start_epoch, cfg.epochs):
-            if bar is not None:
-                bar.reset(total=len(train_loader))
-                bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
-            reset_nfe(raw)
-            stats = train_epoch(train_model, train_loader, optimizer, epoch, epoch * len(train_loader),
-                                total_steps, cfg, info, device, bar)
-            first = epoch * len(train_loader)
-            lrs = [cfg.lr * lr_factor(first + i, total_steps, cfg, len(train_loader))
-                   for i in range(len(train_loader))]
-            step_losses, step_correct = stats.pop("step_losses").tolist(), stats.pop("step_correct").tolist()
-            if tb is not None:
-                tb.steps(first, step_losses, lrs)
-            nfe = total_nfe(raw)  # continuous-depth flows: field evaluations this epoch
-            if cfg.precise_bn:
-                _precise_bn(raw, train_loader, epoch, cfg, device)
-            _average_buffers(raw, info)
-            test = evaluate(eval_model, test_loader, cfg, info, device)
-            if not math.isfinite(test["loss"]):  # the update after the last checked loss broke it
-                raise TrainingDivergedError(
-                    f"the weights became NaN/inf at the end of epoch {epoch + 1} (every training "
-                    f"loss was finite, the test loss is {test['loss']}); stopped. Lower --lr, add "
-                    "--warmup-epochs, or check the model.", epoch + 1, len(train_loader))
-            record = dict(epoch=epoch + 1, **stats, test_loss=test["loss"], test_acc=test["acc"],
-                          lr=optimizer.param_groups[0]["lr"], coefficients=coefficients(raw))
-            if val_loader is not None:
-                val = evaluate(eval_model, val_loader, cfg, info, device)
-                record.update(val_loss=val["loss"], val_acc=val["acc"])
-            record["train_curve"] = progress.epoch_curve(step_losses, step_correct, train_loader.local_batch,
-                                                         epoch, lrs)
-            if any(nfe.values()):
-                record["nfe_per_step"] = {k: v / len(train_loader) for k, v in nfe.items()}
-            history.append(record)
-            rng = distributed.all_gather_object(checkpoint.rng_state(raw), info)
-            if info.main:
-                checkpoint.save_atomic(dict(
-                    version=1, epoch=epoch + 1, model=raw.state_dict(), optimizer=optimizer.state_dict(),
-                    schedule=dict(name=cfg.schedule, step=(epoch + 1) * len(train_loader), total=total_steps),
-                    rng=rng, history=history, config=cfg.to_dict()), ckpt_path)
-                rundir.append_metrics(run_dir, record)
-                rundir.write_metrics_csv(run_dir, history)
-                if tb is not None:
-                    tb.epoch(record)
-                log(f"epoch {epoch + 1}: train loss {stats['train_loss']:.4f} acc "
-                    f"{stats['train_acc']:.4f} | "
-                    + (f"val acc {record['val_acc']:.4f} | " if val_loader is not None else "") +
-                    f"test loss {test['loss']:.4f} acc "
-                    f"{test['acc']:.4f} | {stats['img_per_s']:.0f} img/s"
-                    + _nfe_text(record.get("nfe_per_step")))
-    except ValueError as e:  # e.g. the disk filled up while saving a checkpoint
-        if info.main:
-            with contextlib.suppress(OSError):
-                rundir.write_json(run_dir / rundir.SUMMARY, dict(
-                    summary, status="failed", error=str(e), epochs_done=len(history),
-                    history=history))
-        raise
-    except TrainingDivergedError as e:
-        last = history[-1]["epoch"] if history else 0
-        e.args = (f"{e.args[0]} Last good checkpoint: {ckpt_path} (epoch {last})" if last else
-                  f"{e.args[0]} No checkpoint was written.",)
-        if info.main:
-            rundir.write_json(run_dir / rundir.SUMMARY, dict(summary, status="diverged", error=str(e),
-                                                             epochs_done=last, history=history))
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-        if tb is not None:
-            tb.close()
-    summary.update(status="finished", epochs_done=len(history), final=history[-1] if history else None,
-                   history=history,
-                   **_best_on_validation(history),
-                   train_seconds=sum(r["train_seconds"] for r in history), config=cfg.to_dict())
-    if info.main:
-        rundir.write_json(run_dir / rundir.SUMMARY, summary)
-    return summary
+
+def _checkpoint(run: _Run, epoch: int, record: dict, history: list) -> None:
+    """Save the checkpoint after epoch ``epoch`` (atomically; RNG states of every rank), append
+    ``record`` to the metrics (and TensorBoard), print the epoch's line."""
+    cfg, steps = run.cfg, len(run.train_loader)
+    rng = distributed.all_gather_object(checkpoint.rng_state(run.raw), run.info)
+    if not run.info.main:
+        return
+    checkpoint.save_atomic(dict(
+        version=1, epoch=epoch + 1, model=run.raw.state_dict(), optimizer=run.optimizer.state_dict(),
+        schedule=dict(name=cfg.schedule, step=(epoch + 1) * steps, total=run.total_steps),
+        rng=rng, history=history, config=cfg.to_dict()), run.ckpt_path)
+    rundir.append_metrics(run.dir, record)
+    rundir.write_metrics_csv(run.dir, history)
+    if run.tb is not None:
+        run.tb.epoch(record)
+    run.log(f"epoch {epoch + 1}: train loss {record['train_loss']:.4f} acc "
+            f"{record['train_acc']:.4f} | "
+            + (f"val acc {record['val_acc']:.4f} | " if run.val_loader is not None else "") +
+            f"test loss {record['test_loss']:.4f} acc "
+            f"{record['test_acc']:.4f} | {record['img_per_s']:.0f} img/s"
+            + _nfe_text(record.get("nfe_per_step")))
 
 
+# -- helpers ----------------------------------------------------------------------------------------
 def _ddp(model, raw, image_shape, cfg, info, device) -> nn.Module:
     """``model`` in DistributedDataParallel; with ``find_unused_parameters=True`` only when a
     probe step of ``raw`` (on a copy, see `distributed.unused_parameters`) leaves a parameter
@@ -256,34 +369,6 @@ def _ddp(model, raw, image_shape, cfg, info, device) -> nn.Module:
               file=sys.stderr)
     ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
-
-
-def _precise_bn(model, loader, epoch, cfg, device) -> int:
-    """Recompute ``model``'s BatchNorm statistics from the first ``cfg.precise_bn`` batches of
-    this rank's training epoch (augmented, under the training autocast); the torch RNG and the
-    model's noise generators are restored afterwards, so the training run is the same with or
-    without it. The caller averages the buffers over ranks."""
-    state = checkpoint.rng_state(model)
-    batches = (x for x, _ in itertools.islice(loader.epoch(epoch), cfg.precise_bn))
-
-    def forward(module, x):
-        with autocast(device, cfg.amp):
-            return module(x)
-
-    try:
-        return recompute_bn_stats(model, batches, forward)
-    finally:
-        checkpoint.set_rng_state(state, model)
-
-
-def _train_val(cfg):
-    """The training images (``--subset`` of what ``--val-split`` leaves) and the validation
-    split (None without ``--val-split``); the held-out images do not depend on the seed."""
-    train_data = datasets.load_dataset(cfg.dataset, "train", cfg.data_dir)
-    val_data = None
-    if cfg.val_split:
-        train_data, val_data = train_data.split(cfg.val_split, seed=0)
-    return train_data.subset(cfg.subset), val_data
 
 
 def _best_on_validation(history: list) -> dict:
@@ -312,22 +397,3 @@ def _epochs_text(start: int, epochs: int) -> str:
 
 def _training_seed(seed: int, rank: int) -> int:
     return (seed * 1_000_003 + 7919 * (rank + 1)) % (2 ** 63)
-
-
-def _progress_bar(cfg, info, total):
-    """A bar on a terminal, plain periodic lines elsewhere (`progress.progress`)."""
-    if not (cfg.progress and info.main):
-        return None
-    return progress.progress(total)
-
-
-@torch.no_grad()
-def _average_buffers(model: nn.Module, info: distributed.Dist) -> None:
-    """Average floating-point buffers (BatchNorm running statistics) over ranks, so every rank
-    evaluates and saves the same model."""
-    if not info.enabled:
-        return
-    for buf in model.buffers():
-        if buf.is_floating_point():
-            distributed.all_reduce(buf, info)
-            buf /= info.world_size
