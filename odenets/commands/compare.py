@@ -10,6 +10,16 @@ the default finishes in a few minutes on a 2-core CPU.
 from __future__ import annotations
 
 import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from ..train import config_from_args
+from ..train.checkpoint import NAME
+from ..train.loop import train_validated, validate
+from ..train.model import import_from_cwd
+from ..train.rundir import write_json
 
 HELP = "train several models with the same recipe and seed and compare them"
 ORDER = 15
@@ -82,16 +92,6 @@ def format_coefficients(rows: list[dict]) -> list[str]:
 
 
 def run(args) -> int:
-    import time
-    from pathlib import Path
-
-    import torch
-
-    from ..train import config_from_args, train
-    from ..train.checkpoint import NAME
-    from ..train.rundir import write_json
-    from ..train.model import import_from_cwd
-    from .train import check_names
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     for name in models:  # typed on the command line: import 'module:function' from ./ too
         import_from_cwd(name)
@@ -100,19 +100,19 @@ def run(args) -> int:
     if len(set(models)) != len(models):
         raise ValueError(f"--models lists a model twice: {args.models}")
     out = Path(args.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}")
-    configs = []
+    configs, specs = [], []
     for name in models:  # check every name before training anything
         args.model, args.run_dir = name, str(out / name.replace(":", "_"))
-        cfg = config_from_args(args).validate()
-        check_names(cfg)
+        cfg = config_from_args(args)
+        specs.append(validate(cfg))
         if (Path(cfg.run_dir) / NAME).exists():  # train() would refuse it, after earlier models
             raise ValueError(f"{cfg.run_dir} already holds a run; choose another --out")
         configs.append(cfg)
     rows = []
-    for cfg in configs:
+    for cfg, spec in zip(configs, specs):
         if cfg.compile:  # a fresh compile cache per model: torch.compile allows a few recompiles
             torch._dynamo.reset()  # of one forward (every preset's), then silently runs eager
-        summary = train(cfg)
+        summary = train_validated(cfg, spec)
         final = summary["final"]
         rows.append(dict(model=cfg.model, params=summary["params"], test_acc=final["test_acc"],
                          coefficients=final.get("coefficients") or {}, train_s=summary["train_seconds"],

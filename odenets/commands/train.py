@@ -21,13 +21,6 @@ def add_parser(subparsers):
     return p
 
 
-def check_names(cfg) -> None:
-    """Fail fast, before any data is read, on an unknown model, dataset or solver name
-    (`odenets.train.loop.check_names`; ``odenets compare`` checks every model with it)."""
-    from ..train.loop import check_names
-    check_names(cfg)
-
-
 def run(args) -> int:
     import os
     from pathlib import Path

@@ -24,7 +24,7 @@ from solvers import checks
 
 from ..build import available_solvers, is_fixed_grid
 from ..data.registry import get_spec
-from ..models import list_models
+from ..models import create, list_models
 from . import checkpoint
 from .config import read_config
 from .rundir import CONFIG
@@ -101,13 +101,10 @@ def build_model(cfg, num_classes: int, in_channels: int) -> nn.Module:
                 model = factory(**kwargs)
             except TypeError as e:
                 raise _bad_factory(cfg.model, kwargs, e) from None
-    else:
-        import odenets
-        check_model_name(cfg.model)
+    else:  # names were checked at the boundary (`loop.validate`); create checks its own
         if cfg.solver is not None:
-            check_solver_name(cfg.solver)
             kwargs["solver"] = cfg.solver
-        model = odenets.create(cfg.model, num_classes=num_classes, in_channels=in_channels, **kwargs)
+        model = create(cfg.model, num_classes=num_classes, in_channels=in_channels, **kwargs)
     if not isinstance(model, nn.Module):
         raise ValueError(f"model {cfg.model!r} gave a {type(model).__name__}, not an nn.Module")
     return model
