@@ -148,7 +148,9 @@ def train_one(name: str, seed: int, recipe: Recipe, overrides: dict | None = Non
     """Train preset ``name`` (with `NetConfig` ``overrides``) once; returns ``(row, model)``.
 
     row: test_acc, train_seconds (training epochs only), wall_seconds (data, training and
-    evaluation), img_per_s (training images / training seconds), params, seed. ``model`` is the
+    evaluation), img_per_s (training images / training seconds), params, seed, curve (per
+    epoch), and, for models with continuous flows, nfe_per_step (per epoch: forward and
+    backward field evaluations per training step). ``model`` is the
     trained module (eval mode, on the training device) when ``keep_model``, else None.
     """
     overrides = dict(overrides or {})
@@ -177,6 +179,8 @@ def train_one(name: str, seed: int, recipe: Recipe, overrides: dict | None = Non
                train_acc=final["train_acc"], train_seconds=summary["train_seconds"],
                wall_seconds=wall, img_per_s=images / summary["train_seconds"],
                params=summary["params"], coefficients=final.get("coefficients") or {})
+    if any("nfe_per_step" in r for r in summary["history"]):  # continuous flows: NFE per epoch
+        row["nfe_per_step"] = [r.get("nfe_per_step", {}) for r in summary["history"]]
     model.eval()
     return row, (model if keep_model else None)
 

@@ -228,6 +228,47 @@ def write(payload: dict, path: Path) -> None:
     write_campaign(payload, path, plot, markdown)
 
 
+def run_campaign(payload: dict, path: Path, models: list[str], seeds: list[int], key: str, train,
+                 summarise_fn, write_fn, *, label: str, report_only: bool = False,
+                 max_runs: int | None = None, stamp: dict | None = None, describe=None,
+                 version: dict | None = None) -> None:
+    """The resumable loop of a campaign: train every (model, seed) not yet in ``payload["runs"]``
+    under recipe ``key``, seed-major, and record each run at once.
+
+    ``train(model, seed)`` returns the run's record; it gets ``recipe_key``, ``device`` (from
+    ``payload["env"]``), the fields of ``stamp``, the git ``version`` (default: `git_version`
+    now) and ``finished``, is appended, ``summarise_fn(payload, models, key)`` and
+    ``write_fn(payload, path)`` run, and ``describe(record)`` (if given) is printed. A run that
+    raises is recorded in ``payload["failures"]`` and the campaign goes on. ``max_runs`` caps the
+    attempts of this call; ``report_only`` trains nothing. Ends with one more summarise + write.
+    """
+    version = git_version() if version is None else version
+    done = {(r["model"], r["seed"]) for r in payload["runs"] if r["recipe_key"] == key}
+    todo = [] if report_only else [(s, m) for s in seeds for m in models if (m, s) not in done]
+    print(f"{label}: {len(models)} models x {len(seeds)} seeds, {len(done)} run(s) already in "
+          f"{path.name}, {len(todo)} to train", flush=True)
+    for count, (seed, model) in enumerate(todo):
+        if max_runs is not None and count >= max_runs:
+            break
+        try:
+            record = train(model, seed)
+        except Exception as e:  # recorded; the campaign goes on
+            traceback.print_exc()
+            payload["failures"].append(dict(model=model, seed=seed, recipe_key=key,
+                                            error=f"{type(e).__name__}: {e}"))
+            write_fn(payload, path)
+            continue
+        record.update(recipe_key=key, device=payload["env"]["device"], **(stamp or {}), **version,
+                      finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        payload["runs"].append(record)
+        summarise_fn(payload, models, key)
+        write_fn(payload, path)
+        if describe is not None:
+            print(describe(record), flush=True)
+    summarise_fn(payload, models, key)
+    write_fn(payload, path)
+
+
 # ---- the campaign ----------------------------------------------------------------------------------
 def main(argv=None) -> int:
     args = parse_args(argv)
@@ -250,39 +291,21 @@ def main(argv=None) -> int:
     payload.setdefault("meta", {})
     for m in models:
         payload["meta"].setdefault(m, model_meta(m, dataset))
-    done = {(r["model"], r["seed"]) for r in payload["runs"] if r["recipe_key"] == key}
-    todo = [(s, m) for s in seeds for m in models if (m, s) not in done]
-    print(f"converged campaign: {len(models)} models x {len(seeds)} seeds, {len(done)} run(s) "
-          f"already in {path.name}, {len(todo)} to train", flush=True)
-    if args.report_only:
-        todo = []
-    for count, (seed, model) in enumerate(todo):
-        if args.max_runs is not None and count >= args.max_runs:
-            break
+
+    def train(model: str, seed: int) -> dict:
         start = time.perf_counter()
-        try:
-            row, _ = train_one(model, seed, recipe)
-        except Exception as e:  # recorded; the campaign goes on
-            traceback.print_exc()
-            payload["failures"].append(dict(model=model, seed=seed, recipe_key=key,
-                                            error=f"{type(e).__name__}: {e}"))
-            write(payload, path)
-            continue
-        record = dict(model=model, seed=seed, test_acc=row["test_acc"], val_acc=row["val_acc"],
-                      epochs=row["epochs"], train_images=row["train_images"],
-                      seconds=time.perf_counter() - start, train_seconds=row["train_seconds"],
-                      img_per_s=row["img_per_s"], params=row["params"],
-                      coefficients=row["coefficients"], curve=row["curve"],
-                      recipe=args.config, recipe_key=key, device=payload["env"]["device"],
-                      torch=payload["env"]["torch"], **version,
-                      finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        payload["runs"].append(record)
-        summarise(payload, models, key)
-        write(payload, path)
-        print(f"{model} seed {seed}: test {row['test_acc'] * 100:.2f}%, val "
-              f"{(row['val_acc'] or 0) * 100:.2f}%, {record['seconds'] / 60:.1f} min", flush=True)
-    summarise(payload, models, key)
-    write(payload, path)
+        row, _ = train_one(model, seed, recipe)
+        return dict(model=model, seed=seed, test_acc=row["test_acc"], val_acc=row["val_acc"],
+                    epochs=row["epochs"], train_images=row["train_images"],
+                    seconds=time.perf_counter() - start, train_seconds=row["train_seconds"],
+                    img_per_s=row["img_per_s"], params=row["params"],
+                    coefficients=row["coefficients"], curve=row["curve"], recipe=args.config)
+
+    run_campaign(payload, path, models, seeds, key, train, summarise, write,
+                 label="converged campaign", report_only=args.report_only, max_runs=args.max_runs,
+                 stamp=dict(torch=payload["env"]["torch"]), version=version,
+                 describe=lambda r: f"{r['model']} seed {r['seed']}: test {r['test_acc'] * 100:.2f}%, "
+                 f"val {(r['val_acc'] or 0) * 100:.2f}%, {r['seconds'] / 60:.1f} min")
     print(markdown(payload))
     return 0
 

@@ -13,49 +13,61 @@ end of training): HBNODE vs NODE forward/backward NFE 26.0/26.1 vs 29.8/71.5, be
 accuracy 61.2% vs 54.6%, training time 70 vs 185 minutes. The verdict states, metric by metric,
 whether the momentum flow moves in the anchor's direction here.
 
-Resumable: each finished run is appended to benchmarks/results/momentum_flows[_tiny]_<device>.json
-at once; running the same command again skips the (model, seed) pairs done under that recipe.
+Configurations (``--config``): ``converged`` is Recipe.preset('converged') (10 epochs over the
+55,000 training images, 5,000 validation images, the whole test set): the measurement, ~3 h per
+run on 2 CPU cores. ``pilot`` is the converged recipe cut to fit ~10 minutes per run on 2 CPU
+cores (`PILOT`): 3 epochs over a fixed 5,120-image training subset (120 steps of batch 128),
+warm-up 0.6 epochs (the converged 20%), 1,000 validation and 2,000 test images, BatchNorm
+statistics recomputed on 8 batches; a direction-finding run, not a result to quote. Its time is
+scaled, not measured: 15,360 training images (2.8% of converged's 550,000) and ~12,000
+evaluation forwards (converged: ~190,000) are ~3.5% of the converged run's work, ~6-7 minutes
+of its ~3 h estimate, leaving room for the NFE growth of training.
+``tiny``: a smoke test (seconds). Each configuration writes its own file.
+
+Resumable: each finished run is appended to
+benchmarks/results/momentum_flows[_pilot|_tiny]_<device>.json at once; running the same command
+again skips the (model, seed) pairs done under that recipe.
 
     python benchmarks/momentum_flows.py --config tiny --seeds 0          # smoke test, seconds
-    python benchmarks/momentum_flows.py --config converged --seeds 0-2   # the measurement
+    python benchmarks/momentum_flows.py --config pilot --seeds 0-2       # ~10 min a run, 2 cores
+    python benchmarks/momentum_flows.py --config converged --seeds 0-2   # the measurement, ~3 h a run
 """
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 import time
-import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import HelpFormatter, env_info, git_version, result_path  # noqa: E402
 from _stats import mean_ci, paired, verdict  # noqa: E402
-from _train_common import Recipe, default_dataset, markdown_table, parse_list, pyplot, set_threads  # noqa: E402
-from converged import load, parse_seeds, recipe_key, write_campaign  # noqa: E402
+from _train_common import (Recipe, default_dataset, markdown_table, parse_list, pyplot,  # noqa: E402
+                           set_threads, train_one)
+from converged import load, parse_seeds, recipe_key, run_campaign, write_campaign  # noqa: E402
 
-import torch  # noqa: E402
-
-from odenets import data as datasets  # noqa: E402
 from odenets.momentum import MomentumFlow  # noqa: E402
-from odenets.train import TrainConfig, train  # noqa: E402
 from odenets.train.distributed import resolve_device  # noqa: E402
-from odenets.train.model import build_model  # noqa: E402
 
 NAME = "momentum_flows"
 DEFAULT_MODELS = "ode_resnet20,hbode_resnet20"
 ANCHOR = dict(source="Xia et al. 2021 (HBNODE), CIFAR-10, end of training",
               nfe_forward=(29.8, 26.0), nfe_backward=(71.5, 26.1), best_acc=(0.546, 0.612),
               minutes=(185.0, 70.0))  # (plain, momentum)
+CONFIGS = ("converged", "pilot", "tiny")
+# the converged recipe cut to ~10 min per run on 2 CPU cores (see the module docstring)
+PILOT = dict(epochs=3, subset=5120, test_subset=2000, val_split=1000, warmup_epochs=0.6,
+             precise_bn=8)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--models", default=DEFAULT_MODELS, help="plain model first, momentum second")
     p.add_argument("--seeds", default="0-2", help="seeds, e.g. 0-2 or 0,2,5")
-    p.add_argument("--config", default="converged", choices=("converged", "tiny"),
-                   help="converged: Recipe.preset('converged'); tiny: a smoke test (seconds)")
+    p.add_argument("--config", default="converged", choices=CONFIGS,
+                   help="converged: Recipe.preset('converged'), ~3 h per run on 2 CPU cores; "
+                   "pilot: the converged recipe with 3 epochs over 5,120 training images, 1,000 "
+                   "validation and 2,000 test images, ~10 min per run; tiny: a smoke test")
     p.add_argument("--adjoint", action=argparse.BooleanOptionalAction, default=True,
                    help="backpropagate by the adjoint ODE (as the anchor); --no-adjoint: direct")
     p.add_argument("--rtol", type=float, default=None, help="override the presets' rtol (1e-3)")
@@ -63,6 +75,8 @@ def parse_args(argv=None):
     p.add_argument("--dataset", default=None, help="default fashion-mnist (cifar10 with --data-dir)")
     p.add_argument("--data-dir", default=None, help="directory holding the dataset files")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    p.add_argument("--subset", type=int, default=None, help="override the training images per epoch")
+    p.add_argument("--test-subset", type=int, default=None, help="override the test images")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--out-dir", default=None, help="results directory (default benchmarks/results)")
@@ -72,29 +86,21 @@ def parse_args(argv=None):
 
 
 def train_run(model: str, seed: int, recipe: Recipe, solver_options: dict) -> dict:
-    """Train ``model`` once (odenets.train, temporary run directory); the run's record."""
-    spec = datasets.get_spec(recipe.dataset)
-    tmp = Path(tempfile.mkdtemp(prefix="odenets-momentum-"))
-    cfg = TrainConfig(**recipe.to_dict(), model=model, seed=seed, run_dir=str(tmp / "run"),
-                      progress=False, model_args=dict(solver_options=solver_options), log_every=50)
+    """Train ``model`` once (`_train_common.train_one`, ``solver_options`` merged into the
+    preset's); the run's record."""
     start = time.perf_counter()
-    try:
-        torch.manual_seed(seed)
-        net = build_model(cfg, spec.num_classes, spec.input_size[0])
-        summary = train(cfg, model=net)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    history, final = summary["history"], summary["final"]
-    nfe = [r.get("nfe_per_step", {}) for r in history]
+    row, net = train_one(model, seed, recipe, overrides=dict(solver_options=solver_options),
+                         keep_model=True)
+    nfe = row.get("nfe_per_step", [])
     damping = [f.damping().tolist() for f in net.modules() if isinstance(f, MomentumFlow)]
-    return dict(model=model, seed=seed, test_acc=final["test_acc"], val_acc=final.get("val_acc"),
-                best_test_acc=max(r["test_acc"] for r in history), epochs=len(history),
-                seconds=time.perf_counter() - start, train_seconds=summary["train_seconds"],
-                params=summary["params"], damping=damping,
+    return dict(model=model, seed=seed, test_acc=row["test_acc"], val_acc=row["val_acc"],
+                best_test_acc=max(r["test_acc"] for r in row["curve"]), epochs=row["epochs"],
+                seconds=time.perf_counter() - start, train_seconds=row["train_seconds"],
+                params=row["params"], damping=damping,
                 nfe_forward=[n.get("forward", 0.0) for n in nfe],
                 nfe_backward=[n.get("backward", 0.0) for n in nfe],
                 curve=[dict(epoch=r["epoch"], train_loss=r["train_loss"], test_acc=r["test_acc"])
-                       for r in history])
+                       for r in row["curve"]])
 
 
 def _final(run: dict, metric: str):
@@ -206,15 +212,26 @@ def write(payload: dict, path: Path) -> None:
     write_campaign(payload, path, plot, markdown)
 
 
+def make_recipe(config: str, dataset: str, **overrides) -> Recipe:
+    """The recipe of ``config`` (`CONFIGS`), without torch.compile, then ``overrides`` (None:
+    keep). ``pilot`` is ``converged`` with `PILOT`'s values."""
+    if config not in CONFIGS:
+        raise ValueError(f"unknown configuration {config!r}; available: {', '.join(CONFIGS)}")
+    base = PILOT if config == "pilot" else {}
+    # compile=False: torchdiffeq's adaptive loops (data-dependent step counts) defeat torch.compile
+    return Recipe.preset("converged" if config == "pilot" else config, dataset=dataset,
+                         **{**base, **{k: v for k, v in overrides.items() if v is not None},
+                            "compile": False})
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     set_threads(args.threads)
     models, seeds = parse_list(args.models), parse_seeds(args.seeds)
     device = resolve_device(args.device)
     dataset = default_dataset(args.dataset, args.data_dir)
-    # compile=False: torchdiffeq's adaptive loops (data-dependent step counts) defeat torch.compile
-    recipe = Recipe.preset(args.config, dataset=dataset, data_dir=args.data_dir,
-                           device=str(device), epochs=args.epochs, compile=False)
+    recipe = make_recipe(args.config, dataset, data_dir=args.data_dir, device=str(device),
+                         epochs=args.epochs, subset=args.subset, test_subset=args.test_subset)
     options = dict(adjoint=args.adjoint, **{k: v for k, v in (("rtol", args.rtol),
                                                               ("atol", args.atol)) if v is not None})
     key = recipe_key({**recipe.to_dict(), "solver_options": options})
@@ -225,31 +242,12 @@ def main(argv=None) -> int:
     payload = load(path)
     payload.update(benchmark=NAME, config=args.config, recipe=recipe.to_dict(), recipe_key=key,
                    solver_options=options, env=env_info(device), anchor=ANCHOR)
-    done = {(r["model"], r["seed"]) for r in payload["runs"] if r["recipe_key"] == key}
-    todo = [] if args.report_only else [(s, m) for s in seeds for m in models if (m, s) not in done]
-    print(f"{NAME}: {len(models)} models x {len(seeds)} seeds, {len(done)} run(s) already in "
-          f"{path.name}, {len(todo)} to train", flush=True)
-    for count, (seed, model) in enumerate(todo):
-        if args.max_runs is not None and count >= args.max_runs:
-            break
-        try:
-            record = train_run(model, seed, recipe, options)
-        except Exception as e:  # recorded; the campaign goes on
-            traceback.print_exc()
-            payload["failures"].append(dict(model=model, seed=seed, recipe_key=key,
-                                            error=f"{type(e).__name__}: {e}"))
-            write(payload, path)
-            continue
-        record.update(recipe_key=key, device=payload["env"]["device"], **version,
-                      finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        payload["runs"].append(record)
-        summarise(payload, models, key)
-        write(payload, path)
-        print(f"{model} seed {seed}: test {record['test_acc'] * 100:.2f}%, NFE/step fwd "
-              f"{(record['nfe_forward'] or [0])[-1]:.1f} bwd {(record['nfe_backward'] or [0])[-1]:.1f}, "
-              f"{record['seconds'] / 60:.1f} min", flush=True)
-    summarise(payload, models, key)
-    write(payload, path)
+    run_campaign(payload, path, models, seeds, key,
+                 lambda model, seed: train_run(model, seed, recipe, options), summarise, write,
+                 label=NAME, report_only=args.report_only, max_runs=args.max_runs, version=version,
+                 describe=lambda r: f"{r['model']} seed {r['seed']}: test {r['test_acc'] * 100:.2f}%, "
+                 f"NFE/step fwd {(r['nfe_forward'] or [0])[-1]:.1f} bwd "
+                 f"{(r['nfe_backward'] or [0])[-1]:.1f}, {r['seconds'] / 60:.1f} min")
     print(markdown(payload))
     return 0
 

@@ -57,3 +57,20 @@ def test_campaign_resumes_and_states_the_anchor_verdict(monkeypatch, tmp_path):
                                "excludes 0), +6.6 in the anchor: same direction")
     md = (tmp_path / "momentum_flows_tiny_cpu.md").read_text()
     assert "Against the anchor" in md and "0.40, 0.50, 0.60" in md
+
+
+def test_pilot_config_cuts_the_converged_recipe_and_writes_its_own_file(monkeypatch, tmp_path):
+    pilot = momentum_flows.make_recipe("pilot", "fashion-mnist")
+    converged = momentum_flows.make_recipe("converged", "fashion-mnist")
+    assert (pilot.epochs, pilot.subset, pilot.test_subset, pilot.val_split) == (3, 5120, 2000, 1000)
+    assert (converged.epochs, converged.subset, converged.val_split) == (10, None, 5000)
+    assert not pilot.compile and not converged.compile
+    for key in ("lr", "batch_size", "schedule", "weight_decay", "label_smoothing"):
+        assert getattr(pilot, key) == getattr(converged, key), key  # the converged recipe, cut
+    assert momentum_flows.make_recipe("pilot", "fashion-mnist", subset=256, epochs=None).subset == 256
+    monkeypatch.setattr(momentum_flows, "train_run", fake_run)
+    momentum_flows.main(["--config", "pilot", "--dataset", "synthetic", "--out-dir", str(tmp_path),
+                         "--seeds", "0"])
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["momentum_flows_pilot_cpu.json"]
+    with pytest.raises(ValueError, match="unknown configuration 'fast'; available: converged, pilot"):
+        momentum_flows.make_recipe("fast", "fashion-mnist")

@@ -191,6 +191,26 @@ def test_info_of_a_flow_counts_actual_calls():
     assert meta["macs"] == 3 * 4 * 16 and meta["evaluations"] == 12 and meta["params"] == 60
 
 
+def test_info_counts_continuous_evaluations_on_an_input_that_moves():
+    # on zeros, a bias-free field solves u' = 0: dopri5 then grows its floor step 1e-6 tenfold per
+    # step, 2 + 7 x 6 = 44 evaluations whatever the field (ode/hbode_resnet20 both read 132)
+    torch.manual_seed(0)
+    field = torch.nn.Linear(4, 4, bias=False)
+    flows = [odenets.build(field, "dopri5"), odenets.build(field, "dopri5", momentum=True, damping=0.5)]
+    counts = [odenets.info(flow, input_size=(2, 4))["continuous_nfe"] for flow in flows]
+    assert 44 not in counts and counts[0] != counts[1], counts  # plain and heavy-ball cost differently
+    from odenets.continuous.nfe import reset_nfe, total_nfe
+    from odenets.info import probe_input
+    for flow, count in zip(flows, counts):  # info's count is a forward's on its probe input
+        reset_nfe(flow)
+        with torch.no_grad():
+            flow(probe_input(flow, (2, 4)))
+        assert total_nfe(flow)["forward"] == count
+    state = torch.get_rng_state()
+    odenets.info(flows[0], input_size=(2, 4))
+    assert torch.equal(state, torch.get_rng_state())  # the probe input has its own generator
+
+
 @pytest.mark.slow
 def test_resnet50_macs():
     assert 4.0e9 < odenets.info("resnet50", input_size=(1, 3, 224, 224))["macs"] < 4.2e9

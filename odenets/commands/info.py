@@ -36,7 +36,8 @@ def run(args) -> int:
     nfe = meta.pop("continuous_nfe")
     for key, value in meta.items():
         if key == "evaluations" and nfe:
-            value = (f"{value} ({nfe} by the continuous flows, counted in one forward on zeros; "
+            value = (f"{value} ({nfe} by the continuous flows, counted in one eval-mode forward "
+                     f"on a seeded random input; "
                      f"an adaptive solver's count depends on the input)")
         elif key == "macs":
             value = f"{value:,} ({value / 1e6:.1f} M per image)"
