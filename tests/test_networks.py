@@ -219,8 +219,7 @@ def test_seeded_sde_stages_get_different_brownian_streams():
         pytest.skip("odenets.continuous is not available")
     model = odenets.create("preact_resnet20", solver="sde:euler",
                            solver_options=dict(seed=3, steps=2))
-    entropies = [int(torch.randint(0, 2 ** 31 - 1, (1,), generator=f._generator))
-                 for f in model.flows]
+    entropies = [int(f.noise_source.randint(0, 2 ** 31 - 1, (1,))) for f in model.flows]
     assert len(set(entropies)) == len(entropies) == 3
     with pytest.raises(ValueError, match="seed must be an integer"):
         odenets.create("preact_resnet20", solver="sde:euler", solver_options=dict(seed="a", steps=2))
