@@ -47,35 +47,36 @@ class Noise:
 
     def generator_for(self, device) -> torch.Generator | None:
         """The generator that draws on ``device`` (``None``: torch's global RNG)."""
-        device = torch.device(device)
         if self.generator is not None:
-            if self.generator.device.type != device.type:
+            if self.generator.device.type != torch.device(device).type:
                 raise ValueError(f"noise: the generator is on {self.generator.device} but the "
                                  f"draw is on {device}")
             return self.generator
         if self.seed is None:
             return None
-        key = str(device)
-        if key not in self._generators:
-            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
-        return self._generators[key]
+        gen = self._generators.get(str(device))  # a tensor's device: "cpu", "cuda:0", ...
+        if gen is None:
+            device = torch.device(device)
+            if device.type == "cuda" and device.index is None:
+                device = torch.device("cuda", torch.cuda.current_device())
+            gen = self._generators.get(str(device))
+            if gen is None:
+                gen = torch.Generator(device=device).manual_seed(self.seed)
+                self._generators[str(device)] = gen
+        return gen
 
-    # -- draws ------------------------------------------------------------------------------
-    def randn(self, shape, device=None, dtype=None) -> torch.Tensor:
-        device = torch.device(device or "cpu")
+    # -- draws (on the CPU unless ``device`` says otherwise) --------------------------------
+    def randn(self, shape, device="cpu", dtype=None) -> torch.Tensor:
         return torch.randn(shape, generator=self.generator_for(device), device=device, dtype=dtype)
 
-    def rand(self, shape, device=None, dtype=None) -> torch.Tensor:
-        device = torch.device(device or "cpu")
+    def rand(self, shape, device="cpu", dtype=None) -> torch.Tensor:
         return torch.rand(shape, generator=self.generator_for(device), device=device, dtype=dtype)
 
-    def bernoulli(self, shape, p, device=None, dtype=None) -> torch.Tensor:
-        device = torch.device(device or "cpu")
+    def bernoulli(self, shape, p, device="cpu", dtype=None) -> torch.Tensor:
         out = torch.empty(shape, device=device, dtype=dtype)
         return out.bernoulli_(p, generator=self.generator_for(device))
 
-    def randint(self, low: int, high: int, shape, device=None) -> torch.Tensor:
-        device = torch.device(device or "cpu")
+    def randint(self, low: int, high: int, shape, device="cpu") -> torch.Tensor:
         return torch.randint(low, high, shape, generator=self.generator_for(device), device=device)
 
     # -- seed and state ---------------------------------------------------------------------

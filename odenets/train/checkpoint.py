@@ -12,10 +12,10 @@ or the new checkpoint, never a torn one. RNG states cover torch's CPU generator,
 device's and, under ``"noise"``, the state of every `solvers.Noise` the model draws from
 (`noise_sources`: made by a stochastic scheme's ``seed=`` or ``generator=``, an ``sde:`` flow's
 ``seed``, or passed as ``noise_source=``), so a resumed stochastic-depth or shake-shake run
-continues the same noise stream. Checkpoints
-without ``"noise"`` (older ones) still load; such noise then restarts from its seed. The data
-order and augmentation need no state (they are seeded by (seed, epoch, rank), see
-`odenets.data.loader`).
+continues the same noise stream. Checkpoints without ``"noise"`` (older ones) still load; such
+noise then restarts from its seed (and ``"noise_format"`` below 2 marks the older layout of a
+seeded ``sde:`` flow's state, still read). The data order and augmentation need no state (they
+are seeded by (seed, epoch, rank), see `odenets.data.loader`).
 """
 from __future__ import annotations
 
@@ -240,7 +240,7 @@ def set_rng_state(state: dict, model=None, path="the checkpoint") -> None:
     sources, saved = _noise_owners(model), state["noise"]
     if len(saved) != len(sources):
         raise ValueError(f"{path} holds the states of {len(saved)} noise generator owner(s) "
-                         f"(stochastic schemes or sde: flows with their own generator), but the "
+                         f"(solvers.Noise objects of stochastic schemes or seeded sde: flows), but the "
                          f"model has {len(sources)}: were --model, --model-arg or --solver changed?")
     device = next(iter(model.parameters()), torch.empty(0)).device
     legacy = state.get("noise_format", 1) < NOISE_FORMAT
