@@ -180,8 +180,8 @@ def build_stage(field, solver, blocks: int, *, tied: bool = False, activation=No
     lends its scheme object, so one noise stream runs through the network. A continuous solver
     integrates one tied field over t in [0, 1] under its own step control
     (``solver_opts["steps"]`` for its fixed-step methods), whatever ``blocks`` is; post-activation
-    and per-step coefficients are refused (fixed-grid notions), and a seeded SDE flow after
-    ``share`` continues with the next seed (a stream of its own per stage).
+    and per-step coefficients are refused (fixed-grid notions), and an ``sde:`` flow draws from
+    ``share``'s `solvers.Noise`: one noise stream per network, as for fixed-grid schemes.
     """
     if is_fixed_grid(solver):
         if share is not None and isinstance(share, Flow):
@@ -190,8 +190,10 @@ def build_stage(field, solver, blocks: int, *, tied: bool = False, activation=No
                      coefficients=coefficients, channels=channels,
                      per_evaluation_norm=per_evaluation_norm, **solver_opts)
     options = dict(solver_opts)
-    if share is not None and checks.is_int(getattr(share, "seed", None)):
-        options["seed"] = share.seed + 1
+    noise = getattr(share, "noise_source", None)
+    if noise is not None and options.get("bm") is None:  # sde: one noise stream per network
+        options.pop("seed", None)
+        options["noise_source"] = noise
     return build(field, solver, options.pop("steps", None), tied=True, activation=activation,
                  coefficients=coefficients, **options)
 

@@ -5,6 +5,7 @@
     solvers.integrate(f, u0, steps=64, scheme="rk4")
     solvers.odeint(f, y0, t, method="rk4", options={"step_size": h})   # torchdiffeq's signature
     solvers.sdeint(sde, y0, ts, dt=h, bm=bm)                 # torchsde's, Euler-Maruyama
+    solvers.get("euler_maruyama", noise_source=solvers.Noise(seed=0))  # noise: its own object
 
 "rk4" is classical RK4; "rk4_38" (Kutta's 3/8 rule) is what torchdiffeq calls ``method="rk4"``.
 
@@ -12,11 +13,12 @@ This package never imports ``odenets``; ``odenets.build`` joins its schemes to n
 """
 from .base import Coefficient, DivergenceError, Scheme
 from .integrate import integrate
+from .noise import Noise
 from .odeint import odeint
 from .sdeint import sdeint
 from .registry import SCHEMES, available, get, register
 from .reversible import reversible_solve
 from .shake import shake_mix
 
-__all__ = ["Coefficient", "DivergenceError", "Scheme", "SCHEMES", "available", "get", "integrate",
-           "odeint", "register", "reversible_solve", "sdeint", "shake_mix"]
+__all__ = ["Coefficient", "DivergenceError", "Noise", "Scheme", "SCHEMES", "available", "get",
+           "integrate", "odeint", "register", "reversible_solve", "sdeint", "shake_mix"]

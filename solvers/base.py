@@ -236,16 +236,3 @@ class Scheme(abc.ABC):
     def options(self) -> dict:
         """The options this scheme was built with (for repr and metadata)."""
         return {}
-
-
-# the merge of the noise refactor removes these three (callers use `solvers.checks`)
-def check_int(name, value, scheme, minimum=1):
-    return checks.integer(scheme, name, value, minimum)
-
-
-def check_float(name, value, scheme, low=None, high=None, closed=(True, True)):
-    return checks.real(scheme, name, value, low, high, closed)
-
-
-def check_t_span(name, t_span):
-    return checks.t_span(name, t_span)

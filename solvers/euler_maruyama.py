@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 
-from .base import Coefficient, Scheme, check_float
+from . import checks
+from .base import Coefficient, Scheme
+from .noise import Noise
 from .shake import shake_mix
 
 NOISES = ("bernoulli", "gaussian", "shake")
@@ -29,9 +30,11 @@ class EulerMaruyama(Scheme):
         with an independent eta' ~ U(0, 1) (Gastaldi's Shake-Shake-Image, see `shake_mix`).
 
     In eval mode (``training=False``) the noise is replaced by its mean, like dropout.
-    ``per_sample=True`` draws one eta per example (dim 0), else one per batch. Noise is drawn on
-    the tensor's device with ``generator``, or with one seeded by ``seed`` (made per device, and
-    kept: one scheme object continues its stream; a new ``solvers.get(..., seed=s)`` restarts it).
+    ``per_sample=True`` draws one eta per example (dim 0), else one per batch. The draws come
+    from ``noise_source``, a `solvers.Noise` (passed in like ``bm``; nothing on ``self`` changes
+    during a solve): ``seed=s`` makes ``Noise(seed=s)``, ``generator=g`` makes
+    ``Noise(generator=g)``, neither draws from torch's global RNG. One scheme object continues
+    its stream; a new ``solvers.get(..., seed=s)`` restarts it.
     """
 
     name = "euler_maruyama"
@@ -43,7 +46,8 @@ class EulerMaruyama(Scheme):
 
     def __init__(self, noise: str = "gaussian", sigma: float = 1.0, p: float | None = None,
                  diffusion="additive", bm=None, generator: torch.Generator | None = None,
-                 seed: int | None = None, per_sample: bool = True, shake_backward: bool = True):
+                 seed: int | None = None, noise_source: Noise | None = None,
+                 per_sample: bool = True, shake_backward: bool = True):
         if noise not in NOISES:
             raise ValueError(f"euler_maruyama: noise must be one of {list(NOISES)}, got {noise!r}")
         if not (callable(diffusion) or diffusion in ("additive", "field")):
@@ -54,60 +58,29 @@ class EulerMaruyama(Scheme):
         if noise != "gaussian" and (bm is not None or diffusion != "additive"):
             raise ValueError(f"euler_maruyama: bm= and diffusion= apply to noise='gaussian' only, "
                              f"not noise={noise!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        if seed is not None and not checks.is_int(seed):
             raise ValueError(f"euler_maruyama: seed must be None or an integer, got {seed!r}")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise ValueError(f"euler_maruyama: generator must be a torch.Generator, got {generator!r}")
+        if noise_source is not None and not isinstance(noise_source, Noise):
+            raise ValueError(f"euler_maruyama: noise_source must be a solvers.Noise, got "
+                             f"{type(noise_source).__name__}")
+        given = [name for name, v in (("seed", seed), ("generator", generator),
+                                      ("noise_source", noise_source)) if v is not None]
+        if len(given) > 1:
+            raise ValueError(f"euler_maruyama: give one of seed, generator and noise_source, "
+                             f"got {' and '.join(given)}")
         self.noise, self.diffusion, self.bm = noise, diffusion, bm
-        self.sigma = check_float("sigma", sigma, self.name, 0.0, None)
-        self.p = None if p is None else check_float("p", p, self.name, 0.0, 1.0, (False, True))
-        self.generator, self.seed = generator, None if seed is None else int(seed)
+        self.sigma = checks.real(self.name, "sigma", sigma, 0.0, None)
+        self.p = None if p is None else checks.real(self.name, "p", p, 0.0, 1.0, (False, True))
+        self.noise_source = noise_source if noise_source is not None else Noise(seed, generator)
         self.per_sample, self.shake_backward = bool(per_sample), bool(shake_backward)
-        self._generators = {}
         self.evals_per_step = 2 if noise == "shake" else 1
         self.paired_field = noise == "shake"
         self.order = 1 if noise == "gaussian" and diffusion == "additive" else 0.5
 
     def options(self):
         return dict(noise=self.noise, sigma=self.sigma, p=self.p, per_sample=self.per_sample)
-
-    def _gen(self, device):
-        if self.generator is not None:
-            if self.generator.device.type != device.type:
-                raise ValueError(f"euler_maruyama: generator is on {self.generator.device} but the "
-                                 f"state is on {device}")
-            return self.generator
-        if self.seed is None:
-            return None
-        key = str(device)
-        if key not in self._generators:
-            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
-        return self._generators[key]
-
-    def manual_seed(self, seed: int) -> None:
-        """Restart the seeded noise stream from ``seed`` (on every device, made lazily)."""
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise ValueError(f"euler_maruyama: seed must be an integer, got {seed!r}")
-        self.seed, self._generators = int(seed), {}
-
-    def rng_state(self) -> dict:
-        """States of the generators the noise is drawn with (for checkpoints): {"generator": s}
-        for a user ``generator``, {device: s} for those made from ``seed`` so far, {} when the
-        noise comes from torch's global RNG."""
-        if self.generator is not None:
-            return {"generator": self.generator.get_state()}
-        return {key: g.get_state() for key, g in self._generators.items()}
-
-    def set_rng_state(self, states: dict) -> None:
-        """Restore what `rng_state` returned (seeded generators are made on their devices)."""
-        mine = "generator" if self.generator is not None else "seed" if self.seed is not None else None
-        theirs = ("generator" if "generator" in states else "seed") if states else None
-        if theirs is not None and theirs != mine:
-            raise ValueError(f"euler_maruyama: the saved noise state is of a scheme with a "
-                             f"{theirs}, but this one has "
-                             f"{'a ' + mine if mine else 'neither (it draws from the global RNG)'}")
-        for key, state in states.items():
-            (self.generator if key == "generator" else self._gen(torch.device(key))).set_state(state)
 
     def _eta_shape(self, u):
         return (u.shape[0],) + (1,) * (u.dim() - 1) if self.per_sample and u.dim() > 1 else ()
@@ -125,8 +98,7 @@ class EulerMaruyama(Scheme):
             dW = self.bm(t, t + dt)
             _check_noise_shape("bm(t0, t1)", dW, u)
         else:
-            dW = torch.randn(u.shape, generator=self._gen(u.device), device=u.device, dtype=u.dtype)
-            dW = dW * math.sqrt(abs(dt))
+            dW = self.noise_source.randn(u.shape, u.device, u.dtype) * math.sqrt(abs(dt))
         if self.diffusion == "additive":
             return torch.add(out, dW, alpha=self.sigma), state
         g = drift if self.diffusion == "field" else self.diffusion(t, u)
@@ -139,8 +111,7 @@ class EulerMaruyama(Scheme):
             raise ValueError(f"euler_maruyama: survival probability p must lie in (0, 1], got {p!r}")
         if not training:
             return torch.add(u, drift, alpha=dt * p) if not torch.is_tensor(p) else u + (dt * p) * drift
-        eta = torch.empty(self._eta_shape(u), device=u.device, dtype=drift.dtype)
-        eta.bernoulli_(p, generator=self._gen(u.device))  # p: float or (0-dim) tensor
+        eta = self.noise_source.bernoulli(self._eta_shape(u), p, u.device, drift.dtype)  # p: float or 0-dim
         return torch.addcmul(u, eta, drift, value=dt)
 
     def _shake(self, f, t, dt, u, training):
@@ -150,13 +121,11 @@ class EulerMaruyama(Scheme):
         f1, f2 = f[0](t, u), f[1](t, u)
         if not training:
             return torch.add(u, f1 + f2, alpha=dt / 2)
-        gen, shape = self._gen(u.device), self._eta_shape(u)
-        dtype = torch.promote_types(f1.dtype, f2.dtype)
+        shape, dtype = self._eta_shape(u), torch.promote_types(f1.dtype, f2.dtype)
         f1, f2 = f1.to(dtype), f2.to(dtype)
-        eta = torch.rand(shape, generator=gen, device=u.device, dtype=dtype)
+        eta = self.noise_source.rand(shape, u.device, dtype)
         # eta' is drawn whenever training, so the forward stream does not depend on grad mode
-        eta_b = torch.rand(shape, generator=gen, device=u.device, dtype=dtype) \
-            if self.shake_backward else None
+        eta_b = self.noise_source.rand(shape, u.device, dtype) if self.shake_backward else None
         return torch.add(u, shake_mix(f1, f2, eta, eta_b), alpha=dt)
 
 

@@ -244,11 +244,11 @@ def test_sde_seed_makes_runs_reproducible():
     assert torch.equal(runs[0](x), runs[1](x))
     other = build_continuous(mlp(), "sde:euler", steps=8, sigma=0.5, seed=12)
     assert not torch.allclose(runs[0](x), other(x))
-    for flow in (runs[0], other):  # the noise-source interface of seeded Euler-Maruyama schemes
-        flow.manual_seed(11)
+    for flow in (runs[0], other):  # the stream is a solvers.Noise, as for Euler-Maruyama
+        flow.noise_source.manual_seed(11)
     assert torch.equal(runs[0](x), other(x))
     with pytest.raises(ValueError, match="seed"):
-        other.manual_seed(-1)
+        build_continuous(mlp(), "sde:euler", steps=8, seed=-1)
 
 
 @pytest.mark.parametrize("diffusion", ["additive", "field"])

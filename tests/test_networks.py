@@ -109,9 +109,8 @@ def test_noise_in_train_mode_only(name):
 def test_seeded_noise_is_one_stream_for_the_whole_network(name):
     """solver_options={"seed": s}: reproducible whatever the global RNG does, and the flows of
     different stages do not repeat each other's draws (one generator, not one copy per flow)."""
-    cpu = torch.device("cpu")
     model = odenets.create(name, solver_options={"seed": 0})
-    draws = [torch.rand(16, generator=f.scheme._gen(cpu)) for f in model.flows]
+    draws = [f.scheme.noise_source.rand(16) for f in model.flows]
     assert len(draws) == 3
     assert not torch.equal(draws[0], draws[1]) and not torch.equal(draws[1], draws[2])
     x = torch.randn(4, 3, 8, 8)
@@ -234,14 +233,22 @@ def test_config_validation():
         odenets.create("rev_resnet20", widths=(15, 30, 60))
 
 
-def test_seeded_sde_stages_get_different_brownian_streams():
+def test_seeded_sde_network_draws_from_one_noise_stream():
+    """sde: flows in a network share one solvers.Noise (as fixed-grid flows share one scheme):
+    seed=s makes the whole network's noise reproducible whatever the global RNG does."""
     if "sde:euler" not in odenets.available_solvers():
         pytest.skip("odenets.continuous is not available")
-    model = odenets.create("preact_resnet20", solver="sde:euler",
-                           solver_options=dict(seed=3, steps=2))
-    entropies = [int(torch.randint(0, 2 ** 31 - 1, (1,), generator=f._generator))
-                 for f in model.flows]
-    assert len(set(entropies)) == len(entropies) == 3
+    options = dict(seed=3, steps=2)
+    model = odenets.create("preact_resnet20", solver="sde:euler", solver_options=options)
+    assert len({id(f.noise_source) for f in model.flows}) == 1 == len(model.flows) - 2
+    assert model.flows[0].noise_source.seed == 3
+    x, outs = torch.randn(2, 3, 8, 8), []
+    for global_seed in (1, 2):
+        torch.manual_seed(0)
+        net = odenets.create("preact_resnet20", solver="sde:euler", solver_options=options)
+        torch.manual_seed(global_seed)
+        outs.append(net.train()(x))
+    assert torch.equal(outs[0], outs[1])
     with pytest.raises(ValueError, match="seed must be an integer"):
         odenets.create("preact_resnet20", solver="sde:euler", solver_options=dict(seed="a", steps=2))
 

@@ -133,23 +133,18 @@ def test_each_rank_draws_its_own_seeded_noise(preset, args):
     assert not torch.equal(draws[0], draws[2])
 
 
-def test_scheme_rng_state_accessors():
+def test_scheme_noise_state_replays_its_steps():
+    """A scheme's stream lives in its `solvers.Noise`: restoring that state into another
+    scheme's Noise replays the step (generators are made on first use, per device)."""
     scheme = solvers.get("euler_maruyama", seed=5)
-    assert scheme.rng_state() == {}  # generators are made on first use, per device
+    assert scheme.noise_source.state_dict() == {}
     u = torch.zeros(4, 3)
     scheme.step(lambda t, v: v, 0.0, 1.0, u, None)
-    state = scheme.rng_state()
+    state = scheme.noise_source.state_dict()
     a, _ = scheme.step(lambda t, v: v, 0.0, 1.0, u, None)
     other = solvers.get("euler_maruyama", seed=5)
-    other.set_rng_state(state)
+    other.noise_source.load_state_dict(state)
     assert torch.equal(other.step(lambda t, v: v, 0.0, 1.0, u, None)[0], a)
-    user = solvers.get("euler_maruyama", generator=torch.Generator().manual_seed(1))
-    assert list(user.rng_state()) == ["generator"]
-    with pytest.raises(ValueError, match="a seed, but this one has a generator"):
-        user.set_rng_state(state)
-    with pytest.raises(ValueError, match="a generator, but this one has neither"):
-        solvers.get("euler_maruyama").set_rng_state(user.rng_state())
-    solvers.get("euler_maruyama").set_rng_state({})  # global RNG: nothing to restore
 
 
 # -- DDP: parameters without a gradient -------------------------------------------------------

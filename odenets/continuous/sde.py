@@ -30,7 +30,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from solvers.base import check_t_span
+from solvers.checks import t_span as check_t_span
+from solvers.noise import Noise
 
 from . import checks
 from ..time_aware import takes_time
@@ -123,7 +124,10 @@ class SDEFlow(nn.Module):
     Options: ``method`` (see `SDE_METHODS`), ``sigma >= 0``, ``diffusion`` (see module doc),
     ``steps`` or ``dt`` (fixed step; the initial step when ``adaptive``), ``adaptive``, ``rtol``,
     ``atol``, ``dt_min``, ``sde_type`` (milstein only), ``seed`` (fresh reproducible Brownian
-    paths per call), ``bm`` (a fixed torchsde Brownian motion of shape ``(batch, d)`` to reuse),
+    paths per call: each call's ``BrownianInterval`` takes its entropy from ``noise_source``, a
+    `solvers.Noise` that ``seed=s`` makes as ``Noise(seed=s)``; or pass a ``noise_source``,
+    which flows may share; without either torchsde picks the entropy), ``bm`` (a fixed torchsde
+    Brownian motion of shape ``(batch, d)`` to reuse),
     ``adjoint`` (torchsde's stochastic adjoint; euler, midpoint, heun, euler_heun,
     reversible_heun: its gradients match backprop through the discrete solve only up to
     discretisation error, except reversible_heun, which is algebraically reversible and matches
@@ -136,7 +140,8 @@ class SDEFlow(nn.Module):
     def __init__(self, field, method: str = "euler", t_span=(0.0, 1.0), steps=None, dt=None,
                  sigma: float = 0.1, diffusion="additive", adaptive: bool = False, rtol: float = 1e-3,
                  atol: float = 1e-3, dt_min: float = 1e-5, sde_type=None, seed=None, bm=None,
-                 adjoint: bool = False, count_vjp: bool = False, name=None):
+                 noise_source: Noise | None = None, adjoint: bool = False, count_vjp: bool = False,
+                 name=None):
         super().__init__()
         name = name or f"sde:{method}"
         self.solver_name = name
@@ -162,37 +167,23 @@ class SDEFlow(nn.Module):
         if self.adjoint and not adjoint_ok:
             raise ValueError(f"{name}: torchsde's adjoint does not support method {method!r}; "
                              f"adjoint works with {sorted('sde:' + m for m, v in SDE_METHODS.items() if v[2])}")
-        if seed is not None and bm is not None:
-            raise ValueError(f"{name}: give seed or bm, not both")
+        given = [k for k, v in (("seed", seed), ("bm", bm), ("noise_source", noise_source))
+                 if v is not None]
+        if len(given) > 1:
+            raise ValueError(f"{name}: give one of seed, bm and noise_source, not both "
+                             f"({' and '.join(given)})")
         if bm is not None and not isinstance(bm, torchsde.BaseBrownian):
             raise ValueError(f"{name}: bm must be a torchsde Brownian motion (e.g. "
                              f"torchsde.BrownianInterval), got {type(bm).__name__}")
+        if noise_source is not None and not isinstance(noise_source, Noise):
+            raise ValueError(f"{name}: noise_source must be a solvers.Noise, got "
+                             f"{type(noise_source).__name__}")
         self.bm = bm
-        self.seed = None if seed is None else checks.integer(name, "seed", seed, 0)
-        self._generator = None if seed is None else torch.Generator().manual_seed(self.seed)
+        if seed is not None:
+            noise_source = Noise(seed=checks.integer(name, "seed", seed, 0))
+        self.noise_source = noise_source
         self.func = CountedField(field, checks.boolean(name, "count_vjp", count_vjp))
         self.sde = _FlowSDE(self.func, diffusion, self.sigma, self.sde_type)
-
-    # -- seeded noise, with the interface of a seeded Euler-Maruyama scheme (checkpoints, DDP) --
-    @property
-    def seeded(self) -> bool:
-        """True when the Brownian motion is drawn from this flow's own generator (``seed=``)."""
-        return self._generator is not None
-
-    def manual_seed(self, seed: int) -> None:
-        """Restart the seeded Brownian stream from ``seed``."""
-        self.seed = checks.integer(self.solver_name, "seed", seed, 0)
-        self._generator = torch.Generator().manual_seed(self.seed)
-
-    def rng_state(self) -> dict:
-        return {"generator": self._generator.get_state()} if self.seeded else {}
-
-    def set_rng_state(self, states: dict) -> None:
-        if set(states) != ({"generator"} if self.seeded else set()):
-            raise ValueError(f"{self.solver_name}: expected the state of "
-                             f"{'one generator' if self.seeded else 'no generator'}, got {sorted(states)}")
-        if self.seeded:
-            self._generator.set_state(states["generator"])
 
     @property
     def nfe(self) -> dict:
@@ -207,9 +198,10 @@ class SDEFlow(nn.Module):
                 raise ValueError(f"{self.solver_name}: bm has shape {tuple(self.bm.shape)} but the "
                                  f"flattened state has shape {tuple(y0.shape)} (batch, d)")
             return self.bm
-        entropy = None
-        if self._generator is not None:
-            entropy = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=self._generator))
+        entropy, noise = None, self.noise_source
+        if noise is not None:  # drawn on the CPU (or on the device of a user generator)
+            device = noise.generator.device if noise.generator is not None else "cpu"
+            entropy = int(noise.randint(0, 2 ** 31 - 1, (1,), device))
         return torchsde.BrownianInterval(t0=span[0], t1=span[1], size=tuple(y0.shape),
                                          dtype=y0.dtype, device=y0.device, entropy=entropy,
                                          levy_area_approximation=self.levy_area)

@@ -9,12 +9,13 @@ A checkpoint is one ``torch.save`` dict::
 `save_atomic` writes to a temporary file in the same directory, flushes and fsyncs it, then
 ``os.replace``s it over the target (atomic on POSIX): a crash at any moment leaves either the old
 or the new checkpoint, never a torn one. RNG states cover torch's CPU generator, every CUDA
-device's and, under ``"noise"``, the generators the model's noise owns (`noise_sources`: a
-stochastic scheme built with ``seed=`` or ``generator=``, an ``sde:`` flow's ``seed``), so a
-resumed stochastic-depth or shake-shake run continues the same noise stream. Checkpoints
-without ``"noise"`` (older ones) still load; such noise then restarts from its seed. The data
-order and augmentation need no state (they are seeded by (seed, epoch, rank), see
-`odenets.data.loader`).
+device's and, under ``"noise"``, the state of every `solvers.Noise` the model draws from
+(`noise_sources`: made by a stochastic scheme's ``seed=`` or ``generator=``, an ``sde:`` flow's
+``seed``, or passed as ``noise_source=``), so a resumed stochastic-depth or shake-shake run
+continues the same noise stream. Checkpoints without ``"noise"`` (older ones) still load; such
+noise then restarts from its seed (and ``"noise_format"`` below 2 marks the older layout of a
+seeded ``sde:`` flow's state, still read). The data order and augmentation need no state (they
+are seeded by (seed, epoch, rank), see `odenets.data.loader`).
 """
 from __future__ import annotations
 
@@ -24,11 +25,16 @@ from pathlib import Path
 
 import torch
 
+from solvers.noise import Noise
+
 from ..flow import Flow
 from .rundir import CHECKPOINT, stale_temps, temp_path
 
 NAME = CHECKPOINT
 KEYS = ("epoch", "model", "optimizer", "history", "rng")  # what `--resume` needs
+# 2: every noise state is a `solvers.Noise.state_dict`; 1 (no "noise_format"): a seeded sde:
+# flow saved its CPU generator as {"generator": state}, now {"cpu": state}
+NOISE_FORMAT = 2
 
 
 def save_atomic(obj, path) -> Path:
@@ -150,37 +156,36 @@ def load_model_state(model, state_dict: dict, path) -> None:
                          f"--model-arg or --solver changed?): {detail}") from None
 
 
-def noise_sources(model) -> list:
-    """What owns the noise generators of ``model``, each once, in module order: the scheme of
-    every `odenets.flow.Flow` that has ``rng_state`` (Euler-Maruyama; a scheme shared by several
-    flows counts once, wrappers with ``.inner`` are unwrapped), and every other module that is
-    ``seeded`` (a seeded ``sde:`` flow)."""
-    sources, seen = [], set()
+def _noise_owners(model) -> list[tuple[Noise, bool]]:
+    """``(noise, owned_by_a_scheme)`` for every `solvers.Noise` of ``model``, each once, in
+    module order: the ``noise_source`` of every `odenets.flow.Flow`'s scheme and of every other
+    module (an ``sde:`` flow)."""
+    owners, seen = [], set()
     for m in model.modules():
-        owner = None
-        if isinstance(m, Flow):
-            owner = m.scheme
-            while hasattr(owner, "inner"):
-                owner = owner.inner
-            owner = owner if hasattr(owner, "rng_state") else None
-        elif getattr(m, "seeded", False) is True:
-            owner = m
-        if owner is not None and id(owner) not in seen:
-            seen.add(id(owner))
-            sources.append(owner)
-    return sources
+        owner = m.scheme if isinstance(m, Flow) else m
+        noise = getattr(owner, "noise_source", None)
+        if isinstance(noise, Noise) and id(noise) not in seen:
+            seen.add(id(noise))
+            owners.append((noise, owner is not m))
+    return owners
+
+
+def noise_sources(model) -> list[Noise]:
+    """The `solvers.Noise` objects ``model`` draws from, each once (a stream shared by several
+    flows counts once), in module order."""
+    return [noise for noise, _ in _noise_owners(model)]
 
 
 def decorrelate_noise(model, rank: int) -> None:
-    """Give rank ``rank`` of a distributed run its own stream for every seeded noise generator of
+    """Give rank ``rank`` of a distributed run its own stream for every seeded `solvers.Noise` of
     ``model`` (seed s -> s + 1,000,003 rank): otherwise every rank would draw the same
     stochastic-depth gates or Brownian increments for its own samples. Rank 0 keeps the seed,
     so a one-process run draws what rank 0 draws. User-supplied generators are left alone."""
     if rank == 0:
         return
-    for source in noise_sources(model):
-        if source.seed is not None:
-            source.manual_seed(source.seed + 1_000_003 * rank)
+    for noise in noise_sources(model):
+        if noise.kind == "seed":
+            noise.manual_seed(noise.seed + 1_000_003 * rank)
 
 
 def rng_state(model=None) -> dict:
@@ -190,7 +195,8 @@ def rng_state(model=None) -> dict:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     if model is not None:
-        state["noise"] = [source.rng_state() for source in noise_sources(model)]
+        state["noise"] = [noise.state_dict() for noise in noise_sources(model)]
+        state["noise_format"] = NOISE_FORMAT
     return state
 
 
@@ -227,14 +233,17 @@ def set_rng_state(state: dict, model=None, path="the checkpoint") -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
     if model is None or "noise" not in state:
         return
-    sources, saved = noise_sources(model), state["noise"]
+    sources, saved = _noise_owners(model), state["noise"]
     if len(saved) != len(sources):
         raise ValueError(f"{path} holds the states of {len(saved)} noise generator owner(s) "
-                         f"(stochastic schemes or sde: flows with their own generator), but the "
+                         f"(solvers.Noise objects of stochastic schemes or seeded sde: flows), but the "
                          f"model has {len(sources)}: were --model, --model-arg or --solver changed?")
     device = next(iter(model.parameters()), torch.empty(0)).device
-    for i, (source, states) in enumerate(zip(sources, saved)):
+    legacy = state.get("noise_format", 1) < NOISE_FORMAT
+    for i, ((noise, in_scheme), states) in enumerate(zip(sources, saved)):
+        if legacy and not in_scheme and list(states) == ["generator"] and noise.kind == "seed":
+            states = {"cpu": states["generator"]}  # format 1: a seeded sde: flow's CPU generator
         try:
-            source.set_rng_state(_on_device(states, device))
+            noise.load_state_dict(_on_device(states, device))
         except (ValueError, RuntimeError) as e:
             raise ValueError(f"{path}: cannot restore noise generator {i} of the model: {e}") from None
