@@ -60,7 +60,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# exit status on a closed pipe (``odenets list | head``): 128 + SIGPIPE, as a shell reports a
+# command that the signal killed (coreutils' ``seq 1 100000 | head`` exits so)
+BROKEN_PIPE_STATUS = 141
+
+
 def main(argv=None) -> int:
+    """Run one subcommand; returns the exit status. A reader that closes the pipe early ends
+    the command quietly with `BROKEN_PIPE_STATUS` (no traceback), following the recipe in
+    Python's ``signal`` docs: stdout is pointed at devnull so the interpreter's last flush at
+    exit does not fail again."""
+    try:
+        status = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's flush at exit
+        return status
+    except BrokenPipeError:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):  # a stdout without a file descriptor
+            pass
+        return BROKEN_PIPE_STATUS
+
+
+def _main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -26,6 +26,17 @@ def test_entry_point_and_help():
         assert f"    {name} " in result.stdout
 
 
+def test_closed_pipe_exits_quietly():
+    """`odenets list | head`: the reader closes the pipe before the listing is written."""
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-m", "odenets", "list"], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # closed before odenets has started: its first write meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == cli.BROKEN_PIPE_STATUS == 141
+    assert "Traceback" not in err and "BrokenPipeError" not in err and "Exception ignored" not in err, err
+
+
 def test_every_command_module_is_registered():
     names = [cli.command_name(m) for m in cli.subcommands()]
     modules = sorted(p.stem for p in Path(odenets.commands.__file__).parent.glob("[!_]*.py"))

@@ -10,7 +10,8 @@ import solvers
 from odenets.continuous import build_continuous, continuous_solvers, is_continuous, reset_nfe, total_nfe
 from odenets.continuous.ode import TORCHDIFFEQ_SOLVERS, is_fixed_grid
 
-ODE_NAMES = [n for n in continuous_solvers() if not n.startswith("sde:")]
+ODE_NAMES = [n for n in continuous_solvers() if not n.startswith(("sde:", "torchode:"))]  # torchode:
+# (optional) has its own tests, tests/test_continuous_torchode.py
 SDE_NAMES = [n for n in continuous_solvers() if n.startswith("sde:")]
 
 

@@ -3,7 +3,9 @@
 Names: torchdiffeq's methods under their own names (``"dopri5"``, ``"bosh3"``, ``"rk4"``...);
 those that clash with a fixed-step scheme of `solvers` (``euler``, ``midpoint``, ``rk4``: the
 unrolled networks) are reached as ``"ode:<method>"``, which works for every torchdiffeq method.
-``"sde:<method>"`` runs an SDE flow through torchsde.
+``"sde:<method>"`` runs an SDE flow through torchsde; ``"torchode:<method>"`` an ODE flow
+through torchode, an optional extra (``pip install odenets[torchode]``) imported only when such
+a flow is built.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from torch import nn
 import solvers
 from solvers import checks
 
-ODE_PREFIX, SDE_PREFIX = "ode:", "sde:"
+ODE_PREFIX, SDE_PREFIX, TORCHODE_PREFIX = "ode:", "sde:", "torchode:"
 
 
 def _ode_methods():
@@ -27,13 +29,20 @@ def _sde_methods():
     return sorted(SDE_METHODS)
 
 
+def _torchode_methods():
+    from .torchode_flow import TORCHODE_METHODS  # names only: torchode itself is not imported
+    return sorted(TORCHODE_METHODS)
+
+
 def continuous_solvers() -> list[str]:
     """Sorted names: every torchdiffeq method (prefixed ``ode:`` where the bare name is a
     fixed-step scheme of `solvers`; ``fixed_adams`` is torchdiffeq's alias of implicit_adams),
-    then ``sde:<method>`` for torchsde."""
+    then ``sde:<method>`` for torchsde, then ``torchode:<method>`` (listed whether or not the
+    optional torchode is installed; building one without it says what to install)."""
     taken = set(solvers.available())
     odes = [ODE_PREFIX + m if m in taken else m for m in _ode_methods()]
-    return sorted(odes) + [SDE_PREFIX + m for m in _sde_methods()]
+    return (sorted(odes) + [SDE_PREFIX + m for m in _sde_methods()]
+            + [TORCHODE_PREFIX + m for m in _torchode_methods()])
 
 
 def _resolve(name):
@@ -42,6 +51,9 @@ def _resolve(name):
         return None
     if name.startswith(SDE_PREFIX):
         return ("sde", name[len(SDE_PREFIX):]) if name[len(SDE_PREFIX):] in _sde_methods() else None
+    if name.startswith(TORCHODE_PREFIX):
+        method = name[len(TORCHODE_PREFIX):]
+        return ("torchode", method) if method in _torchode_methods() else None
     if name.startswith(ODE_PREFIX):
         return ("ode", name[len(ODE_PREFIX):]) if name[len(ODE_PREFIX):] in _ode_methods() else None
     if name in _ode_methods() and name not in solvers.available():
@@ -50,7 +62,8 @@ def _resolve(name):
 
 
 def is_continuous(name) -> bool:
-    """Whether ``name`` is a continuous-depth solver (torchdiffeq / torchsde), not a scheme."""
+    """Whether ``name`` is a continuous-depth solver (torchdiffeq / torchsde / torchode), not a
+    scheme."""
     return _resolve(name) is not None
 
 
@@ -84,7 +97,8 @@ def build_continuous(field, solver: str, steps=None, tied: bool = True, t_span=(
     ``atol``, ``adjoint`` and torchdiffeq's method options; fixed-grid methods need ``steps``
     (or ``step_size``). ``sde:`` solvers (`odenets.continuous.sde.SDEFlow`) take ``sigma``,
     ``diffusion``, ``dt``, ``seed``, ``adaptive``... The module records ``nfe`` (forward,
-    backward, vjp counts) and has ``reset_nfe()``.
+    backward, vjp counts) and has ``reset_nfe()``. ``torchode:`` solvers
+    (`odenets.continuous.torchode_flow.TorchodeFlow`) take rtol, atol and dopri5's options.
     """
     resolved = _resolve(solver)
     if resolved is None:
@@ -103,9 +117,12 @@ def build_continuous(field, solver: str, steps=None, tied: bool = True, t_span=(
     if kind == "ode":
         from .ode import ODEFlow
         cls = ODEFlow
-    else:
+    elif kind == "sde":
         from .sde import SDEFlow
         cls = SDEFlow
+    else:
+        from .torchode_flow import TorchodeFlow
+        cls = TorchodeFlow
     try:
         return cls(field, method, t_span=t_span, steps=steps, name=solver, **opts)
     except TypeError as e:  # an unexpected keyword: list what the flow takes
