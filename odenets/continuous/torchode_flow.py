@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from solvers.base import check_t_span
+from solvers.checks import t_span as check_t_span
 
 from . import checks
 from .nfe import CountedField
