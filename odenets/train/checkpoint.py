@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from solvers import checks
 from solvers.noise import Noise
 
 from ..flow import Flow
@@ -101,8 +102,7 @@ def load(path, map_location="cpu", keys=()) -> dict:
     if "model" in keys and not (isinstance(state["model"], dict)
                                 and all(torch.is_tensor(v) for v in state["model"].values())):
         raise ValueError(f"{path}: 'model' is not a state dict of tensors")
-    if "epoch" in keys and (isinstance(state["epoch"], bool) or not isinstance(state["epoch"], int)
-                            or state["epoch"] < 0):
+    if "epoch" in keys and not checks.is_int(state["epoch"], 0):
         raise ValueError(f"{path}: 'epoch' must be an integer >= 0, got {state['epoch']!r}")
     return state
 

@@ -13,6 +13,8 @@ import math
 import typing
 from dataclasses import dataclass, field
 
+from solvers import checks
+
 from .recipes import recipe_values
 
 SCHEDULES = ("step", "cosine", "onecycle", "constant")
@@ -98,20 +100,20 @@ class TrainConfig:
         """Raise ValueError naming the first bad field and its allowed values."""
         def positive(name, integer=True):
             v = getattr(self, name)
-            bad = (isinstance(v, bool) or not isinstance(v, int)) if integer else not isinstance(v, (int, float))
+            bad = not (checks.is_int(v) if integer else checks.is_real(v))
             if bad or v <= 0:
                 raise ValueError(f"{name} must be a positive {'integer' if integer else 'number'}, got {v!r}")
         for name in ("epochs", "batch_size", "eval_batch_size", "log_every"):
             positive(name)
         for name in ("lr", "momentum", "weight_decay", "gamma", "warmup_epochs", "label_smoothing"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            if not checks.is_real(v) or not math.isfinite(v):
                 raise ValueError(f"{name} must be a finite number, got {v!r}")
         positive("lr", integer=False)
-        if isinstance(self.val_split, bool) or not isinstance(self.val_split, int) or self.val_split < 0:
+        if not checks.is_int(self.val_split, 0):
             raise ValueError(f"val_split must be an integer >= 0 (0 = no validation set), got "
                              f"{self.val_split!r}")
-        if isinstance(self.precise_bn, bool) or not isinstance(self.precise_bn, int) or self.precise_bn < 0:
+        if not checks.is_int(self.precise_bn, 0):
             raise ValueError(f"precise_bn must be an integer >= 0 (0 = off), got {self.precise_bn!r}")
         for name in ("subset", "test_subset"):
             if getattr(self, name) is not None:
@@ -171,7 +173,7 @@ def _check_type(name: str, value, hint) -> None:
     kind = kinds[0]
     number = (int, float) if kind is float else kind
     ok = {tuple: lambda v: isinstance(v, (list, tuple)) and all(
-              isinstance(x, (int, float)) and not isinstance(x, bool) for x in v),
+              checks.is_real(x) for x in v),
           dict: lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v),
           bool: lambda v: isinstance(v, bool)}.get(
         kind, lambda v: isinstance(v, number) and not isinstance(v, bool))(value)
