@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 import torchsde
+from fixtures.fields import Clock, mlp
 from torch import nn
 
 import solvers
@@ -24,20 +25,6 @@ class Linear(nn.Module):
 
     def forward(self, u):
         return self.a * u
-
-
-class Clock(nn.Module):
-    """A time-aware field f(t, u) = t: u(1) = u(0) + 1/2."""
-
-    time_aware = True
-
-    def forward(self, t, u):
-        return torch.ones_like(u) * t
-
-
-def mlp(width=3):
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(width, 16), nn.Tanh(), nn.Linear(16, width)).double()
 
 
 def method_of(name):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures.fields import Clock, mlp
 from torch import nn
 
 import odenets
@@ -25,20 +26,6 @@ class Decay(nn.Module):
 
     def forward(self, u):
         return -self.rates.reshape(-1, *[1] * (u.dim() - 1)) * u
-
-
-class Clock(nn.Module):
-    """A time-aware field f(t, u) = t: u(1) = u(0) + 1/2."""
-
-    time_aware = True
-
-    def forward(self, t, u):
-        return torch.ones_like(u) * t
-
-
-def mlp(width=3):
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(width, 16), nn.Tanh(), nn.Linear(16, width)).double()
 
 
 # -- without torchode --------------------------------------------------------------------------------

@@ -101,3 +101,15 @@ def reset_nfe(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, CountedField):
             module.reset()
+
+
+class CountsNFE:
+    """Mixin of a continuous flow whose field is ``self.func`` (a `CountedField`): its ``nfe``
+    counts and ``reset_nfe()``."""
+
+    @property
+    def nfe(self) -> dict:
+        return self.func.nfe
+
+    def reset_nfe(self) -> None:
+        self.func.reset()

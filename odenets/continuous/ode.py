@@ -18,7 +18,7 @@ from torch import nn
 from solvers.checks import t_span as check_t_span
 
 from . import checks
-from .nfe import CountedField
+from .nfe import CountedField, CountsNFE
 
 try:  # torchdiffeq is a hard dependency, but keep the import error readable
     import torchdiffeq
@@ -137,7 +137,7 @@ class UniformGrid:
         return f"UniformGrid(step={self.step:.4g})"
 
 
-class ODEFlow(nn.Module):
+class ODEFlow(CountsNFE, nn.Module):
     """``forward(u0) = u(t1)`` for ``du/dt = f(t, u)``, ``u(t0) = u0``, solved by torchdiffeq.
 
     ``nfe`` holds the evaluation counts (see `odenets.continuous.nfe`; ``count_vjp=True`` adds
@@ -223,13 +223,6 @@ class ODEFlow(nn.Module):
         if method is not None:
             out["adjoint_method"] = method
         return out
-
-    @property
-    def nfe(self) -> dict:
-        return self.func.nfe
-
-    def reset_nfe(self) -> None:
-        self.func.reset()
 
     def forward(self, u0: torch.Tensor, times=None) -> torch.Tensor:
         if not torch.is_tensor(u0) or not u0.is_floating_point():

@@ -35,7 +35,7 @@ from solvers.noise import Noise
 
 from . import checks
 from ..time_aware import takes_time
-from .nfe import CountedField
+from .nfe import CountedField, CountsNFE
 from .ode import UniformGrid, torchdiffeq
 
 try:
@@ -118,7 +118,7 @@ class _FlowSDE(nn.Module):
         return f, self.g(t, y)
 
 
-class SDEFlow(nn.Module):
+class SDEFlow(CountsNFE, nn.Module):
     """``forward(u0) = u(t1)`` for ``du = f dt + sigma g dW`` solved by ``torchsde.sdeint``.
 
     Options: ``method`` (see `SDE_METHODS`), ``sigma >= 0``, ``diffusion`` (see module doc),
@@ -184,13 +184,6 @@ class SDEFlow(nn.Module):
         self.noise_source = noise_source
         self.func = CountedField(field, checks.boolean(name, "count_vjp", count_vjp))
         self.sde = _FlowSDE(self.func, diffusion, self.sigma, self.sde_type)
-
-    @property
-    def nfe(self) -> dict:
-        return self.func.nfe
-
-    def reset_nfe(self) -> None:
-        self.func.reset()
 
     def _brownian(self, y0, span):
         if self.bm is not None:

@@ -29,7 +29,7 @@ from torch import nn
 from solvers.checks import t_span as check_t_span
 
 from . import checks
-from .nfe import CountedField
+from .nfe import CountedField, CountsNFE
 
 # torchode's registered adaptive methods (torchode.interface.METHODS), listed here so that
 # naming them does not import torchode
@@ -58,7 +58,7 @@ def import_torchode():
     return torchode
 
 
-class TorchodeFlow(nn.Module):
+class TorchodeFlow(CountsNFE, nn.Module):
     """``forward(u0) = u(t1)`` for ``du/dt = f(t, u)``, ``u(t0) = u0``, solved by torchode.
 
     Options as `odenets.continuous.ode.ODEFlow`'s dopri5: ``rtol``/``atol`` (defaults 1e-5 /
@@ -99,13 +99,6 @@ class TorchodeFlow(nn.Module):
         self.options = {k: OPTIONS[k][1](name, k, v) for k, v in options.items()}
         self.func = CountedField(field, checks.boolean(name, "count_vjp", count_vjp))
         self.stats = {}  # torchode's per-sample statistics of the last solve
-
-    @property
-    def nfe(self) -> dict:
-        return self.func.nfe
-
-    def reset_nfe(self) -> None:
-        self.func.reset()
 
     def _solver(self, torchode, term):
         theirs = {OPTIONS[k][0]: v for k, v in self.options.items()}
