@@ -142,3 +142,19 @@ def test_history_passes_through_a_shortcut():
     v1 = shortcut(u1)
     torch.testing.assert_close(u2, 0.75 * v1 + 0.25 * shortcut(u0) - 0.5 * v1)
     assert scheme.past_states == len(state) == 1
+
+
+def test_time_grid_is_made_once_and_safe_after_inference_mode():
+    """Grids of a number t0 are kept between solves (their making cost ~1 us a step), and a grid
+    first made under inference_mode still serves a solve that backpropagates through t."""
+    from solvers.base import stage_times, time_grid
+    u = torch.ones(2, dtype=torch.float64)
+    assert time_grid(0.0, 0.25, 4, u) is time_grid(0.0, 0.25, 4, u)
+    assert [float(t) for t in time_grid(0.5, 0.25, 2, u)] == [0.5, 0.75, 1.0]
+    assert [float(t) for t in stage_times(0.0, 0.5, 2, (0.0, 0.5), u)[1]] == [0.5, 0.75]
+    f = lambda t, v: -t * v  # noqa: E731  (saves t for backward)
+    with torch.inference_mode():
+        solvers.integrate(f, torch.ones(2, dtype=torch.float32), steps=3, scheme="rk4")
+    u0 = torch.ones(2, requires_grad=True)
+    solvers.integrate(f, u0, steps=3, scheme="rk4").sum().backward()
+    assert torch.isfinite(u0.grad).all()
