@@ -245,6 +245,25 @@ def first_table(markdown: str) -> str:
     return "\n".join(lines[start:end])
 
 
+NOISE_METRICS = ("clean", "noise delta=0.1", "fgsm eps=0.02", "pgd eps=0.02")
+
+
+def noise_injection_lines(payloads: list) -> list[str]:
+    """README lines of the converged noise-injection runs: the paired verdicts of each noisy
+    variant against sigma = 0 on clean data, Gaussian input noise and the attacks at the
+    strength where accuracy is neither ~clean nor ~0."""
+    from _stats import verdict
+    out = []
+    for p in payloads:
+        status = "" if not p.get("partial") else f"; partial: {p.get('status')}"
+        out += [f"**Noise injection at convergence** (resnet{p['depth']}, Euler-Maruyama noise in "
+                f"training, {p['recipe']['dataset']}, seeds {p['seeds']}, recipe `converged`"
+                f"{status}; paired against sigma = 0; all levels in RESULTS.md):", ""]
+        out += [f"- {c['metric']}: {verdict(c)}" for c in p.get("comparisons", [])
+                if c["metric"] in NOISE_METRICS] + [""]
+    return out
+
+
 def readme_section(results: Path = RESULTS) -> str:
     """A short results section for README.md: headline tables, each with its device, and a link
     to the full RESULTS.md."""
@@ -262,6 +281,7 @@ def readme_section(results: Path = RESULTS) -> str:
                 f"run on {p['env']['device']}, torch {p['env']['torch']}; final-epoch test "
                 f"accuracy):", "", first_table(converged.markdown(p)), ""]
         out += [f"- {c['verdict']}" for c in p.get("comparisons", [])] + [""]
+    out += noise_injection_lines(load("sde_noise_converged_*.json", results))
     smoke = load("compare_schemes_*.json", results)
     if smoke:
         out += ["Short CPU smoke runs of every scheme (1-3 epochs; differences inside seed noise: "
