@@ -258,7 +258,8 @@ def noise_injection_lines(payloads: list) -> list[str]:
         status = "" if not p.get("partial") else f"; partial: {p.get('status')}"
         out += [f"**Noise injection at convergence** (resnet{p['depth']}, Euler-Maruyama noise in "
                 f"training, {p['recipe']['dataset']}, seeds {p['seeds']}, recipe `converged`"
-                f"{status}; paired against sigma = 0; all levels in RESULTS.md):", ""]
+                f"{status}; paired against sigma = 0; 95% t-intervals without a correction for the "
+                f"{len(p.get('comparisons', []))} comparisons; all levels in RESULTS.md):", ""]
         out += [f"- {c['metric']}: {verdict(c)}" for c in p.get("comparisons", [])
                 if c["metric"] in NOISE_METRICS] + [""]
     return out
