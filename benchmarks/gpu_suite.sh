@@ -31,10 +31,11 @@ DEVICE=${DEVICE:-cuda}
 DATASET=${DATASET:-fashion-mnist}
 SPEED_S=${SPEED_S:-240}
 COMPARE_S=${COMPARE_S:-270}
+PYTHON=${PYTHON:-$(command -v python3 || command -v python)}  # stock Debian has no `python`
 mkdir -p "$OUT"
 
-if ! python -c "import torchsde" 2>/dev/null; then
-    python -m pip install --quiet --no-deps --target "$DEPS" "$SHARED"/wheels/*.whl
+if ! "$PYTHON" -c "import torchsde" 2>/dev/null; then
+    "$PYTHON" -m pip install --quiet --no-deps --target "$DEPS" "$SHARED"/wheels/*.whl
 fi
 export PYTHONPATH="$DEPS:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export ODENETS_DATA="${ODENETS_DATA:-$SHARED/datasets}"
@@ -42,7 +43,7 @@ export ODENETS_DATA="${ODENETS_DATA:-$SHARED/datasets}"
 if command -v nvidia-smi >/dev/null; then
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 fi
-DEVICE=$DEVICE DATASET=$DATASET python - <<'EOF' || exit 1
+DEVICE=$DEVICE DATASET=$DATASET "$PYTHON" - <<'EOF' || exit 1
 import os, torch, torchdiffeq, torchsde, odenets, odenets.data
 device = torch.device(os.environ["DEVICE"])
 if device.type == "cuda":
@@ -68,7 +69,7 @@ part() {  # part LIMIT_SECONDS NAME COMMAND...: run one benchmark under its limi
 # 1. speed and memory: ResNet-56 hand-written/ours/LM, torchdiffeq fixed grid, torchvision
 #    resnet50; eager (bf16, fp32), the memory sweep, then compiled; TFLOP/s against the peak.
 # shellcheck disable=SC2086
-part "$SPEED_S" speed python benchmarks/speed.py --device "$DEVICE" --rounds 15 \
+part "$SPEED_S" speed "$PYTHON" benchmarks/speed.py --device "$DEVICE" --rounds 15 \
     --budget-s $((SPEED_S - 30)) --out-dir "$OUT" ${SPEED_ARGS:-}
 # 2. every scheme at depth 20 and the ResNet vs LM-ResNet depth sweep (20..56), seeds 0,1,2
 #    (seed-major), the whole Fashion-MNIST training set, 3 epochs (cosine). Batch 512 instead of
@@ -77,7 +78,7 @@ part "$SPEED_S" speed python benchmarks/speed.py --device "$DEVICE" --rounds 15 
 #    60-step CPU trials (cosine, no warm-up) lr 0.2 at batch 512 trained worse (resnet20 66% vs
 #    76%, lmm4_resnet20 50% vs 76%). BatchNorm statistics from 16 x 512 = 8,192 images, as full.
 # shellcheck disable=SC2086
-part "$COMPARE_S" schemes python benchmarks/compare_schemes.py --device "$DEVICE" --dataset "$DATASET" \
+part "$COMPARE_S" schemes "$PYTHON" benchmarks/compare_schemes.py --device "$DEVICE" --dataset "$DATASET" \
     --epochs 3 --schedule cosine --batch-size 512 --lr 0.1 --precise-bn 16 --sweep-depths 20,32,44,56 \
     --budget-s $((COMPARE_S - 20)) --name compare_schemes_gpu --out-dir "$OUT" ${COMPARE_ARGS:-}
 ls -l "$OUT"

@@ -336,7 +336,7 @@ def test_gpu_suite_script_runs_on_cpu(tmp_path):
     exists, both parts write their files, and the limits are in force."""
     import os
     import subprocess
-    env = dict(os.environ, OUT=str(tmp_path), DEVICE="cpu", DATASET="synthetic", SPEED_S="120", COMPARE_S="120",
+    env = dict(os.environ, PYTHON=sys.executable, OUT=str(tmp_path), DEVICE="cpu", DATASET="synthetic", SPEED_S="120", COMPARE_S="120",
                SPEED_ARGS="--groups ode --ode-steps 2 --batch 2 --rounds 2 --warmup 1 --iters 1 "
                           "--memory-depths 20 --threads 1",
                COMPARE_ARGS="--tiny --schemes resnet --sweep-depths none --seeds 0 --batch-size 32 "
