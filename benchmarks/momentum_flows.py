@@ -41,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import HelpFormatter, env_info, git_version, result_path  # noqa: E402
-from _stats import mean_ci, paired, verdict  # noqa: E402
+from _stats import mean_ci, paired, significant, verdict  # noqa: E402
 from _train_common import (Recipe, default_dataset, markdown_table, parse_list, pyplot,  # noqa: E402
                            set_threads, train_one)
 from converged import load, parse_seeds, recipe_key, run_campaign, write_campaign  # noqa: E402
@@ -153,7 +153,7 @@ def anchor_verdict(payload: dict, models: list[str]) -> list[str]:
     diff = b["test_acc"]["mean"] - a["test_acc"]["mean"]
     anchor = ANCHOR["best_acc"][1] - ANCHOR["best_acc"][0]
     cmp = next((c for c in payload["comparisons"] if c["metric"] == "test_acc"), None)
-    sig = cmp is not None and cmp["ci95"][0] is not None and (cmp["ci95"][0] > 0 or cmp["ci95"][1] < 0)
+    sig = cmp is not None and significant(cmp)
     lines.append(f"test accuracy: momentum - plain = {diff * 100:+.2f} points here "
                  f"({'95% CI excludes 0' if sig else '95% CI includes 0'}), {anchor * 100:+.1f} in "
                  f"the anchor: {'same direction' if (diff > 0) == (anchor > 0) else 'opposite direction'}")
