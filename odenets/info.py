@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .flow import Flow
+from .momentum import Damping
 from .models import create
 
 
@@ -109,8 +110,8 @@ def info(model, input_size=(1, 3, 32, 32), **create_options) -> dict:
 
     Returns ``{"name", "params", "coefficients", "blocks", "evaluations", "continuous_nfe",
     "macs", "input_size", "solver"}``: trainable parameters (scheme coefficients included), how
-    many of them are scheme coefficients, residual blocks (fixed-grid flow steps + transitions),
-    field evaluations per forward, multiply-accumulates for ``input_size`` (batch included) and
+    many of them are scheme coefficients (learnable momentum damping included), residual blocks
+    (fixed-grid flow steps + transitions), field evaluations per forward, multiply-accumulates for ``input_size`` (batch included) and
     the solver name. ``evaluations`` includes ``continuous_nfe``, the field evaluations of
     continuous (torchdiffeq / torchsde) flows counted during the MAC forward (eval mode, on
     `probe_input`: seeded standard-normal, not zeros, see the module docstring); for adaptive
@@ -122,7 +123,8 @@ def info(model, input_size=(1, 3, 32, 32), **create_options) -> dict:
             create_options.setdefault("in_channels", input_size[1])
         model = create(model, **create_options)
     flows = [m for m in model.modules() if isinstance(m, Flow)]
-    coeffs = sum(p.numel() for f in flows for p in f.raw.values())
+    coeffs = sum(p.numel() for f in flows for p in f.raw.values()) + sum(  # + learnable gammas
+        p.numel() for m in model.modules() if isinstance(m, Damping) for p in m.parameters())
     nfe_before = _forward_nfe(model)
     macs = count_macs(model, input_size)
     nfe = _forward_nfe(model) - nfe_before

@@ -210,6 +210,17 @@ def test_info_counts_continuous_evaluations_on_an_input_that_moves():
     assert torch.equal(state, torch.get_rng_state())  # the probe input has its own generator
 
 
+def test_info_counts_learnable_damping_as_coefficients():
+    field = torch.nn.Linear(4, 4)  # 20 parameters; untied flows copy it per step
+    counts = {(tied, damping): odenets.info(odenets.build(field, "rk4", steps=2, tied=tied,
+                                                          momentum=True, damping=damping),
+                                            input_size=(1, 4))
+              for tied in (True, False) for damping in (None, 0.5)}
+    assert {key: (m["coefficients"], m["params"]) for key, m in counts.items()} == {
+        (True, None): (1, 21), (True, 0.5): (0, 20),  # one gamma per tied flow
+        (False, None): (2, 42), (False, 0.5): (0, 40)}  # one per step untied
+
+
 @pytest.mark.slow
 def test_resnet50_macs():
     assert 4.0e9 < odenets.info("resnet50", input_size=(1, 3, 224, 224))["macs"] < 4.2e9
