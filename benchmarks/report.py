@@ -188,6 +188,7 @@ def build_report(results: Path = RESULTS) -> str:
     import compare_schemes
     import converged
     import cross_solver
+    import momentum_flows
     import sde_noise
     compare = load("compare_schemes_*.json", results)
     speed = load("speed_*.json", results)
@@ -220,6 +221,9 @@ def build_report(results: Path = RESULTS) -> str:
         lines += [f"![{name}]({name})" for name in p.get("plots", [])] + [""]
     for p in load("cross_solver_*.json", results):
         lines += [demote(cross_solver.markdown(p)), ""]
+        lines += [f"![{name}]({name})" for name in p.get("plots", [])] + [""]
+    for p in load("momentum_flows_*.json", results):
+        lines += [demote(momentum_flows.markdown(p)), ""]
         lines += [f"![{name}]({name})" for name in p.get("plots", [])] + [""]
     for p in speed:
         lines += [demote(speed_markdown(p)), ""]
@@ -265,6 +269,30 @@ def noise_injection_lines(payloads: list) -> list[str]:
     return out
 
 
+def cross_solver_lines(payloads: list) -> list[str]:
+    """README lines of the converged cross-solver runs: setting and verdict."""
+    return [line for p in payloads for line in (
+        f"**Is it an ODE?** ({p['model']} tied, trained with K forward-Euler steps per flow, "
+        f"recipe `{p['config']}`, seeds {p['seeds']}; re-solved with "
+        f"{', '.join(p['eval_solvers'])} on {', '.join(map(str, p['eval_steps']))} steps by "
+        f"`odenets eval RUN --solver S --steps N`): {p['verdict'].removeprefix('Verdict: ')}", "")]
+
+
+def momentum_lines(payloads: list) -> list[str]:
+    """README lines of the momentum-flow runs: paired verdicts and the comparison with the
+    heavy-ball anchor."""
+    out = []
+    for p in payloads:
+        models, runs = list(p.get("models", {})), p["runs"]
+        out += [f"**Momentum flows** ({' vs '.join(models)}, dopri5, recipe `{p['config']}`: "
+                f"{p['recipe']['epochs']} epochs on {p['recipe'].get('subset') or 'all'} training "
+                f"images, seeds {sorted({r['seed'] for r in runs})}; per training step, last "
+                "epoch):", ""]
+        out += [f"- {c['metric']}: {c['verdict']}" for c in p.get("comparisons", [])]
+        out += [f"- against the anchor: {v}" for v in p.get("anchor_verdict", [])] + [""]
+    return out
+
+
 def readme_section(results: Path = RESULTS) -> str:
     """A short results section for README.md: headline tables, each with its device, and a link
     to the full RESULTS.md."""
@@ -283,6 +311,8 @@ def readme_section(results: Path = RESULTS) -> str:
                 f"accuracy):", "", first_table(converged.markdown(p)), ""]
         out += [f"- {c['verdict']}" for c in p.get("comparisons", [])] + [""]
     out += noise_injection_lines(load("sde_noise_converged_*.json", results))
+    out += cross_solver_lines(load("cross_solver_converged_*.json", results))
+    out += momentum_lines(load("momentum_flows_*.json", results))
     smoke = load("compare_schemes_*.json", results)
     if smoke:
         out += ["Short CPU smoke runs of every scheme (1-3 epochs; differences inside seed noise: "

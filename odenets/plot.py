@@ -88,6 +88,14 @@ def _integer_ticks(ax) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+def _save(plt, fig, path) -> Path:
+    """Lay out, write ``path`` (PNG, 120 dpi) and close the figure."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
 def run_title(config: dict | None) -> str | None:
     """'lm_resnet20 on fashion-mnist, solver lm' from a run's config.json (None without one)."""
     if not config:
@@ -130,10 +138,7 @@ def plot_curves(history: list[dict], path, title: str | None = None) -> Path:
     ax_acc.legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save(plt, fig, path)
 
 
 def plot_coefficients(history: list[dict], path, title: str | None = None) -> Path | None:
@@ -176,10 +181,7 @@ def plot_coefficients(history: list[dict], path, title: str | None = None) -> Pa
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save(plt, fig, path)
 
 
 def _multistep_flows(model):
@@ -218,10 +220,7 @@ def _plot_roots(flows, path, title: str | None = None) -> Path | None:
         ax.legend(fontsize=6, loc="lower left", ncol=2, title="block", title_fontsize=6)
     fig.suptitle((title + ": " if title else "") + "roots of each block's ρ (zero-stable inside "
                  "the unit circle)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save(plt, fig, path)
 
 
 def plot_model(model, out_dir, title: str | None = None) -> list[Path]:
