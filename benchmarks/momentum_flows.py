@@ -14,14 +14,12 @@ accuracy 61.2% vs 54.6%, training time 70 vs 185 minutes. The verdict states, me
 whether the momentum flow moves in the anchor's direction here.
 
 Configurations (``--config``): ``converged`` is Recipe.preset('converged') (10 epochs over the
-55,000 training images, 5,000 validation images, the whole test set): the measurement, ~3 h per
-run on 2 CPU cores. ``pilot`` is the converged recipe cut to fit ~10 minutes per run on 2 CPU
-cores (`PILOT`): 3 epochs over a fixed 5,120-image training subset (120 steps of batch 128),
-warm-up 0.6 epochs (the converged 20%), 1,000 validation and 2,000 test images, BatchNorm
-statistics recomputed on 8 batches; a direction-finding run, not a result to quote. Its time is
-scaled, not measured: 15,360 training images (2.8% of converged's 550,000) and ~12,000
-evaluation forwards (converged: ~190,000) are ~3.5% of the converged run's work, ~6-7 minutes
-of its ~3 h estimate, leaving room for the NFE growth of training.
+55,000 training images, 5,000 validation images, the whole test set): the measurement, ~9 h
+(plain) to ~13 h (momentum) per run on 2 CPU cores, scaled from the pilot's measured times.
+``pilot`` is the converged recipe cut to fit 2 CPU cores (`PILOT`): 2 epochs over a fixed
+5,120-image training subset (80 steps of batch 128), warm-up 0.4 epochs (the converged 20%),
+1,000 validation and 2,000 test images; a direction-finding run, not a result to quote. Measured
+on 2 cores (BatchNorm fields, 3 epochs): 15-16 min (plain) and ~23 min (momentum) per run.
 ``tiny``: a smoke test (seconds). Each configuration writes its own file.
 
 Resumable: each finished run is appended to
@@ -29,8 +27,8 @@ benchmarks/results/momentum_flows[_pilot|_tiny]_<device>.json at once; running t
 again skips the (model, seed) pairs done under that recipe.
 
     python benchmarks/momentum_flows.py --config tiny --seeds 0          # smoke test, seconds
-    python benchmarks/momentum_flows.py --config pilot --seeds 0-2       # ~10 min a run, 2 cores
-    python benchmarks/momentum_flows.py --config converged --seeds 0-2   # the measurement, ~3 h a run
+    python benchmarks/momentum_flows.py --config pilot --seeds 0-2       # ~10-16 min a run, 2 cores
+    python benchmarks/momentum_flows.py --config converged --seeds 0-2   # the measurement, ~9-13 h a run
 """
 from __future__ import annotations
 
@@ -55,8 +53,8 @@ ANCHOR = dict(source="Xia et al. 2021 (HBNODE), CIFAR-10, end of training",
               nfe_forward=(29.8, 26.0), nfe_backward=(71.5, 26.1), best_acc=(0.546, 0.612),
               minutes=(185.0, 70.0))  # (plain, momentum)
 CONFIGS = ("converged", "pilot", "tiny")
-# the converged recipe cut to ~10 min per run on 2 CPU cores (see the module docstring)
-PILOT = dict(epochs=3, subset=5120, test_subset=2000, val_split=1000, warmup_epochs=0.6,
+# the converged recipe cut to fit 2 CPU cores (see the module docstring)
+PILOT = dict(epochs=2, subset=5120, test_subset=2000, val_split=1000, warmup_epochs=0.4,
              precise_bn=8)
 
 
@@ -65,9 +63,9 @@ def parse_args(argv=None):
     p.add_argument("--models", default=DEFAULT_MODELS, help="plain model first, momentum second")
     p.add_argument("--seeds", default="0-2", help="seeds, e.g. 0-2 or 0,2,5")
     p.add_argument("--config", default="converged", choices=CONFIGS,
-                   help="converged: Recipe.preset('converged'), ~3 h per run on 2 CPU cores; "
-                   "pilot: the converged recipe with 3 epochs over 5,120 training images, 1,000 "
-                   "validation and 2,000 test images, ~10 min per run; tiny: a smoke test")
+                   help="converged: Recipe.preset('converged'), ~9-13 h per run on 2 CPU cores; "
+                   "pilot: the converged recipe with 2 epochs over 5,120 training images, 1,000 "
+                   "validation and 2,000 test images, ~10-16 min per run; tiny: a smoke test")
     p.add_argument("--adjoint", action=argparse.BooleanOptionalAction, default=True,
                    help="backpropagate by the adjoint ODE (as the anchor); --no-adjoint: direct")
     p.add_argument("--rtol", type=float, default=None, help="override the presets' rtol (1e-3)")

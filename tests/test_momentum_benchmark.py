@@ -62,7 +62,7 @@ def test_campaign_resumes_and_states_the_anchor_verdict(monkeypatch, tmp_path):
 def test_pilot_config_cuts_the_converged_recipe_and_writes_its_own_file(monkeypatch, tmp_path):
     pilot = momentum_flows.make_recipe("pilot", "fashion-mnist")
     converged = momentum_flows.make_recipe("converged", "fashion-mnist")
-    assert (pilot.epochs, pilot.subset, pilot.test_subset, pilot.val_split) == (3, 5120, 2000, 1000)
+    assert (pilot.epochs, pilot.subset, pilot.test_subset, pilot.val_split) == (2, 5120, 2000, 1000)
     assert (converged.epochs, converged.subset, converged.val_split) == (10, None, 5000)
     assert not pilot.compile and not converged.compile
     for key in ("lr", "batch_size", "schedule", "weight_decay", "label_smoothing"):

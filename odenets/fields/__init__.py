@@ -3,6 +3,7 @@ scheme does (``u + f(u)`` is forward Euler).
 
     BasicField        conv3x3-BN-ReLU-conv3x3-BN (He et al. 2016a, post-activation ResNet)
     PreActBasicField  BN-ReLU-conv3x3-BN-ReLU-conv3x3 (He et al. 2016b)
+                      (both: norm="group" for GroupNorm, the continuous-depth choice)
     BottleneckField   1x1-3x3-1x1 with BN (ResNet-50, torchvision names)
     ResNeXtField      grouped bottleneck (Xie et al. 2017)
     MLPField          an MLP for vector data, optionally time-aware f(t, u)
@@ -13,18 +14,18 @@ scheme does (``u + f(u)`` is forward Euler).
 """
 from __future__ import annotations
 
-from .basic import BasicField, PreActBasicField
+from .basic import NORMS, BasicField, PreActBasicField, make_norm
 from .bottleneck import BottleneckField, ResNeXtField
 from .mlp import MLPField
 from .pair import Coupled, TwoBranch
 
 
-def _basic(cin, cout, stride=1, hidden=None):
-    return BasicField(cin, cout, stride, hidden)
+def _basic(cin, cout, stride=1, hidden=None, norm="batch"):
+    return BasicField(cin, cout, stride, hidden, norm)
 
 
-def _preact(cin, cout, stride=1, hidden=None):
-    return PreActBasicField(cin, cout, stride, hidden)
+def _preact(cin, cout, stride=1, hidden=None, norm="batch"):
+    return PreActBasicField(cin, cout, stride, hidden, norm)
 
 
 def _bottleneck(cin, cout, stride=1, groups=1, base_width=64):
@@ -48,5 +49,5 @@ def make_block(name: str, in_channels: int, out_channels: int, stride: int = 1, 
         raise ValueError(f"invalid options {sorted(options)} for block {name!r}: {e}") from None
 
 
-__all__ = ["BLOCKS", "BasicField", "BottleneckField", "Coupled", "MLPField", "PreActBasicField",
-           "ResNeXtField", "TwoBranch", "make_block"]
+__all__ = ["BLOCKS", "NORMS", "BasicField", "BottleneckField", "Coupled", "MLPField", "PreActBasicField",
+           "ResNeXtField", "TwoBranch", "make_block", "make_norm"]

@@ -96,12 +96,21 @@ for _family, (_opts, _doc) in FAMILIES.items():
 
 # Continuous depth (ODE-Net, Chen et al. 2018; heavy-ball HBNODE, Xia et al. 2021): one tied
 # pre-activation field per stage on t in [0, 1], dopri5; hbode adds u'' + gamma u' = f(u), learnable gamma.
-_ODE = dict(solver="dopri5", block="preact", post_activation=False)
+# GroupNorm, as torchdiffeq's ODE-Net: BatchNorm's one set of running statistics for a field
+# called at every t the solver visits broke eval mode (a pilot seed fell from 72% train to 21%
+# test accuracy; benchmarks/results/momentum_flows_pilot_batchnorm_cpu.md).
 _TOL = dict(rtol=1e-3, atol=1e-4)
-register("ode_resnet20", lambda: cifar(20, **_ODE, solver_options=dict(_TOL)),
-         "ODE-Net: a tied field per stage solved by dopri5, depth-20 layout")
-register("hbode_resnet20", lambda: cifar(20, **_ODE, solver_options=dict(
-    _TOL, momentum=True, damping=None)), "heavy-ball ODE-Net: u'' + gamma u' = f(u) per stage, dopri5")
+
+
+def _ode(**solver_options) -> NetConfig:
+    return cifar(20, solver="dopri5", block="preact", post_activation=False,
+                 block_options=dict(norm="group"), solver_options=dict(_TOL, **solver_options))
+
+
+register("ode_resnet20", _ode, "ODE-Net: a tied GroupNorm field per stage solved by dopri5, "
+         "depth-20 layout")
+register("hbode_resnet20", lambda: _ode(momentum=True, damping=None),
+         "heavy-ball ODE-Net: u'' + gamma u' = f(u) per stage, dopri5")
 
 register("resnet50", lambda: imagenet50(), "ResNet-50 (torchvision architecture), forward Euler")
 register("lm_resnet50", lambda: imagenet50(solver="lm"), "LM-ResNet-50, learnable k_n")
