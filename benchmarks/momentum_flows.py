@@ -132,14 +132,20 @@ def summarise(payload: dict, models: list[str], key: str) -> None:
 
 
 def anchor_verdict(payload: dict, models: list[str]) -> list[str]:
-    """One line per metric: the ratio momentum/plain here against the anchor's."""
-    if len(models) < 2 or not all(payload["models"][m]["test_acc"]["n"] for m in models[:2]):
+    """One line per metric: momentum/plain here against the anchor's, on the seeds both models
+    finished (paired: the same seeds on both sides of every ratio and difference)."""
+    cmps = {c["metric"]: c for c in payload.get("comparisons", [])}
+    if len(models) < 2 or not cmps.get("test_acc", {}).get("n"):
         return ["no paired runs yet"]
-    a, b = (payload["models"][m] for m in models[:2])
+    seeds = set(cmps["test_acc"]["seeds"])
+    by = {m: [r for r in payload["runs"] if r["model"] == m and r["seed"] in seeds
+              and r.get("recipe_key", payload.get("recipe_key")) == payload.get("recipe_key")]
+          for m in models[:2]}
     lines = []
     for metric, label in (("nfe_forward", "forward NFE/step"), ("nfe_backward", "backward NFE/step"),
                           ("minutes", "wall time")):
-        pa, pb = a[metric]["mean"], b[metric]["mean"]
+        pa, pb = (mean_ci(v for v in (_final(r, metric) for r in by[m]) if v is not None)["mean"]
+                  for m in models[:2])
         plain, mom = ANCHOR[metric]
         if not pa:
             lines.append(f"{label}: not measured (0 for the plain model; backward NFE needs --adjoint)")
@@ -148,13 +154,13 @@ def anchor_verdict(payload: dict, models: list[str]) -> list[str]:
         same = (ratio < 1) == (anchor < 1)
         lines.append(f"{label}: momentum/plain = {ratio:.2f} here ({pb:.1f} vs {pa:.1f}), "
                      f"{anchor:.2f} in the anchor: {'same direction' if same else 'opposite direction'}")
-    diff = b["test_acc"]["mean"] - a["test_acc"]["mean"]
-    anchor = ANCHOR["best_acc"][1] - ANCHOR["best_acc"][0]
-    cmp = next((c for c in payload["comparisons"] if c["metric"] == "test_acc"), None)
-    sig = cmp is not None and significant(cmp)
-    lines.append(f"test accuracy: momentum - plain = {diff * 100:+.2f} points here "
-                 f"({'95% CI excludes 0' if sig else '95% CI includes 0'}), {anchor * 100:+.1f} in "
-                 f"the anchor: {'same direction' if (diff > 0) == (anchor > 0) else 'opposite direction'}")
+    cmp = cmps["test_acc"]
+    diff, anchor = cmp["mean_diff"], ANCHOR["best_acc"][1] - ANCHOR["best_acc"][0]
+    sig = "95% CI excludes 0" if significant(cmp) else (
+        "95% CI includes 0" if cmp["n"] >= 2 else "one seed, no interval")
+    lines.append(f"test accuracy: momentum - plain = {diff * 100:+.2f} points here ({sig}), "
+                 f"{anchor * 100:+.1f} in the anchor: "
+                 f"{'same direction' if (diff > 0) == (anchor > 0) else 'opposite direction'}")
     return lines
 
 
@@ -165,6 +171,8 @@ def markdown(payload: dict) -> str:
              f"{payload['recipe_key']}): {recipe['epochs']} epochs, batch {recipe['batch_size']}, "
              f"{recipe['dataset']}; solver options {payload['solver_options']}. NFE per training "
              "step summed over the three stage flows, last epoch.", ""]
+    if payload.get("note"):
+        lines += [f"**Note.** {payload['note']}", ""]
     rows = []
     for m, s in payload["models"].items():
         if not s["test_acc"]["n"]:
@@ -179,7 +187,9 @@ def markdown(payload: dict) -> str:
     lines += [markdown_table(("model", "n", "final test %", "best test %", "fwd NFE/step",
                               "bwd NFE/step", "min/run", "learned gamma per stage (mean)"), rows), ""]
     lines += [f"- {c['metric']}: {c['verdict']}" for c in payload["comparisons"]]
-    lines += ["", f"**Against the anchor** ({ANCHOR['source']}):", ""]
+    paired_seeds = next((c["seeds"] for c in payload["comparisons"] if c["metric"] == "test_acc"), [])
+    lines += ["", f"**Against the anchor** ({ANCHOR['source']}; here on the seeds both models "
+              f"finished, {paired_seeds}):", ""]
     lines += [f"- {v}" for v in payload["anchor_verdict"]]
     lines += ["", f"Command: `{env['command']}`."]
     return "\n".join(lines)

@@ -78,3 +78,26 @@ def test_make_block_registry():
         make_block("dense", 8, 8)
     with pytest.raises(ValueError, match="invalid options"):
         make_block("bottleneck", 8, 32, hidden=3)
+
+
+@pytest.mark.parametrize("block", ["basic", "preact"])
+def test_group_norm_fields_normalise_alike_in_train_and_eval(block):
+    torch.manual_seed(0)
+    field = make_block(block, 16, 16, norm="group")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in field.modules())
+    u = torch.randn(4, 16, 6, 6)
+    train = field.train()(u)
+    assert torch.allclose(field.eval()(u), train)  # no running statistics to drift
+    batch = make_block(block, 16, 16)
+    assert sum(p.numel() for p in field.parameters()) == sum(p.numel() for p in batch.parameters())
+    with pytest.raises(ValueError, match="unknown norm 'layer'; available: batch, group"):
+        make_block(block, 16, 16, norm="layer")
+
+
+def test_continuous_presets_use_group_norm_fields():
+    import odenets
+    for name in ("ode_resnet20", "hbode_resnet20"):
+        model = odenets.create(name, in_channels=1)
+        norms = {type(m).__name__ for stage in model.stages for m in stage.modules()
+                 if "Norm" in type(m).__name__}
+        assert norms == {"GroupNorm"}, (name, norms)

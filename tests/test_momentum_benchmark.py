@@ -59,6 +59,23 @@ def test_campaign_resumes_and_states_the_anchor_verdict(monkeypatch, tmp_path):
     assert "Against the anchor" in md and "0.40, 0.50, 0.60" in md
 
 
+def test_anchor_verdict_pairs_seeds(monkeypatch, tmp_path):
+    # a plain run without its momentum partner must not enter the ratios or the difference
+    monkeypatch.setattr(momentum_flows, "train_run", fake_run)
+    args = ["--config", "tiny", "--dataset", "synthetic", "--out-dir", str(tmp_path)]
+    momentum_flows.main(args + ["--seeds", "0"])
+    momentum_flows.main(args + ["--seeds", "1", "--models", "ode_resnet20"])
+    path = tmp_path / "momentum_flows_tiny_cpu.json"
+    saved = json.loads(path.read_text())
+    saved["runs"][-1].update(test_acc=0.0, nfe_forward=[90.0])  # an outlier of the unpaired seed
+    momentum_flows.summarise(saved, ["ode_resnet20", "hbode_resnet20"], saved["recipe_key"])
+    lines = saved["anchor_verdict"]
+    assert lines[0].startswith("forward NFE/step: momentum/plain = 0.67 here (20.0 vs 30.0)")
+    assert lines[3].startswith("test accuracy: momentum - plain = +2.00 points here (one seed, "
+                               "no interval)")
+    assert "finished, [0]):" in momentum_flows.markdown(saved)
+
+
 def test_pilot_config_cuts_the_converged_recipe_and_writes_its_own_file(monkeypatch, tmp_path):
     pilot = momentum_flows.make_recipe("pilot", "fashion-mnist")
     converged = momentum_flows.make_recipe("converged", "fashion-mnist")
