@@ -14,12 +14,12 @@ accuracy 61.2% vs 54.6%, training time 70 vs 185 minutes. The verdict states, me
 whether the momentum flow moves in the anchor's direction here.
 
 Configurations (``--config``): ``converged`` is Recipe.preset('converged') (10 epochs over the
-55,000 training images, 5,000 validation images, the whole test set): the measurement, ~9 h
-(plain) to ~13 h (momentum) per run on 2 CPU cores, scaled from the pilot's measured times.
+55,000 training images, 5,000 validation images, the whole test set): the measurement, ~10 h
+(plain) to ~14 h (momentum) per run on 2 CPU cores, scaled from the pilot's measured times.
 ``pilot`` is the converged recipe cut to fit 2 CPU cores (`PILOT`): 2 epochs over a fixed
 5,120-image training subset (80 steps of batch 128), warm-up 0.4 epochs (the converged 20%),
 1,000 validation and 2,000 test images; a direction-finding run, not a result to quote. Measured
-on 2 cores (BatchNorm fields, 3 epochs): 15-16 min (plain) and ~23 min (momentum) per run.
+on 2 cores (GroupNorm presets): 11-12 min (plain) and 16 min (momentum) per run.
 ``tiny``: a smoke test (seconds). Each configuration writes its own file.
 
 Resumable: each finished run is appended to
@@ -27,8 +27,8 @@ benchmarks/results/momentum_flows[_pilot|_tiny]_<device>.json at once; running t
 again skips the (model, seed) pairs done under that recipe.
 
     python benchmarks/momentum_flows.py --config tiny --seeds 0          # smoke test, seconds
-    python benchmarks/momentum_flows.py --config pilot --seeds 0-2       # ~10-16 min a run, 2 cores
-    python benchmarks/momentum_flows.py --config converged --seeds 0-2   # the measurement, ~9-13 h a run
+    python benchmarks/momentum_flows.py --config pilot --seeds 0-2       # 11-16 min a run, 2 cores
+    python benchmarks/momentum_flows.py --config converged --seeds 0-2   # the measurement, ~10-14 h a run
 """
 from __future__ import annotations
 
@@ -63,9 +63,9 @@ def parse_args(argv=None):
     p.add_argument("--models", default=DEFAULT_MODELS, help="plain model first, momentum second")
     p.add_argument("--seeds", default="0-2", help="seeds, e.g. 0-2 or 0,2,5")
     p.add_argument("--config", default="converged", choices=CONFIGS,
-                   help="converged: Recipe.preset('converged'), ~9-13 h per run on 2 CPU cores; "
+                   help="converged: Recipe.preset('converged'), ~10-14 h per run on 2 CPU cores; "
                    "pilot: the converged recipe with 2 epochs over 5,120 training images, 1,000 "
-                   "validation and 2,000 test images, ~10-16 min per run; tiny: a smoke test")
+                   "validation and 2,000 test images, 11-16 min per run; tiny: a smoke test")
     p.add_argument("--adjoint", action=argparse.BooleanOptionalAction, default=True,
                    help="backpropagate by the adjoint ODE (as the anchor); --no-adjoint: direct")
     p.add_argument("--rtol", type=float, default=None, help="override the presets' rtol (1e-3)")
@@ -128,19 +128,18 @@ def summarise(payload: dict, models: list[str], key: str) -> None:
             cmp["verdict"] = verdict(cmp) if metric == "test_acc" else verdict(
                 cmp, 1.0, "minutes" if metric == "minutes" else "NFE/step").replace("better", "higher")
             payload["comparisons"].append(cmp)
-    payload["anchor_verdict"] = anchor_verdict(payload, models)
+    payload["anchor_verdict"] = anchor_verdict(payload, by, models)
 
 
-def anchor_verdict(payload: dict, models: list[str]) -> list[str]:
+def anchor_verdict(payload: dict, by: dict, models: list[str]) -> list[str]:
     """One line per metric: momentum/plain here against the anchor's, on the seeds both models
-    finished (paired: the same seeds on both sides of every ratio and difference)."""
+    finished (paired: the same seeds on both sides of every ratio and difference). ``by``: each
+    model's runs under the payload's recipe (`summarise`)."""
     cmps = {c["metric"]: c for c in payload.get("comparisons", [])}
     if len(models) < 2 or not cmps.get("test_acc", {}).get("n"):
         return ["no paired runs yet"]
     seeds = set(cmps["test_acc"]["seeds"])
-    by = {m: [r for r in payload["runs"] if r["model"] == m and r["seed"] in seeds
-              and r.get("recipe_key", payload.get("recipe_key")) == payload.get("recipe_key")]
-          for m in models[:2]}
+    by = {m: [r for r in by[m] if r["seed"] in seeds] for m in models[:2]}
     lines = []
     for metric, label in (("nfe_forward", "forward NFE/step"), ("nfe_backward", "backward NFE/step"),
                           ("minutes", "wall time")):
@@ -204,8 +203,10 @@ def plot(payload: dict, stem: Path) -> list[str]:
             for i, r in enumerate(runs):
                 ax.plot(range(1, len(r[key]) + 1), r[key], color="tab:red" if "hb" in m else "tab:blue",
                         alpha=0.6, label=m if i == 0 else None)
+    from matplotlib.ticker import MaxNLocator
     for ax, title in zip(axes, ("forward NFE per step", "backward NFE per step")):
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()

@@ -312,8 +312,8 @@ def readme_section(results: Path = RESULTS) -> str:
         out += [f"- {c['verdict']}" for c in p.get("comparisons", [])] + [""]
     out += noise_injection_lines(load("sde_noise_converged_*.json", results))
     out += cross_solver_lines(load("cross_solver_converged_*.json", results))
-    out += momentum_lines([p for p in load("momentum_flows_*.json", results)  # a note: superseded
-                           if not p.get("note")])
+    out += momentum_lines([p for p in load("momentum_flows_*.json", results)
+                           if not p.get("superseded_by")])
     smoke = load("compare_schemes_*.json", results)
     if smoke:
         out += ["Short CPU smoke runs of every scheme (1-3 epochs; differences inside seed noise: "

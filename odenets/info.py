@@ -111,8 +111,8 @@ def info(model, input_size=(1, 3, 32, 32), **create_options) -> dict:
     Returns ``{"name", "params", "coefficients", "blocks", "evaluations", "continuous_nfe",
     "macs", "input_size", "solver"}``: trainable parameters (scheme coefficients included), how
     many of them are scheme coefficients (learnable momentum damping included), residual blocks
-    (fixed-grid flow steps + transitions), field evaluations per forward, multiply-accumulates for ``input_size`` (batch included) and
-    the solver name. ``evaluations`` includes ``continuous_nfe``, the field evaluations of
+    (fixed-grid flow steps + transitions), field evaluations per forward, multiply-accumulates
+    for ``input_size`` (batch included) and the solver name. ``evaluations`` includes ``continuous_nfe``, the field evaluations of
     continuous (torchdiffeq / torchsde) flows counted during the MAC forward (eval mode, on
     `probe_input`: seeded standard-normal, not zeros, see the module docstring); for adaptive
     solvers that number depends on the input and the weights.

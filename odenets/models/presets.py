@@ -97,7 +97,7 @@ for _family, (_opts, _doc) in FAMILIES.items():
 # Continuous depth (ODE-Net, Chen et al. 2018; heavy-ball HBNODE, Xia et al. 2021): one tied
 # pre-activation field per stage on t in [0, 1], dopri5; hbode adds u'' + gamma u' = f(u), learnable gamma.
 # GroupNorm, as torchdiffeq's ODE-Net: BatchNorm's one set of running statistics for a field
-# called at every t the solver visits broke eval mode (a pilot seed fell from 72% train to 21%
+# called at every t the solver visits broke eval mode (a pilot seed ended at 79% train and 31%
 # test accuracy; benchmarks/results/momentum_flows_pilot_batchnorm_cpu.md).
 _TOL = dict(rtol=1e-3, atol=1e-4)
 
