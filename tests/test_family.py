@@ -1,0 +1,80 @@
+"""benchmarks/family.py: exact paired p-values, Holm's correction, the scheme table's baselines,
+the seeds still needed, and the report files."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import family  # noqa: E402
+
+
+@pytest.mark.parametrize("df", [1, 2, 3, 4, 5, 8, 13])
+@pytest.mark.parametrize("t", [0.0, 0.4, 1.0, 2.2, 4.302653, 9.0])
+def test_t_p_value_is_exact(df, t):
+    stats = pytest.importorskip("scipy.stats")
+    assert family.t_two_sided_p(t, df) == pytest.approx(2 * stats.t.sf(t, df), abs=1e-12)
+
+
+def test_t_p_value_at_the_95_quantile():
+    assert family.t_two_sided_p(4.302653, 2) == pytest.approx(0.05, abs=1e-6)
+    with pytest.raises(ValueError, match="degrees of freedom"):
+        family.t_two_sided_p(1.0, 0)
+
+
+def test_holm_steps_down_and_keeps_order():
+    adj = family.holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": None})
+    # sorted 0.01, 0.03, 0.04 -> 3 x 0.01, max(0.03, 2 x 0.03), max(0.06, 1 x 0.04)
+    assert adj == {"a": pytest.approx(0.03), "c": pytest.approx(0.06), "b": pytest.approx(0.06),
+                   "d": None}
+    assert family.holm({"a": 0.6, "b": 0.7}) == {"a": 1.0, "b": 1.0}
+
+
+def _payload(acc: dict) -> dict:
+    runs = [dict(model=m, seed=s, test_acc=a, seconds=600.0, recipe_key="k", device="cpu", threads=1)
+            for m, per_seed in acc.items() for s, a in per_seed.items()]
+    runs.append(dict(model="resnet20", seed=9, test_acc=0.1, seconds=1.0, recipe_key="other"))
+    meta = {m: dict(params=1000, evaluations=9) for m in acc}
+    return dict(runs=runs, recipe_key="k", recipe=dict(dataset="fashion-mnist"), meta=meta)
+
+
+def test_scheme_table_pairs_and_corrects():
+    payload = _payload({"resnet20": {0: 0.930, 1: 0.931, 2: 0.929},
+                        "lm_resnet20": {0: 0.935, 1: 0.937, 2: 0.934},
+                        "preact_resnet20": {0: 0.920, 1: 0.921, 2: 0.919},
+                        "lm_preact_resnet20": {0: 0.921, 1: 0.920, 2: 0.921}})
+    rows = {r["model"]: r for r in family.scheme_table(payload)}
+    assert rows["resnet20"]["comparison"] is None and rows["resnet20"]["test_acc"]["n"] == 3
+    assert rows["lm_preact_resnet20"]["comparison"]["a"] == "preact_resnet20"
+    assert rows["preact_resnet20"]["comparison"]["a"] == "resnet20"
+    lm = rows["lm_resnet20"]["comparison"]
+    assert lm["diffs"] == pytest.approx([0.005, 0.006, 0.005])
+    assert lm["p_holm"] >= lm["p"] and "lm_resnet20 better" in lm["verdict"]
+    # within 0.3 points after 3 seeds: 5 wanted; the baseline follows the largest need
+    assert rows["lm_preact_resnet20"]["seeds_needed"] == 5
+    missing = family.missing_runs(payload)
+    assert missing["lm_preact_resnet20"] == [3, 4] and missing["resnet20"] == [3, 4]
+    assert "lm_resnet20" not in missing and missing["rk4_resnet20"] == [0, 1, 2]
+    assert family.continue_command(missing).split()[3].startswith("resnet20,")
+
+
+def test_zero_variance_difference_is_not_called_significant():
+    payload = _payload({"resnet20": {0: 0.93, 1: 0.93}, "sd_resnet20": {0: 0.94, 1: 0.94}})
+    row = [r for r in family.scheme_table(payload) if r["model"] == "sd_resnet20"][0]
+    assert row["comparison"]["verdict"].startswith("identical difference on every seed")
+
+
+def test_report_files(tmp_path):
+    payload = _payload({"resnet20": {0: 0.930, 1: 0.931}, "lm_resnet20": {0: 0.933, 1: 0.932},
+                        "resnet32": {0: 0.935}, "lm_resnet32": {0: 0.936}})
+    src = tmp_path / "converged_cpu.json"
+    src.write_text(json.dumps(payload))
+    assert family.main(["--campaign", str(src), "--out-dir", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "family_cpu.json").read_text())
+    assert [s["depth"] for s in report["depth"]] == [20, 32]
+    assert report["depth"][1]["comparison"]["verdict"] == "n=1: no interval yet"
+    text = (tmp_path / "family_cpu.md").read_text()
+    assert "| lm_resnet20 |" in text and "Still to run" in text
+    for name in report["plots"]:
+        assert (tmp_path / name).stat().st_size > 10_000
