@@ -200,3 +200,14 @@ def test_compare_subset_default_is_the_one_its_help_shows(capsys):
     with pytest.raises(SystemExit):
         cli.main(["compare", "--help"])
     assert f"(default: {DEFAULT_SUBSET})" in " ".join(capsys.readouterr().out.split())
+
+
+def test_info_cli_and_python_share_one_default_and_print_it(capsys):
+    """`odenets info NAME` and `odenets.info(NAME)` count the same model (CIFAR-10's shape,
+    10 classes) and both say which shape and classes they counted for."""
+    status, out, _ = run_cli(capsys, "info", "resnet20", "--json")
+    meta, py = json.loads(out), odenets.info("resnet20")
+    assert status == 0 and (meta["params"], meta["macs"]) == (py["params"], py["macs"])
+    assert meta["dataset"] == "cifar10" and py["input_size"] == (1, 3, 32, 32) and py["num_classes"] == 10
+    status, out, _ = run_cli(capsys, "info", "resnet20")
+    assert "(1, 3, 32, 32)" in out and "cifar10" in out and "num_classes  10" in out
