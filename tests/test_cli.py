@@ -158,6 +158,27 @@ def test_compare(capsys, tmp_path, monkeypatch):
     lines = out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("model"))
     assert lines[header + 2].split()[0] == "resnet20" and lines[header + 3].split()[0] == "lm_resnet20"
+    ks = table["rows"][1]["coefficients"]
+    learned = next(line for line in lines if line.startswith("lm_resnet20: learned"))
+    assert f"over {sum(map(len, ks.values())) - 1} steps" in learned  # stage 0's k_0 left out
+    assert "(k_0 of stages.0.flow: never trained, left out)" in learned
+
+
+def test_compare_leaves_out_coefficients_that_are_never_trained():
+    from odenets.commands.compare import format_coefficients, untrained_coefficients
+    model = odenets.create("lm_resnet20")
+    assert untrained_coefficients(model) == {"stages.0.flow.k": [0]}
+    assert untrained_coefficients(odenets.create("resnet20")) == {}
+    row = dict(model="lm", coefficients={"stages.0.flow.k": [-0.9, 0.1, 0.2], "stages.1.flow.k": [0.3]},
+               untrained=untrained_coefficients(model))
+    assert format_coefficients([row]) == ["lm: learned k_n in [+0.100, +0.300], mean +0.200 over 3 steps "
+                                          "(k_0 of stages.0.flow: never trained, left out)"]
+
+
+def test_list_models_columns_stay_aligned(capsys):
+    status, out, _ = run_cli(capsys, "list", "models", "--pattern", "*ode_resnet20")
+    params = [line.index(" 0.1") for line in out.splitlines()]
+    assert status == 0 and len(params) == 2 and len(set(params)) == 1, out
 
 
 def test_resume_or_eval_with_another_model_is_a_clear_error(capsys, tmp_path, monkeypatch):

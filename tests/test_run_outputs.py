@@ -217,7 +217,9 @@ def test_subset_zero_is_an_error_in_compare_as_in_train(capsys):
     assert subset_arg("all") is None and subset_arg("512") == 512
 
 
-def test_info_defaults_to_the_training_default_dataset(capsys):
-    from odenets.train import TrainConfig
+def test_info_defaults_to_the_python_api_default_and_says_so(capsys):
+    """`odenets info` counts what `odenets.info` counts by default (CIFAR-10's 3 x 32 x 32, 10
+    classes; issue 26 item 15), not `odenets train`'s default dataset, and prints which."""
     assert cli.main(["info", "resnet20", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["dataset"] == TrainConfig().dataset
+    meta = json.loads(capsys.readouterr().out)
+    assert meta["dataset"] == "cifar10" and meta["input_size"] == [1, 3, 32, 32]
