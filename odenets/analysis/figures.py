@@ -8,6 +8,7 @@ import os
 
 import torch
 
+from ..atomic import save_figure
 from .convergence import convergence_all
 from .modified_equation import lm_table
 from .stability import analytic_radius, stability_regions
@@ -28,7 +29,7 @@ def _save(fig, path) -> str:
     folder = os.path.dirname(path)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight")
+    save_figure(fig, path, bbox_inches="tight")  # atomic: no 0-byte PNG when the disk is full
     return path
 
 

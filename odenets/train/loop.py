@@ -98,11 +98,10 @@ def _train(cfg, spec, info, device, model, resume, held) -> dict:
         for epoch in range(start_epoch, cfg.epochs):
             stats, curve = _train_epoch(run, epoch)
             record = _evaluate(run, epoch, stats, curve)
-            history.append(record)
-            _checkpoint(run, epoch, record, history)
+            _checkpoint(run, epoch, record, history)  # appends record once the checkpoint holds it
     except ValueError as e:  # e.g. the disk filled up while saving a checkpoint
-        if info.main:
-            with contextlib.suppress(OSError):
+        if info.main:  # epochs_done: the epochs the checkpoint holds
+            with contextlib.suppress(OSError, ValueError):
                 rundir.write_json(run.dir / rundir.SUMMARY, dict(
                     summary, status="failed", error=str(e), epochs_done=len(history),
                     history=history))
@@ -325,16 +324,18 @@ def _start_run_dir(run: _Run, history: list) -> None:
 
 
 def _checkpoint(run: _Run, epoch: int, record: dict, history: list) -> None:
-    """Save the checkpoint after epoch ``epoch`` (atomically; RNG states of every rank), append
-    ``record`` to the metrics (and TensorBoard), print the epoch's line."""
+    """Save the checkpoint after epoch ``epoch`` (atomically; RNG states of every rank), then
+    append ``record`` to ``history`` (unchanged if the save fails), the metrics, TensorBoard."""
     cfg, steps = run.cfg, len(run.train_loader)
     rng = distributed.all_gather_object(checkpoint.rng_state(run.raw), run.info)
+    if run.info.main:
+        checkpoint.save_atomic(dict(
+            version=1, epoch=epoch + 1, model=run.raw.state_dict(), optimizer=run.optimizer.state_dict(),
+            schedule=dict(name=cfg.schedule, step=(epoch + 1) * steps, total=run.total_steps),
+            rng=rng, history=history + [record], config=cfg.to_dict()), run.ckpt_path)
+    history.append(record)
     if not run.info.main:
         return
-    checkpoint.save_atomic(dict(
-        version=1, epoch=epoch + 1, model=run.raw.state_dict(), optimizer=run.optimizer.state_dict(),
-        schedule=dict(name=cfg.schedule, step=(epoch + 1) * steps, total=run.total_steps),
-        rng=rng, history=history, config=cfg.to_dict()), run.ckpt_path)
     rundir.append_metrics(run.dir, record)
     rundir.write_metrics_csv(run.dir, history)
     if run.tb is not None:
