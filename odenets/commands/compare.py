@@ -19,6 +19,7 @@ from ..train import config_from_args
 from ..train.checkpoint import NAME
 from ..train.loop import train_validated, validate
 from ..train.model import build_model, import_from_cwd
+from ..train.progress import format_eta
 from ..train.rundir import write_json
 
 HELP = "train several models with the same recipe and seed and compare them"
@@ -75,6 +76,15 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join([lines[0], "-" * len(lines[0])] + lines[1:])
 
 
+def overall_progress(done: int, models: int, epochs: int, elapsed: float) -> str:
+    """'[model 2/3, epochs 3-4 of 6] 1:40 elapsed, about 3:20 left': where the comparison stands
+    before model ``done`` (0-based) starts; time left = mean time per model so far x models left."""
+    head = f"[model {done + 1}/{models}, epochs {done * epochs + 1}-{(done + 1) * epochs} of {models * epochs}]"
+    if not done:
+        return f"{head} (time left: known after the first model)"
+    return f"{head} {format_eta(elapsed)} elapsed, about {format_eta(elapsed / done * (models - done))} left"
+
+
 def untrained_coefficients(model) -> dict[str, list[int]]:
     """``{"<flow path>.<name>": [step, ...]}``: coefficient entries of ``model`` that never reach
     its output. An LM flow that starts without history (a network's first stage without a
@@ -127,8 +137,9 @@ def run(args) -> int:
         if (Path(cfg.run_dir) / NAME).exists():  # train() would refuse it, after earlier models
             raise ValueError(f"{cfg.run_dir} already holds a run; choose another --out")
         configs.append(cfg)
-    rows = []
-    for cfg, spec in zip(configs, specs):
+    rows, start = [], time.perf_counter()
+    for i, (cfg, spec) in enumerate(zip(configs, specs)):
+        print(overall_progress(i, len(configs), cfg.epochs, time.perf_counter() - start), flush=True)
         if cfg.compile:  # a fresh compile cache per model: torch.compile allows a few recompiles
             torch._dynamo.reset()  # of one forward (every preset's), then silently runs eager
         summary = train_validated(cfg, spec)

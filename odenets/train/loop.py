@@ -5,9 +5,8 @@ global RNG is re-seeded from (seed, rank) so that training noise does not depend
 randomness the initialisation used; the data order and augmentation of epoch e are functions of
 (seed, e, rank); the torch RNG state (model noise such as dropout or stochastic depth) and the
 states of generators the model's noise owns (a scheme's ``seed=``) are saved in every
-checkpoint and restored on resume. A run
-resumed from its last checkpoint therefore replays exactly what the killed run would have done,
-and on CPU reaches bit-identical weights.
+checkpoint and restored on resume. A run resumed from its last checkpoint therefore replays
+exactly what the killed run would have done, and on CPU reaches bit-identical weights.
 
 With ``precise_bn=K`` the BatchNorm running statistics are recomputed from K training batches
 before each evaluation (`precise_bn.recompute_bn_stats`) and averaged over ranks; the RNG states
@@ -248,7 +247,8 @@ def _evaluate(run: _Run, epoch: int, stats: dict, curve: dict) -> dict:
     if cfg.precise_bn:
         precise_bn(raw, run.train_loader, epoch, cfg, run.device)
     average_buffers(raw, run.info)
-    test = evaluate(run.eval_model, run.test_loader, cfg, run.info, run.device)
+    test = evaluate(run.eval_model, run.test_loader, cfg, run.info, run.device, run.bar,
+                    f"epoch {epoch + 1}/{cfg.epochs} test")
     if not math.isfinite(test["loss"]):
         raise TrainingDivergedError(
             f"the weights became NaN/inf at the end of epoch {epoch + 1} (every training "
@@ -257,7 +257,8 @@ def _evaluate(run: _Run, epoch: int, stats: dict, curve: dict) -> dict:
     record = dict(epoch=epoch + 1, **stats, test_loss=test["loss"], test_acc=test["acc"],
                   lr=run.optimizer.param_groups[0]["lr"], coefficients=coefficients(raw))
     if run.val_loader is not None:
-        val = evaluate(run.eval_model, run.val_loader, cfg, run.info, run.device)
+        val = evaluate(run.eval_model, run.val_loader, cfg, run.info, run.device, run.bar,
+                       f"epoch {epoch + 1}/{cfg.epochs} validation")
         record.update(val_loss=val["loss"], val_acc=val["acc"])
     record["train_curve"] = progress.epoch_curve(curve["losses"], curve["correct"],
                                                  run.train_loader.local_batch, epoch, curve["lrs"])
@@ -384,8 +385,7 @@ def _best_on_validation(history: list) -> dict:
 
 
 def _nfe_text(nfe: dict | None) -> str:
-    """' | NFE/step fwd 14.0 bwd 20.0' (no 'bwd' when the backward evaluated no field: no
-    adjoint), '' without continuous-depth flows."""
+    """' | NFE/step fwd 14.0 bwd 20.0' (no 'bwd' without backward field calls); '' if no flow."""
     if not nfe:
         return ""
     return f" | NFE/step fwd {nfe['forward']:.1f}" + (f" bwd {nfe['backward']:.1f}" if nfe["backward"] else "")
