@@ -131,6 +131,17 @@ def summarise(payload: dict, models: list[str], key: str) -> None:
     payload["anchor_verdict"] = anchor_verdict(payload, by, models)
 
 
+def _interval_note(cmp: dict | None) -> str:
+    """What the paired difference's 95% interval says, for every anchor line."""
+    if not cmp or not cmp.get("n"):
+        return "no paired seeds"
+    if cmp["n"] < 2:
+        return "one seed, no interval"
+    if cmp["std"] == 0:
+        return f"identical on every seed (n={cmp['n']})"
+    return f"95% CI {'excludes' if significant(cmp) else 'includes'} 0"
+
+
 def anchor_verdict(payload: dict, by: dict, models: list[str]) -> list[str]:
     """One line per metric: momentum/plain here against the anchor's, on the seeds both models
     finished (paired: the same seeds on both sides of every ratio and difference). ``by``: each
@@ -151,12 +162,12 @@ def anchor_verdict(payload: dict, by: dict, models: list[str]) -> list[str]:
             continue
         ratio, anchor = pb / pa, mom / plain
         same = (ratio < 1) == (anchor < 1)
-        lines.append(f"{label}: momentum/plain = {ratio:.2f} here ({pb:.1f} vs {pa:.1f}), "
-                     f"{anchor:.2f} in the anchor: {'same direction' if same else 'opposite direction'}")
+        lines.append(f"{label}: momentum/plain = {ratio:.2f} here ({pb:.1f} vs {pa:.1f}; "
+                     f"{_interval_note(cmps.get(metric))}), {anchor:.2f} in the anchor: "
+                     f"{'same direction' if same else 'opposite direction'}")
     cmp = cmps["test_acc"]
     diff, anchor = cmp["mean_diff"], ANCHOR["best_acc"][1] - ANCHOR["best_acc"][0]
-    sig = "95% CI excludes 0" if significant(cmp) else (
-        "95% CI includes 0" if cmp["n"] >= 2 else "one seed, no interval")
+    sig = _interval_note(cmp)
     lines.append(f"test accuracy: momentum - plain = {diff * 100:+.2f} points here ({sig}), "
                  f"{anchor * 100:+.1f} in the anchor: "
                  f"{'same direction' if (diff > 0) == (anchor > 0) else 'opposite direction'}")
