@@ -176,7 +176,10 @@ def anchor_verdict(payload: dict, by: dict, models: list[str]) -> list[str]:
 
 def markdown(payload: dict) -> str:
     recipe, env = payload["recipe"], payload["env"]
-    lines = [f"# Momentum (heavy-ball) vs plain continuous-depth networks ({payload['config']})", "",
+    superseded = (f", superseded by `{payload['superseded_by'].replace('.json', '.md')}`"
+                  if payload.get("superseded_by") else "")
+    lines = [f"# Momentum (heavy-ball) vs plain continuous-depth networks ({payload['config']}, "
+             f"recipe key {payload['recipe_key']}{superseded})", "",
              f"Device: {env['device']}, torch {env['torch']}; recipe `{payload['config']}` (key "
              f"{payload['recipe_key']}): {recipe['epochs']} epochs, batch {recipe['batch_size']}, "
              f"{recipe['dataset']}; solver options {payload['solver_options']}. NFE per training "
@@ -199,7 +202,7 @@ def markdown(payload: dict) -> str:
     lines += [f"- {c['metric']}: {c['verdict']}" for c in payload["comparisons"]]
     paired_seeds = next((c["seeds"] for c in payload["comparisons"] if c["metric"] == "test_acc"), [])
     lines += ["", f"**Against the anchor** ({ANCHOR['source']}; here on the seeds both models "
-              f"finished, {paired_seeds}):", ""]
+              f"finished, {', '.join(map(str, paired_seeds)) or 'none'}):", ""]
     lines += [f"- {v}" for v in payload["anchor_verdict"]]
     lines += ["", f"Command: `{env['command']}`."]
     return "\n".join(lines)
@@ -215,7 +218,10 @@ def plot(payload: dict, stem: Path) -> list[str]:
                 ax.plot(range(1, len(r[key]) + 1), r[key], color="tab:red" if "hb" in m else "tab:blue",
                         alpha=0.6, label=m if i == 0 else None)
     from matplotlib.ticker import MaxNLocator
-    for ax, title in zip(axes, ("forward NFE per step", "backward NFE per step")):
+    fig.suptitle(f"{payload['config']} (recipe key {payload['recipe_key']}"
+                 f"{', superseded' if payload.get('superseded_by') else ''}): field evaluations per "
+                 "training step, summed over the 3 stage flows, mean over each epoch", fontsize=9)
+    for ax, title in zip(axes, ("forward NFE per training step", "backward (adjoint) NFE per training step")):
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title)
