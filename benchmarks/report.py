@@ -270,7 +270,7 @@ def noise_injection_lines(payloads: list) -> list[str]:
                 f"correction for the {len(cmps)} comparisons). Shown: the clean accuracy and every "
                 f"comparison whose interval excludes 0 ({len(shown)} of {len(cmps)}; all in "
                 "RESULTS.md):", ""]
-        out += [f"- {c['b']}, {c['metric']}: {verdict(c)}" for c in shown] + [""]
+        out += [f"- {c['metric']}: {verdict(c)}" for c in shown] + [""]
     return out
 
 

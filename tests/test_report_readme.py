@@ -62,7 +62,7 @@ def test_noise_injection_lines_follow_their_stated_rule():
     text = "\n".join(report.noise_injection_lines([payload]))
     assert "seeds 0, 1, 2" in text and "every comparison whose interval excludes 0 (3 of 4" in text
     shown = [line.split(":")[0] for line in text.splitlines() if line.startswith("- ")]
-    assert shown == ["- gauss_add_0.5, clean", "- gauss_add_0.5, noise delta=0.3", "- gauss_add_0.5, fgsm eps=0.1"]
+    assert shown == ["- clean", "- noise delta=0.3", "- fgsm eps=0.1"]
 
 
 def test_results_md_has_no_duplicate_section_and_puts_the_superseded_pilot_last(tmp_path):
