@@ -95,6 +95,8 @@ def _main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"odenets {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # an OSError too: `main` ends the command quietly
+        raise
     except (TrainingDivergedError, ValueError, FileNotFoundError, *PATH_ERRORS, OSError) as e:  # OSError: full disk
         if os.environ.get("ODENETS_DEBUG"):
             raise
