@@ -74,7 +74,7 @@ def test_anchor_verdict_pairs_seeds(monkeypatch, tmp_path):
                                "seed, no interval)")
     assert lines[3].startswith("test accuracy: momentum - plain = +2.00 points here (one seed, "
                                "no interval)")
-    assert "finished, [0]):" in momentum_flows.markdown(saved)
+    assert "finished, 0):" in momentum_flows.markdown(saved)  # no Python list
 
 
 def test_pilot_config_cuts_the_converged_recipe_and_writes_its_own_file(monkeypatch, tmp_path):
