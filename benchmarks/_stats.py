@@ -7,24 +7,77 @@
 Seed s gives every model the same data order, augmentation and initial weights of the shared
 parts, so the per-seed differences d_s = b_s − a_s are paired. The 95% interval is Student's t:
 mean(d) ± t_{0.975, n−1} · std(d) / √n (exact for normal differences; with n ≥ 5 also a fair
-approximation otherwise). No scipy: the GPU image need not have it.
+approximation otherwise). The quantile is exact: scipy's ``t.ppf`` when scipy imports, else
+the same number from the regularised incomplete beta function (the GPU image need not have
+scipy).
 """
 from __future__ import annotations
 
 import math
 import statistics
 
-# t_{0.975, df} for df = 1..30 (two-sided 95%); beyond 30 the normal 1.96 is within 2%.
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-         2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-         2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the regularised incomplete beta function (modified Lentz)."""
+    tiny, c, d = 1e-300, 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 1000):
+        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-16:
+            break
+    return h
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """I_x(a, b), the regularised incomplete beta function, for 0 <= x <= 1."""
+    if x <= 0.0 or x >= 1.0:
+        return 0.0 if x <= 0.0 else 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                     + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def _t_cdf(t: float, df: float) -> float:
+    """P(T <= t) for Student's t with ``df`` degrees of freedom."""
+    tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
+    return 1.0 - tail if t > 0 else tail
+
+
+def t_quantile(p: float, df: int) -> float:
+    """The ``p`` quantile of Student's t with ``df`` degrees of freedom (0.5 < p < 1, df >= 1),
+    exact to rounding: scipy.stats.t.ppf if scipy imports, else bisection on the t CDF."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    if not 0.5 < p < 1.0:
+        raise ValueError(f"p must lie in (0.5, 1), got {p}")
+    try:
+        from scipy.stats import t as student_t
+    except ImportError:
+        student_t = None
+    if student_t is not None:
+        return float(student_t.ppf(p, df))
+    lo, hi = 0.0, 1.0
+    while _t_cdf(hi, df) < p:
+        lo, hi = hi, 2.0 * hi
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if mid in (lo, hi):
+            break
+        lo, hi = (mid, hi) if _t_cdf(mid, df) < p else (lo, mid)
+    return 0.5 * (lo + hi)
 
 
 def t975(df: int) -> float:
-    """The 97.5% quantile of Student's t with ``df`` degrees of freedom (df >= 1)."""
-    if df < 1:
-        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
-    return _T975[df - 1] if df <= len(_T975) else 1.96
+    """The 97.5% quantile of Student's t with ``df`` degrees of freedom (df >= 1), exact."""
+    return t_quantile(0.975, df)
 
 
 def mean_ci(values) -> dict:
@@ -58,13 +111,17 @@ def significant(cmp: dict) -> bool:
 
 def verdict(cmp: dict, scale: float = 100.0, unit: str = "points") -> str:
     """One line: 'lm_resnet20 − resnet20 = +0.12 points, 95% CI [−0.10, +0.34]: not
-    significant at n=5' (values scaled by ``scale``: accuracies in percentage points)."""
+    significant at n=5' (values scaled by ``scale``: accuracies in percentage points). A
+    difference that is the same on every seed has no spread to test: it reads 'identical on
+    every seed (n=3)'; one seed reads '(n=1, no interval)'."""
     head = f"{cmp['b']} − {cmp['a']}"
     if cmp["n"] == 0:
         return f"{head}: no common seeds yet"
     diff = cmp["mean_diff"] * scale
     if cmp["n"] < 2:
-        return f"{head} = {diff:+.2f} {unit} on one seed: no interval yet (n=1)"
+        return f"{head} = {diff:+.2f} {unit} on one seed (n=1, no interval)"
+    if cmp["std"] == 0:
+        return f"{head} = {diff:+.2f} {unit}, identical on every seed (n={cmp['n']})"
     lo, hi = (v * scale for v in cmp["ci95"])
     if significant(cmp):
         word = f"significant at n={cmp['n']} ({cmp['b'] if diff > 0 else cmp['a']} better)"

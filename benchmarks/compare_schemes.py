@@ -241,7 +241,8 @@ def plot(payload: dict, stem: Path) -> list[str]:
         plain_axis(ax.xaxis)
         ax.set_xlabel(label)
         ax.set_ylabel("test accuracy % (mean ± std over seeds)")
-        ax.set_title(f"{payload['recipe']['dataset']}, {payload['config']} ({payload['env']['device_type']})")
+        ax.set_title(f"{payload['recipe']['dataset']}, {configuration_label(payload['config'], payload['recipe'])} "
+                     f"({payload['env']['device_type']})", fontsize=9)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))

@@ -111,10 +111,21 @@ def _kind(drop, trained: float, chance: float) -> str | None:
     return "ODE-like" if drop <= ODE_LIKE else "collapses" if drop >= COLLAPSE else "partly"
 
 
+def _ks(ks) -> str:
+    """'K = 1', 'K = 1, 2' (no Python list in verdict text)."""
+    return "K = " + ", ".join(map(str, ks))
+
+
+def _seeds_text(n: int) -> str:
+    """'n=1, no interval' for one seed, else 'mean of n=3 seeds'."""
+    return "n=1, no interval" if n == 1 else f"mean of n={n} seeds"
+
+
 def verdict(summary: dict, train_solver: str) -> str:
     if not summary:
         return "No finished training yet."
-    parts = [f"K={k}: {s['trained']['mean'] * 100:.1f}% on its {train_solver} grid -> "
+    parts = [f"K={k} ({_seeds_text(s['trained']['n'])}): {s['trained']['mean'] * 100:.1f}% on its "
+             f"{train_solver} grid -> "
              f"{(s['finest']['acc'] or 0) * 100:.1f}% with {s['finest']['solver']} on "
              f"{s['finest']['steps']} steps ({-s['drop_points']:+.1f} points, {s['kind']})"
              for k, s in summary.items() if s["drop_points"] is not None]
@@ -126,18 +137,18 @@ def verdict(summary: dict, train_solver: str) -> str:
                 "run), so solver-independence cannot be judged.")
     if groups["collapses"] and groups["ODE-like"] and max(map(int, groups["collapses"])) < min(
             map(int, groups["ODE-like"])):
-        tail = (f" Coarse training grids (K in {groups['collapses']}) collapse when the solver "
-                f"changes, fine ones (K in {groups['ODE-like']}) behave as ODEs, as Ott et al. "
-                f"(ICLR 2021) report.")
+        tail = (f" Coarse training grids ({_ks(groups['collapses'])}) collapse when the solver "
+                f"changes, fine ones ({_ks(groups['ODE-like'])}) behave as ODEs, consistent with "
+                f"Ott et al. (ICLR 2021).")
     elif len(groups["ODE-like"]) == len(judged):
         tail = " Every trained network behaves as an ODE at every K tried."
     elif len(groups["collapses"]) == len(judged):
         tail = " Every trained network collapses when the solver changes: none is an ODE."
     else:
-        tail = " " + "; ".join(f"{kind}: K in {ks}" for kind, ks in groups.items()
+        tail = " " + "; ".join(f"{kind}: {_ks(ks)}" for kind, ks in groups.items()
                                if ks and kind != "untrained") + "."
     if groups["untrained"]:
-        tail += f" (K in {groups['untrained']}: near chance, not judged.)"
+        tail += f" ({_ks(groups['untrained'])}: near chance, not judged.)"
     return "Verdict: " + "; ".join(parts) + "." + tail + (
         f" (ODE-like: at most {ODE_LIKE:g} points lost; collapse: {COLLAPSE:g} or more.)")
 

@@ -131,6 +131,17 @@ def summarise(payload: dict, models: list[str], key: str) -> None:
     payload["anchor_verdict"] = anchor_verdict(payload, by, models)
 
 
+def _interval_note(cmp: dict | None) -> str:
+    """What the paired difference's 95% interval says, for every anchor line."""
+    if not cmp or not cmp.get("n"):
+        return "no paired seeds"
+    if cmp["n"] < 2:
+        return "one seed, no interval"
+    if cmp["std"] == 0:
+        return f"identical on every seed (n={cmp['n']})"
+    return f"95% CI {'excludes' if significant(cmp) else 'includes'} 0"
+
+
 def anchor_verdict(payload: dict, by: dict, models: list[str]) -> list[str]:
     """One line per metric: momentum/plain here against the anchor's, on the seeds both models
     finished (paired: the same seeds on both sides of every ratio and difference). ``by``: each
@@ -151,12 +162,12 @@ def anchor_verdict(payload: dict, by: dict, models: list[str]) -> list[str]:
             continue
         ratio, anchor = pb / pa, mom / plain
         same = (ratio < 1) == (anchor < 1)
-        lines.append(f"{label}: momentum/plain = {ratio:.2f} here ({pb:.1f} vs {pa:.1f}), "
-                     f"{anchor:.2f} in the anchor: {'same direction' if same else 'opposite direction'}")
+        lines.append(f"{label}: momentum/plain = {ratio:.2f} here ({pb:.1f} vs {pa:.1f}; "
+                     f"{_interval_note(cmps.get(metric))}), {anchor:.2f} in the anchor: "
+                     f"{'same direction' if same else 'opposite direction'}")
     cmp = cmps["test_acc"]
     diff, anchor = cmp["mean_diff"], ANCHOR["best_acc"][1] - ANCHOR["best_acc"][0]
-    sig = "95% CI excludes 0" if significant(cmp) else (
-        "95% CI includes 0" if cmp["n"] >= 2 else "one seed, no interval")
+    sig = _interval_note(cmp)
     lines.append(f"test accuracy: momentum - plain = {diff * 100:+.2f} points here ({sig}), "
                  f"{anchor * 100:+.1f} in the anchor: "
                  f"{'same direction' if (diff > 0) == (anchor > 0) else 'opposite direction'}")
@@ -165,7 +176,10 @@ def anchor_verdict(payload: dict, by: dict, models: list[str]) -> list[str]:
 
 def markdown(payload: dict) -> str:
     recipe, env = payload["recipe"], payload["env"]
-    lines = [f"# Momentum (heavy-ball) vs plain continuous-depth networks ({payload['config']})", "",
+    superseded = (f", superseded by `{payload['superseded_by'].replace('.json', '.md')}`"
+                  if payload.get("superseded_by") else "")
+    lines = [f"# Momentum (heavy-ball) vs plain continuous-depth networks ({payload['config']}, "
+             f"recipe key {payload['recipe_key']}{superseded})", "",
              f"Device: {env['device']}, torch {env['torch']}; recipe `{payload['config']}` (key "
              f"{payload['recipe_key']}): {recipe['epochs']} epochs, batch {recipe['batch_size']}, "
              f"{recipe['dataset']}; solver options {payload['solver_options']}. NFE per training "
@@ -188,7 +202,7 @@ def markdown(payload: dict) -> str:
     lines += [f"- {c['metric']}: {c['verdict']}" for c in payload["comparisons"]]
     paired_seeds = next((c["seeds"] for c in payload["comparisons"] if c["metric"] == "test_acc"), [])
     lines += ["", f"**Against the anchor** ({ANCHOR['source']}; here on the seeds both models "
-              f"finished, {paired_seeds}):", ""]
+              f"finished, {', '.join(map(str, paired_seeds)) or 'none'}):", ""]
     lines += [f"- {v}" for v in payload["anchor_verdict"]]
     lines += ["", f"Command: `{env['command']}`."]
     return "\n".join(lines)
@@ -204,7 +218,10 @@ def plot(payload: dict, stem: Path) -> list[str]:
                 ax.plot(range(1, len(r[key]) + 1), r[key], color="tab:red" if "hb" in m else "tab:blue",
                         alpha=0.6, label=m if i == 0 else None)
     from matplotlib.ticker import MaxNLocator
-    for ax, title in zip(axes, ("forward NFE per step", "backward NFE per step")):
+    fig.suptitle(f"{payload['config']} (recipe key {payload['recipe_key']}"
+                 f"{', superseded' if payload.get('superseded_by') else ''}): field evaluations per "
+                 "training step, summed over the 3 stage flows, mean over each epoch", fontsize=9)
+    for ax, title in zip(axes, ("forward NFE per training step", "backward (adjoint) NFE per training step")):
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title)

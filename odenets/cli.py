@@ -95,7 +95,9 @@ def _main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"odenets {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (TrainingDivergedError, ValueError, FileNotFoundError, *PATH_ERRORS) as e:
+    except BrokenPipeError:  # an OSError too: `main` ends the command quietly
+        raise
+    except (TrainingDivergedError, ValueError, FileNotFoundError, *PATH_ERRORS, OSError) as e:  # OSError: full disk
         if os.environ.get("ODENETS_DEBUG"):
             raise
         print(f"odenets {args.command}: error: {e}", file=sys.stderr)

@@ -108,8 +108,10 @@ def _number(x):
 def info(model, input_size=(1, 3, 32, 32), **create_options) -> dict:
     """Metadata of a preset name (built with ``create_options``) or a model.
 
+    The default ``input_size`` (1, 3, 32, 32) and the presets' default 10 classes are
+    CIFAR-10's, as `odenets info` (``--dataset cifar10``) and `odenets list` assume.
     Returns ``{"name", "params", "coefficients", "blocks", "evaluations", "continuous_nfe",
-    "macs", "input_size", "solver"}``: trainable parameters (scheme coefficients included), how
+    "macs", "input_size", "num_classes", "solver"}``: trainable parameters (scheme coefficients included), how
     many of them are scheme coefficients (learnable momentum damping included), residual blocks
     (fixed-grid flow steps + transitions), field evaluations per forward, multiply-accumulates
     for ``input_size`` (batch included) and the solver name. ``evaluations`` includes ``continuous_nfe``, the field evaluations of
@@ -137,5 +139,6 @@ def info(model, input_size=(1, 3, 32, 32), **create_options) -> dict:
         "continuous_nfe": nfe,
         "macs": macs,
         "input_size": tuple(input_size),
+        "num_classes": getattr(model, "num_classes", None),
         "solver": solver_name(model),
     }

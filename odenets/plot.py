@@ -28,6 +28,7 @@ import solvers
 from solvers import checks
 from solvers.lmm import roots_per_step
 
+from .atomic import save_figure
 from .analysis import write_lm_report
 from .build import coefficients as flow_coefficients
 from .flow import Flow
@@ -90,9 +91,11 @@ def _integer_ticks(ax) -> None:
 
 def _save(plt, fig, path) -> Path:
     """Lay out, write ``path`` (PNG, 120 dpi) and close the figure."""
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        fig.tight_layout()
+        save_figure(fig, path, dpi=120)  # atomic: no 0-byte PNG when the disk is full
+    finally:
+        plt.close(fig)
     return Path(path)
 
 

@@ -249,3 +249,22 @@ def test_unanalysable_scheme_is_skipped_by_the_figures_only(monkeypatch, tmp_pat
     with pytest.warns(UserWarning, match="pair_only"):
         results = analysis.convergence_all(["pair_only", "euler"], steps=(4, 8), skip_errors=True)
     assert [r["name"] for r in results] == ["euler"]
+
+
+def test_every_stability_panel_spans_the_window_without_offset_labels():
+    """A region without interior (damped_leapfrog, leapfrog: a segment of the imaginary axis)
+    used to collapse its panel's x axis to that segment, with a '1e-17' offset label."""
+    pytest.importorskip("matplotlib")
+    from odenets.analysis.figures import stability_figure
+    from odenets.analysis.stability import stability_regions
+    re_, im_ = (-3.5, 1.5), (-3.2, 3.2)
+    regions = stability_regions(["damped_leapfrog", "leapfrog", "euler"], re_, im_, n=41)
+    fig = stability_figure(regions, re_, im_)
+    fig.canvas.draw()
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(panels) == 4  # leapfrog: verlet and revnet
+    for ax in panels:
+        assert ax.get_xlim() == re_ and ax.get_ylim() == im_, ax.get_title()
+        assert ax.xaxis.get_offset_text().get_text() == "" == ax.yaxis.get_offset_text().get_text()
+    damped = next(ax for ax in panels if ax.get_title().startswith("damped_leapfrog"))
+    assert "γ = 0" in damped.get_title() and damped.lines and damped.collections  # points + closed form

@@ -45,10 +45,11 @@ def test_cross_solver_tiny_and_resumable(tmp_path, capsys):
 
 def test_cross_solver_verdicts():
     def summary(**drops):  # K -> points lost at the finest grid
-        return {k[1:]: dict(trained=dict(mean=0.9), finest=dict(acc=0.9 - d / 100, solver="rk4", steps="64"),
+        return {k[1:]: dict(trained=dict(mean=0.9, n=1), finest=dict(acc=0.9 - d / 100, solver="rk4", steps="64"),
                             drop_points=d, kind=cross_solver._kind(d, 0.9, 0.1)) for k, d in drops.items()}
     text = cross_solver.verdict(summary(k1=30.0, k16=0.5), "euler")
-    assert "Coarse training grids (K in ['1']) collapse" in text and "Ott" in text
+    assert "Coarse training grids (K = 1) collapse" in text and "consistent with Ott et al." in text
+    assert "K=1 (n=1, no interval): 90.0%" in text and "[" not in text and "report" not in text
     assert "Every trained network behaves as an ODE" in cross_solver.verdict(summary(k4=1.0, k16=0.0), "euler")
     assert cross_solver._kind(0.0, 0.12, 0.1) == "untrained"
     with pytest.raises(ValueError, match="unknown fixed-grid scheme 'dopri5'"):

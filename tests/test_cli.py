@@ -158,6 +158,27 @@ def test_compare(capsys, tmp_path, monkeypatch):
     lines = out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("model"))
     assert lines[header + 2].split()[0] == "resnet20" and lines[header + 3].split()[0] == "lm_resnet20"
+    ks = table["rows"][1]["coefficients"]
+    learned = next(line for line in lines if line.startswith("lm_resnet20: learned"))
+    assert f"over {sum(map(len, ks.values())) - 1} steps" in learned  # stage 0's k_0 left out
+    assert "(k_0 of stages.0.flow: never trained, left out)" in learned
+
+
+def test_compare_leaves_out_coefficients_that_are_never_trained():
+    from odenets.commands.compare import format_coefficients, untrained_coefficients
+    model = odenets.create("lm_resnet20")
+    assert untrained_coefficients(model) == {"stages.0.flow.k": [0]}
+    assert untrained_coefficients(odenets.create("resnet20")) == {}
+    row = dict(model="lm", coefficients={"stages.0.flow.k": [-0.9, 0.1, 0.2], "stages.1.flow.k": [0.3]},
+               untrained=untrained_coefficients(model))
+    assert format_coefficients([row]) == ["lm: learned k_n in [+0.100, +0.300], mean +0.200 over 3 steps "
+                                          "(k_0 of stages.0.flow: never trained, left out)"]
+
+
+def test_list_models_columns_stay_aligned(capsys):
+    status, out, _ = run_cli(capsys, "list", "models", "--pattern", "*ode_resnet20")
+    params = [line.index(" 0.1") for line in out.splitlines()]
+    assert status == 0 and len(params) == 2 and len(set(params)) == 1, out
 
 
 def test_resume_or_eval_with_another_model_is_a_clear_error(capsys, tmp_path, monkeypatch):
@@ -200,3 +221,14 @@ def test_compare_subset_default_is_the_one_its_help_shows(capsys):
     with pytest.raises(SystemExit):
         cli.main(["compare", "--help"])
     assert f"(default: {DEFAULT_SUBSET})" in " ".join(capsys.readouterr().out.split())
+
+
+def test_info_cli_and_python_share_one_default_and_print_it(capsys):
+    """`odenets info NAME` and `odenets.info(NAME)` count the same model (CIFAR-10's shape,
+    10 classes) and both say which shape and classes they counted for."""
+    status, out, _ = run_cli(capsys, "info", "resnet20", "--json")
+    meta, py = json.loads(out), odenets.info("resnet20")
+    assert status == 0 and (meta["params"], meta["macs"]) == (py["params"], py["macs"])
+    assert meta["dataset"] == "cifar10" and py["input_size"] == (1, 3, 32, 32) and py["num_classes"] == 10
+    status, out, _ = run_cli(capsys, "info", "resnet20")
+    assert "(1, 3, 32, 32)" in out and "cifar10" in out and "num_classes  10" in out

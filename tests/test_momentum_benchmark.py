@@ -51,10 +51,10 @@ def test_campaign_resumes_and_states_the_anchor_verdict(monkeypatch, tmp_path):
     assert acc["mean_diff"] == pytest.approx(0.02)
     lines = saved["anchor_verdict"]
     assert len(lines) == 4
-    assert lines[0] == ("forward NFE/step: momentum/plain = 0.67 here (20.0 vs 30.0), 0.87 in the "
-                        "anchor: same direction")
-    assert lines[3].startswith("test accuracy: momentum - plain = +2.00 points here (95% CI "
-                               "excludes 0), +6.6 in the anchor: same direction")
+    assert lines[0] == ("forward NFE/step: momentum/plain = 0.67 here (20.0 vs 30.0; identical on "
+                        "every seed (n=3)), 0.87 in the anchor: same direction")
+    assert lines[3].startswith("test accuracy: momentum - plain = +2.00 points here (identical "
+                               "on every seed (n=3)), +6.6 in the anchor: same direction")
     md = (tmp_path / "momentum_flows_tiny_cpu.md").read_text()
     assert "Against the anchor" in md and "0.40, 0.50, 0.60" in md
 
@@ -70,10 +70,11 @@ def test_anchor_verdict_pairs_seeds(monkeypatch, tmp_path):
     saved["runs"][-1].update(test_acc=0.0, nfe_forward=[90.0])  # an outlier of the unpaired seed
     momentum_flows.summarise(saved, ["ode_resnet20", "hbode_resnet20"], saved["recipe_key"])
     lines = saved["anchor_verdict"]
-    assert lines[0].startswith("forward NFE/step: momentum/plain = 0.67 here (20.0 vs 30.0)")
+    assert lines[0].startswith("forward NFE/step: momentum/plain = 0.67 here (20.0 vs 30.0; one "
+                               "seed, no interval)")
     assert lines[3].startswith("test accuracy: momentum - plain = +2.00 points here (one seed, "
                                "no interval)")
-    assert "finished, [0]):" in momentum_flows.markdown(saved)
+    assert "finished, 0):" in momentum_flows.markdown(saved)  # no Python list
 
 
 def test_pilot_config_cuts_the_converged_recipe_and_writes_its_own_file(monkeypatch, tmp_path):

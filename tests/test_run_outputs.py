@@ -217,7 +217,32 @@ def test_subset_zero_is_an_error_in_compare_as_in_train(capsys):
     assert subset_arg("all") is None and subset_arg("512") == 512
 
 
-def test_info_defaults_to_the_training_default_dataset(capsys):
-    from odenets.train import TrainConfig
+def test_info_defaults_to_the_python_api_default_and_says_so(capsys):
+    """`odenets info` counts what `odenets.info` counts by default (CIFAR-10's 3 x 32 x 32, 10
+    classes; issue 26 item 15), not `odenets train`'s default dataset, and prints which."""
     assert cli.main(["info", "resnet20", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["dataset"] == TrainConfig().dataset
+    meta = json.loads(capsys.readouterr().out)
+    assert meta["dataset"] == "cifar10" and meta["input_size"] == [1, 3, 32, 32]
+
+
+def test_plain_lines_keep_their_interval_in_training_test_evaluation_and_eval(tmp_path, capsys, monkeypatch):
+    """The plain line comes when its interval is up, not at the next `log_every` boundary
+    (issue 26 item 13: 'every 30 s' came about once a minute), and the per-epoch test
+    evaluation and `odenets eval` show progress too (they printed nothing for minutes)."""
+    monkeypatch.setattr(progress, "INTERVAL", 0.0)  # a line at every update
+    train(tiny_config(tmp_path, log_every=4, subset=128, batch_size=32, eval_batch_size=16, epochs=1))
+    out = capsys.readouterr().out
+    assert [f"step {k}/4" in out for k in (1, 2, 3)] == [True] * 3, out  # 4 steps, log_every 4
+    assert "epoch 1/1 test step 1/4" in out, out
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    status = cli.main(["eval", str(tmp_path / "run"), "--model", "fixtures.tiny_models:tiny",
+                       "--batch-size", "16", "--json"])
+    captured = capsys.readouterr()
+    assert status == 0 and json.loads(captured.out)["images"] == 64  # stdout stays JSON
+    assert "eval test step 1/4" in captured.err
+
+
+def test_compare_shows_overall_progress_across_models_and_epochs():
+    from odenets.commands.compare import overall_progress
+    assert overall_progress(0, 2, 2, 0.0) == "[model 1/2, epochs 1-2 of 4] (time left: known after the first model)"
+    assert overall_progress(1, 3, 2, 100.0) == "[model 2/3, epochs 3-4 of 6] 1:40 elapsed, about 3:20 left"

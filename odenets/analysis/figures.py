@@ -8,6 +8,7 @@ import os
 
 import torch
 
+from ..atomic import save_figure
 from .convergence import convergence_all
 from .modified_equation import lm_table
 from .stability import analytic_radius, stability_regions
@@ -28,8 +29,12 @@ def _save(fig, path) -> str:
     folder = os.path.dirname(path)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight")
+    save_figure(fig, path, bbox_inches="tight")  # atomic: no 0-byte PNG when the disk is full
     return path
+
+
+# a second title line for schemes whose panel needs one (the test system they are drawn on)
+NOTES = {"damped_leapfrog": "γ = 0 on this test system"}
 
 
 def plot_stability_regions(path, schemes=None, re=(-3.5, 1.5), im=(-3.2, 3.2), n: int = 301) -> list[dict]:
@@ -38,6 +43,14 @@ def plot_stability_regions(path, schemes=None, re=(-3.5, 1.5), im=(-3.2, 3.2), n
     `stability_regions` data. With ``schemes=None`` (all registered) a scheme that cannot be
     analysed is skipped with a warning rather than failing the figure."""
     regions = stability_regions(schemes, re, im, n, skip_errors=schemes is None)
+    _save(stability_figure(regions, re, im), path)
+    return regions
+
+
+def stability_figure(regions: list[dict], re=(-3.5, 1.5), im=(-3.2, 3.2)):
+    """The figure of `plot_stability_regions`: every panel spans the same ``re`` x ``im`` window
+    (a region without interior, a segment of the imaginary axis, would otherwise collapse the
+    axis to that segment)."""
     cols = min(4, max(1, len(regions)))
     rows = math.ceil(len(regions) / cols)
     fig = _figure(3.0 * cols, 3.3 * rows)
@@ -60,16 +73,18 @@ def plot_stability_regions(path, schemes=None, re=(-3.5, 1.5), im=(-3.2, 3.2), n
             pass
         ax.axhline(0, color="0.6", linewidth=0.5)
         ax.axvline(0, color="0.6", linewidth=0.5)
-        opts = ", ".join(f"{k}={v}" for k, v in r["options"].items())
-        ax.set_title(f"{r['name']} (order {r['order']:g})" + (f"\n{opts}" if opts else "\n"), fontsize=9)
+        opts = ", ".join(f"{k}={v}" for k, v in r["options"].items()) or NOTES.get(r["name"], "")
+        ax.set_title(f"{r['name']} (order {r['order']:g})\n{opts}", fontsize=9)
         ax.set_xlabel("Re z  (z = λ Δt)", fontsize=8)
         ax.set_ylabel("Im z", fontsize=8)
+        ax.set_xlim(*re)
+        ax.set_ylim(*im)
         ax.set_aspect("equal")
+        ax.ticklabel_format(useOffset=False)
         ax.tick_params(labelsize=7)
     fig.suptitle("Linear stability regions ρ(M(z)) ≤ 1 for u' = λu (leapfrog: y' = λz, z' = λy)\n"
                  "filled: from the update rule; dashed: closed form", fontsize=10)
-    _save(fig, path)
-    return regions
+    return fig
 
 
 def plot_convergence(path, schemes=None, steps=(8, 16, 32, 64, 128)) -> list[dict]:

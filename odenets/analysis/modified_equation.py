@@ -23,6 +23,7 @@ import torch
 
 from solvers.multistep import modified_equation_coefficients
 
+from ..atomic import write_text
 from ..build import coefficients as flow_coefficients
 
 
@@ -92,6 +93,5 @@ def table_csv(rows: list[dict], path=None) -> str:
         writer.writerow([r["stage"], r["block"]] + [repr(r[c]) for c in COLUMNS[2:]])
     text = buffer.getvalue()
     if path is not None:
-        with open(path, "w", newline="") as fh:
-            fh.write(text)
+        write_text(path, text)
     return text

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+from ..atomic import write_text
 from ..build import coefficients as flow_coefficients
 from .convergence import convergence_table
 from .figures import plot_convergence, plot_lm_coefficients, plot_stability_regions
@@ -26,8 +27,7 @@ def write_report(out_dir, model=None, coefficients=None) -> dict[str, str]:
              "convergence_table": join("convergence.md")}
     plot_stability_regions(paths["stability"])
     results = plot_convergence(paths["convergence"])
-    with open(paths["convergence_table"], "w") as fh:
-        fh.write(convergence_table(results))
+    write_text(paths["convergence_table"], convergence_table(results))
     if model is not None:
         coefficients = flow_coefficients(model)
     paths.update(write_lm_report(out_dir, coefficients or {}))
@@ -48,7 +48,6 @@ def write_lm_report(out_dir, coefficients, figure: bool = True) -> dict[str, str
     else:
         rows = lm_table(coefficients)
         del paths["lm"]
-    with open(paths["lm_table"], "w") as fh:
-        fh.write(table_markdown(rows))
+    write_text(paths["lm_table"], table_markdown(rows))
     table_csv(rows, paths["lm_csv"])
     return paths

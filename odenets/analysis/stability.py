@@ -27,6 +27,8 @@ Closed forms used as checks (`analytic_radius`):
   ``z^2`` is real in ``[-4, 0]``: the region is the segment ``z in i[-2, 2]`` of the imaginary
   axis (oscillatory modes with ``|omega dt| <= 2``). Leapfrog preserves volume: it never damps,
   so it has no 2-D region, unlike the dissipative schemes.
+* damped_leapfrog: on this test system (one field on the whole state, no damping pair) it is
+  velocity Verlet with gamma = 0, so its region is leapfrog's segment.
 """
 from __future__ import annotations
 
@@ -181,11 +183,11 @@ def analytic_radius(name: str, z, **options) -> torch.Tensor:
     if name == "lm":
         k = options.get("k", solvers.get("lm").fixed_coefficients()["k"])
         return _poly_roots_radius((-(1 - k + z), torch.full_like(z, -k)))
-    if name == "leapfrog":
+    if name in ("leapfrog", "damped_leapfrog"):  # damped_leapfrog on one f(t, u): undamped
         return _poly_roots_radius((-(2 + z ** 2), torch.ones_like(z)))
     raise ValueError(f"no closed form for scheme {name!r}; closed forms exist for ['ab2', "
-                     f"'backward_euler', 'backward_euler_implicit', 'euler', 'heun', 'leapfrog', "
-                     f"'lm', 'midpoint', 'rk2', 'rk4', 'rk4_38']")
+                     f"'backward_euler', 'backward_euler_implicit', 'damped_leapfrog', 'euler', 'heun', "
+                     f"'leapfrog', 'lm', 'midpoint', 'rk2', 'rk4', 'rk4_38']")
 
 
 def stability_regions(schemes=None, re=(-3.5, 1.5), im=(-3.0, 3.0), n: int = 401,

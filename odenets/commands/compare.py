@@ -18,7 +18,8 @@ import torch
 from ..train import config_from_args
 from ..train.checkpoint import NAME
 from ..train.loop import train_validated, validate
-from ..train.model import import_from_cwd
+from ..train.model import build_model, import_from_cwd
+from ..train.progress import format_eta
 from ..train.rundir import write_json
 
 HELP = "train several models with the same recipe and seed and compare them"
@@ -75,19 +76,47 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join([lines[0], "-" * len(lines[0])] + lines[1:])
 
 
+def overall_progress(done: int, models: int, epochs: int, elapsed: float) -> str:
+    """'[model 2/3, epochs 3-4 of 6] 1:40 elapsed, about 3:20 left': where the comparison stands
+    before model ``done`` (0-based) starts; time left = mean time per model so far x models left."""
+    head = f"[model {done + 1}/{models}, epochs {done * epochs + 1}-{(done + 1) * epochs} of {models * epochs}]"
+    if not done:
+        return f"{head} (time left: known after the first model)"
+    return f"{head} {format_eta(elapsed)} elapsed, about {format_eta(elapsed / done * (models - done))} left"
+
+
+def untrained_coefficients(model) -> dict[str, list[int]]:
+    """``{"<flow path>.<name>": [step, ...]}``: coefficient entries of ``model`` that never reach
+    its output. An LM flow that starts without history (a network's first stage without a
+    transition) takes a forward-Euler first step (u_{-1} = u_0), so its k_0 gets no gradient."""
+    from ..flow import Flow
+    stages = getattr(model, "stages", None)
+    first = stages[0] if stages is not None and len(stages) else None
+    flow = getattr(first, "flow", None)
+    if isinstance(flow, Flow) and getattr(first, "transition", None) is None and flow.scheme.name == "lm":
+        return {"stages.0.flow.k": [0]}
+    return {}
+
+
 def format_coefficients(rows: list[dict]) -> list[str]:
     """One line per model with learned scheme coefficients: their range and mean per name
-    (LM-ResNet's k_n: k < 0 damps, k > 0 adds momentum; see docs)."""
+    (LM-ResNet's k_n: k < 0 damps, k > 0 adds momentum; see docs), leaving out the entries
+    ``row["untrained"]`` names (`untrained_coefficients`), which keep their initial value."""
     lines = []
     for r in rows:
-        values = {}
+        values, skipped = {}, []
+        untrained = r.get("untrained") or {}
         for key, vals in (r.get("coefficients") or {}).items():
+            vals = vals if isinstance(vals, list) else [vals]
+            drop = set(untrained.get(key, ()))
+            skipped += [f"{key.rsplit('.', 1)[-1]}_{i} of {key.rsplit('.', 1)[0]}" for i in sorted(drop)]
             values.setdefault(key.rsplit(".", 1)[-1], []).extend(
-                v for v in (vals if isinstance(vals, list) else [vals]) if isinstance(v, (int, float)))
+                v for i, v in enumerate(vals) if isinstance(v, (int, float)) and i not in drop)
         parts = [f"{name}_n in [{min(v):+.3f}, {max(v):+.3f}], mean {sum(v) / len(v):+.3f} "
                  f"over {len(v)} steps" for name, v in values.items() if v]
         if parts:
-            lines.append(f"{r['model']}: learned " + "; ".join(parts))
+            note = f" ({', '.join(skipped)}: never trained, left out)" if skipped else ""
+            lines.append(f"{r['model']}: learned " + "; ".join(parts) + note)
     return lines
 
 
@@ -108,14 +137,18 @@ def run(args) -> int:
         if (Path(cfg.run_dir) / NAME).exists():  # train() would refuse it, after earlier models
             raise ValueError(f"{cfg.run_dir} already holds a run; choose another --out")
         configs.append(cfg)
-    rows = []
-    for cfg, spec in zip(configs, specs):
+    rows, start = [], time.perf_counter()
+    for i, (cfg, spec) in enumerate(zip(configs, specs)):
+        print(overall_progress(i, len(configs), cfg.epochs, time.perf_counter() - start), flush=True)
         if cfg.compile:  # a fresh compile cache per model: torch.compile allows a few recompiles
             torch._dynamo.reset()  # of one forward (every preset's), then silently runs eager
         summary = train_validated(cfg, spec)
         final = summary["final"]
+        with torch.random.fork_rng():  # the layout only: which coefficients are never trained
+            untrained = untrained_coefficients(build_model(cfg, spec.num_classes, spec.input_size[0]))
         rows.append(dict(model=cfg.model, params=summary["params"], test_acc=final["test_acc"],
-                         coefficients=final.get("coefficients") or {}, train_s=summary["train_seconds"],
+                         coefficients=final.get("coefficients") or {}, untrained=untrained,
+                         train_s=summary["train_seconds"],
                          img_per_s=final["img_per_s"],
                          run_dir=summary["run_dir"]))
     cfg = configs[0].to_dict()

@@ -42,6 +42,7 @@ def add_parser(subparsers):
 
 def run(args) -> int:
     import json
+    import sys
     from pathlib import Path
 
     import torch
@@ -50,6 +51,7 @@ def run(args) -> int:
     from ..train import distributed
     from ..train.epoch import evaluate
     from ..train.model import import_from_cwd, load_run_model
+    from ..train.progress import progress
     run_dir = Path(args.run_dir)
     import_from_cwd(args.model)
     model, cfg, state = load_run_model(run_dir, model=args.model,
@@ -71,7 +73,11 @@ def run(args) -> int:
         model = model.to(memory_format=torch.channels_last)
     loader = datasets.Loader(split, args.batch_size, train=False, device=device,
                              channels_last=cfg.channels_last)
-    result = evaluate(model, loader, cfg, distributed.Dist(), device)
+    bar = progress(len(loader), out=sys.stderr)  # a bar on a terminal, else a line every 30 s
+    try:
+        result = evaluate(model, loader, cfg, distributed.Dist(), device, bar, f"eval {args.split}")
+    finally:
+        bar.close()
     record = dict(run_dir=str(run_dir), epoch=state["epoch"], split=args.split, **resolved, **result)
     if args.json:
         print(json.dumps(record))

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 HELP = "parameters, field evaluations and MACs of a model"
 ORDER = 30
+DEFAULT_DATASET = "cifar10"  # the shape odenets.info(name) assumes: (1, 3, 32, 32), 10 classes
 
 
 def add_parser(subparsers):
     p = subparsers.add_parser("info", help=HELP, description=HELP + ".")
     p.add_argument("model", help="preset name (see `odenets list models`)")
-    p.add_argument("--dataset", default="fashion-mnist",
+    p.add_argument("--dataset", default=DEFAULT_DATASET,
                    help="take input shape and number of classes from this dataset (default: "
-                   "fashion-mnist, as `odenets train`)")
+                   f"{DEFAULT_DATASET}, 3 x 32 x 32 and 10 classes, as `odenets.info` and "
+                   "`odenets list`)")
     p.add_argument("--solver", default=None, help="replace the preset's scheme by this solver")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p

@@ -54,15 +54,19 @@ def scheme_text(cfg) -> str:
 
 
 def describe_models(names) -> list[str]:
-    """One line per preset: name, scheme, parameters (10 classes), description."""
+    """One line per preset: name, scheme, parameters (10 classes), description; the columns
+    are as wide as their longest entry, so no entry pushes the next column out of line."""
     from ..models.registry import DOCS, get_config
     table = parameter_table()
+    names = list(names)
+    schemes = [scheme_text(get_config(name)) for name in names]
+    wide = max(map(len, names), default=0), max(map(len, schemes), default=0)
     lines = []
-    for name in names:
+    for name, scheme in zip(names, schemes):
         params = table.get(name)
         if params is None:
             params = count_parameters(name)
-        lines.append(f"{name:24s} {scheme_text(get_config(name)):34s} {params / 1e6:7.3f}M  "
+        lines.append(f"{name:{wide[0]}s}  {scheme:{wide[1]}s}  {params / 1e6:7.3f}M  "
                      f"{DOCS.get(name, '')}")
     return lines
 

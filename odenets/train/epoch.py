@@ -84,7 +84,8 @@ def train_epoch(model, loader, optimizer, epoch: int, first_step: int, total_ste
                                 acc=f"{step_correct[: i + 1].sum().item() / seen:.4f}",
                                 img_s=f"{seen * info.world_size / (time.perf_counter() - start):.0f}",
                                 refresh=False)
-                bar.update(i + 1 - bar.n)
+        if bar is not None:  # every step (no host sync): plain lines keep their interval
+            bar.update(i + 1 - bar.n)
     totals = torch.stack([step_loss.double().sum() * batch, step_correct.sum().double(),
                           torch.tensor(float(steps * batch), device=device, dtype=torch.float64)])
     distributed.all_reduce(totals, info)
@@ -111,9 +112,14 @@ def _check_finite(losses: torch.Tensor, epoch: int, info: distributed.Dist) -> N
 
 
 @torch.no_grad()
-def evaluate(model, loader, cfg, info: distributed.Dist, device: torch.device) -> dict:
-    """Mean cross-entropy and accuracy over ``loader`` (every rank's shard, all-reduced)."""
+def evaluate(model, loader, cfg, info: distributed.Dist, device: torch.device, bar=None,
+             desc: str = "eval") -> dict:
+    """Mean cross-entropy and accuracy over ``loader`` (every rank's shard, all-reduced);
+    ``bar`` (a `progress` bar, reset here and labelled ``desc``) advances one batch at a time."""
     model.eval()
+    if bar is not None:
+        bar.reset(total=len(loader))
+        bar.set_description(desc)
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.float64)
     count = torch.zeros((), device=device, dtype=torch.float64)
@@ -123,6 +129,8 @@ def evaluate(model, loader, cfg, info: distributed.Dist, device: torch.device) -
         loss_sum += F.cross_entropy(out, y, reduction="sum").double()
         correct += (out.argmax(1) == y).sum()
         count += len(y)
+        if bar is not None:
+            bar.update(1)
     totals = distributed.all_reduce(torch.stack([loss_sum, correct, count]), info)
     loss_total, correct_total, n = totals.tolist()
     return dict(loss=loss_total / max(n, 1), acc=correct_total / max(n, 1), images=int(n))

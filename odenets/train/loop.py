@@ -5,9 +5,8 @@ global RNG is re-seeded from (seed, rank) so that training noise does not depend
 randomness the initialisation used; the data order and augmentation of epoch e are functions of
 (seed, e, rank); the torch RNG state (model noise such as dropout or stochastic depth) and the
 states of generators the model's noise owns (a scheme's ``seed=``) are saved in every
-checkpoint and restored on resume. A run
-resumed from its last checkpoint therefore replays exactly what the killed run would have done,
-and on CPU reaches bit-identical weights.
+checkpoint and restored on resume. A run resumed from its last checkpoint therefore replays
+exactly what the killed run would have done, and on CPU reaches bit-identical weights.
 
 With ``precise_bn=K`` the BatchNorm running statistics are recomputed from K training batches
 before each evaluation (`precise_bn.recompute_bn_stats`) and averaged over ranks; the RNG states
@@ -98,11 +97,10 @@ def _train(cfg, spec, info, device, model, resume, held) -> dict:
         for epoch in range(start_epoch, cfg.epochs):
             stats, curve = _train_epoch(run, epoch)
             record = _evaluate(run, epoch, stats, curve)
-            history.append(record)
-            _checkpoint(run, epoch, record, history)
+            _checkpoint(run, epoch, record, history)  # appends record once the checkpoint holds it
     except ValueError as e:  # e.g. the disk filled up while saving a checkpoint
-        if info.main:
-            with contextlib.suppress(OSError):
+        if info.main:  # epochs_done: the epochs the checkpoint holds
+            with contextlib.suppress(OSError, ValueError):
                 rundir.write_json(run.dir / rundir.SUMMARY, dict(
                     summary, status="failed", error=str(e), epochs_done=len(history),
                     history=history))
@@ -249,7 +247,8 @@ def _evaluate(run: _Run, epoch: int, stats: dict, curve: dict) -> dict:
     if cfg.precise_bn:
         precise_bn(raw, run.train_loader, epoch, cfg, run.device)
     average_buffers(raw, run.info)
-    test = evaluate(run.eval_model, run.test_loader, cfg, run.info, run.device)
+    test = evaluate(run.eval_model, run.test_loader, cfg, run.info, run.device, run.bar,
+                    f"epoch {epoch + 1}/{cfg.epochs} test")
     if not math.isfinite(test["loss"]):
         raise TrainingDivergedError(
             f"the weights became NaN/inf at the end of epoch {epoch + 1} (every training "
@@ -258,7 +257,8 @@ def _evaluate(run: _Run, epoch: int, stats: dict, curve: dict) -> dict:
     record = dict(epoch=epoch + 1, **stats, test_loss=test["loss"], test_acc=test["acc"],
                   lr=run.optimizer.param_groups[0]["lr"], coefficients=coefficients(raw))
     if run.val_loader is not None:
-        val = evaluate(run.eval_model, run.val_loader, cfg, run.info, run.device)
+        val = evaluate(run.eval_model, run.val_loader, cfg, run.info, run.device, run.bar,
+                       f"epoch {epoch + 1}/{cfg.epochs} validation")
         record.update(val_loss=val["loss"], val_acc=val["acc"])
     record["train_curve"] = progress.epoch_curve(curve["losses"], curve["correct"],
                                                  run.train_loader.local_batch, epoch, curve["lrs"])
@@ -325,16 +325,18 @@ def _start_run_dir(run: _Run, history: list) -> None:
 
 
 def _checkpoint(run: _Run, epoch: int, record: dict, history: list) -> None:
-    """Save the checkpoint after epoch ``epoch`` (atomically; RNG states of every rank), append
-    ``record`` to the metrics (and TensorBoard), print the epoch's line."""
+    """Save the checkpoint after epoch ``epoch`` (atomically; RNG states of every rank), then
+    append ``record`` to ``history`` (unchanged if the save fails), the metrics, TensorBoard."""
     cfg, steps = run.cfg, len(run.train_loader)
     rng = distributed.all_gather_object(checkpoint.rng_state(run.raw), run.info)
+    if run.info.main:
+        checkpoint.save_atomic(dict(
+            version=1, epoch=epoch + 1, model=run.raw.state_dict(), optimizer=run.optimizer.state_dict(),
+            schedule=dict(name=cfg.schedule, step=(epoch + 1) * steps, total=run.total_steps),
+            rng=rng, history=history + [record], config=cfg.to_dict()), run.ckpt_path)
+    history.append(record)
     if not run.info.main:
         return
-    checkpoint.save_atomic(dict(
-        version=1, epoch=epoch + 1, model=run.raw.state_dict(), optimizer=run.optimizer.state_dict(),
-        schedule=dict(name=cfg.schedule, step=(epoch + 1) * steps, total=run.total_steps),
-        rng=rng, history=history, config=cfg.to_dict()), run.ckpt_path)
     rundir.append_metrics(run.dir, record)
     rundir.write_metrics_csv(run.dir, history)
     if run.tb is not None:
@@ -383,8 +385,7 @@ def _best_on_validation(history: list) -> dict:
 
 
 def _nfe_text(nfe: dict | None) -> str:
-    """' | NFE/step fwd 14.0 bwd 20.0' (no 'bwd' when the backward evaluated no field: no
-    adjoint), '' without continuous-depth flows."""
+    """' | NFE/step fwd 14.0 bwd 20.0' (no 'bwd' without backward field calls); '' if no flow."""
     if not nfe:
         return ""
     return f" | NFE/step fwd {nfe['forward']:.1f}" + (f" bwd {nfe['backward']:.1f}" if nfe["backward"] else "")

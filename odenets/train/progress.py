@@ -2,8 +2,9 @@
 
 A bar redraws itself with carriage returns, which end up as ``\\r`` fragments in a log file or
 a pipe (``make demo > log 2>&1``). `progress(total)` therefore returns tqdm's bar only when its
-stream (stderr) is a terminal, and otherwise a `LineProgress`, which prints one line at most
-every ``interval`` seconds:
+stream (stderr) is a terminal, and otherwise a `LineProgress`, which prints one line every
+``interval`` seconds (the training loop and `evaluate` advance it every batch, so a line is at
+most one batch late):
 
     epoch 1/2 step 120/235 | loss 0.6123 acc 0.7791 | 840 img/s | ETA 0:52
 
@@ -22,15 +23,15 @@ import time
 INTERVAL = 30.0  # seconds between two plain progress lines
 
 
-def progress(total: int, *, stream=None, interval: float | None = None):
+def progress(total: int, *, stream=None, interval: float | None = None, out=None):
     """A tqdm bar on ``stream`` (default stderr) if it is a terminal, else a `LineProgress`
-    printing to stdout every ``interval`` seconds (default `INTERVAL`)."""
+    printing to ``out`` (default stdout) every ``interval`` seconds (default `INTERVAL`)."""
     stream = sys.stderr if stream is None else stream
     isatty = getattr(stream, "isatty", None)
     if isatty is not None and isatty():
         from tqdm.auto import tqdm
         return tqdm(total=total, unit="step", dynamic_ncols=True, leave=False, file=stream)
-    return LineProgress(total, interval=INTERVAL if interval is None else interval)
+    return LineProgress(total, interval=INTERVAL if interval is None else interval, out=out)
 
 
 def epoch_curve(step_losses, step_correct, batch: int, epoch: int, lrs, points: int = 10) -> dict:

@@ -24,6 +24,8 @@ import os
 import time
 from pathlib import Path
 
+from ..atomic import temp_path, write_text
+
 try:
     import fcntl
 except ImportError:  # not POSIX: runs are not locked
@@ -94,22 +96,13 @@ def claim(run_dir, resume: bool):
         os.close(fd)  # releases the lock
 
 
-def temp_path(path: Path) -> Path:
-    """Where an atomic write of ``path`` puts its data before the rename: ``.<name>.<pid>.tmp``
-    beside it (`stale_temps` finds those a killed process left)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 def stale_temps(path: Path) -> list[Path]:
     """Temp files of atomic writes of ``path`` (any process's) that were never renamed."""
     return sorted(path.parent.glob(f".{path.name}.*.tmp"))
 
 
 def _write_text_atomic(path, text: str) -> None:
-    path = Path(path)
-    tmp = temp_path(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text(path, text)
 
 
 def write_json(path, obj) -> None:
@@ -130,8 +123,12 @@ def read_json(path) -> dict:
 
 
 def append_metrics(run_dir, record: dict) -> None:
-    with open(Path(run_dir) / METRICS, "a") as f:
-        f.write(json.dumps(record) + "\n")
+    try:
+        with open(Path(run_dir) / METRICS, "a") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError as e:
+        raise ValueError(f"cannot write {Path(run_dir) / METRICS} (disk full or not writable?): "
+                         f"{e.strerror or e}") from None
 
 
 def rewrite_metrics(run_dir, history: list[dict]) -> None:
