@@ -125,7 +125,7 @@ def row_verdict(cmp: dict) -> str:
     if cmp["n"] < 2:
         return f"n={cmp['n']}: no interval yet"
     if not cmp["std"]:
-        return f"identical difference on every seed (n={cmp['n']})"
+        return f"identical on every seed (n={cmp['n']})"
     lo, hi = cmp["ci95"]
     if lo > 0 or hi < 0:
         word = f"{cmp['b'] if cmp['mean_diff'] > 0 else cmp['a']} better (95% CI excludes 0)"

@@ -62,7 +62,7 @@ def test_scheme_table_pairs_and_corrects():
 def test_zero_variance_difference_is_not_called_significant():
     payload = _payload({"resnet20": {0: 0.93, 1: 0.93}, "sd_resnet20": {0: 0.94, 1: 0.94}})
     row = [r for r in family.scheme_table(payload) if r["model"] == "sd_resnet20"][0]
-    assert row["comparison"]["verdict"].startswith("identical difference on every seed")
+    assert row["comparison"]["verdict"].startswith("identical on every seed (n=2)")
 
 
 def test_report_files(tmp_path):
