@@ -118,7 +118,7 @@ def fake_row(name, seed):
 
 def test_campaign_accumulates_and_skips_finished_runs(monkeypatch, tmp_path):
     calls = []
-    monkeypatch.setattr(converged, "train_one", lambda n, s, r: calls.append((n, s)) or fake_row(n, s))
+    monkeypatch.setattr(converged, "train_one", lambda n, s, r, **kw: calls.append((n, s)) or fake_row(n, s))
     monkeypatch.setattr(converged, "model_meta", lambda n, d: dict(params=1))
     args = ["--config", "tiny", "--dataset", "synthetic", "--out-dir", str(tmp_path)]
     converged.main(args + ["--seeds", "0-1"])
