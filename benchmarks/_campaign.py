@@ -100,7 +100,9 @@ def drive(*, path: Path, key: str, fn: str, runs: list, args, summary, identity=
           report_only: bool = False, max_runs: int | None = None, label: str = "campaign") -> list:
     """Run ``runs`` (`odenets.campaign.Run`) of ``fn`` ("module:function" in benchmarks/)
     under recipe ``key`` on the executor of ``args``, rewriting the summary at ``path`` with
-    ``summary(records, failures)`` after each new record. The records at the end."""
+    ``summary(records, failures)`` after each new record and at the end; ``(records,
+    failures)``. ``legacy_key``: the key of stored runs without one (files checked whole
+    by `check_setup`)."""
     path = Path(path)
     campaign = Campaign(directory=str(path.with_suffix("")), key=key, fn=fn, runs=runs,
                         identity=tuple(identity), path=[BENCH], legacy=str(path),
@@ -114,4 +116,4 @@ def drive(*, path: Path, key: str, fn: str, runs: list, args, summary, identity=
         run_campaign(campaign, args, refresh, max_runs=max_runs, label=label)
     records, failures = collect(campaign)
     summary(records, failures)
-    return records
+    return records, failures

@@ -210,6 +210,8 @@ def run_one(model: str, seed: int, recipe: dict, config: str) -> dict:
                   img_per_s=row["img_per_s"], params=row["params"],
                   coefficients=row["coefficients"], curve=row["curve"], recipe=config,
                   amp_used=row.get("amp_used"), compile_used=row.get("compile_used"))
+    print(f"{model} seed {seed}: test {record['test_acc'] * 100:.2f}%, val "
+          f"{(record['val_acc'] or 0) * 100:.2f}%, {record['seconds'] / 60:.1f} min", flush=True)
     if net is not None:
         record["state_dict"] = net.state_dict()
     return record

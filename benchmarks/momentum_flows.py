@@ -231,7 +231,11 @@ def write(payload: dict, path: Path) -> None:
 
 def run_one(model: str, seed: int, recipe: dict, solver_options: dict) -> dict:
     """One run of the campaign (`train_run` with ``recipe`` given as a dict)."""
-    return train_run(model, seed, Recipe(**recipe), solver_options)
+    r = train_run(model, seed, Recipe(**recipe), solver_options)
+    print(f"{model} seed {seed}: test {r['test_acc'] * 100:.2f}%, NFE/step fwd "
+          f"{(r['nfe_forward'] or [0])[-1]:.1f} bwd {(r['nfe_backward'] or [0])[-1]:.1f}, "
+          f"{r['seconds'] / 60:.1f} min", flush=True)
+    return r
 
 
 def make_recipe(config: str, dataset: str, **overrides) -> Recipe:
