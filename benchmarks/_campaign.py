@@ -18,10 +18,25 @@ import json
 import traceback
 from pathlib import Path
 
-from odenets.campaign import Campaign, collect, git_version, read_legacy, run_campaign
+from odenets.campaign import (Campaign, add_arguments, collect, git_version, read_legacy,
+                              run_campaign)
 from odenets.campaign.records import read_json, write_json
 
 BENCH = str(Path(__file__).resolve().parent)
+
+
+def add_campaign_arguments(p, report: bool = True) -> None:
+    """``--threads``, ``--out-dir``, (``report``: ``--max-runs``, ``--report-only``) and the
+    executor flags of `odenets.campaign.add_arguments`."""
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads of a single "
+                   "worker (default: torch's; several workers: --threads-per-worker)")
+    p.add_argument("--out-dir", default=None, help="results directory (default benchmarks/results)")
+    if report:
+        p.add_argument("--max-runs", type=int, default=None, help="stop after this many new runs")
+        p.add_argument("--report-only", action="store_true", help="rebuild the summary, markdown "
+                       "and plots from the stored records and recipe, training nothing (recipe "
+                       "flags ignored)")
+    add_arguments(p)
 
 
 def recipe_key(recipe: dict) -> str:

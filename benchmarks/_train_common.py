@@ -246,6 +246,15 @@ def pyplot():
     return plt
 
 
+def save_figure(fig, stem: Path, suffix: str) -> list[str]:
+    """Lay out, save as ``<stem>_<suffix>.png`` (110 dpi) and close ``fig``: [its file name]."""
+    fig.tight_layout()
+    out = stem.parent / f"{stem.name}_{suffix}.png"
+    fig.savefig(out, dpi=110)
+    pyplot().close(fig)
+    return [out.name]
+
+
 MARKERS = "os^vDP<>pXh*d8H"
 
 

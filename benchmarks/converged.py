@@ -31,12 +31,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _campaign import (drive, load_summary, parse_seeds, recipe_key,  # noqa: E402
-                       report_header, write_report)
+from _campaign import (add_campaign_arguments, drive, load_summary,  # noqa: E402
+                       parse_seeds, recipe_key, report_header, write_report)
 from _common import HelpFormatter, env_info, result_path  # noqa: E402
 from _stats import mean_ci, paired, significant, verdict  # noqa: E402
 from _train_common import (Recipe, default_dataset, markdown_table, model_meta,  # noqa: E402
-                           parse_list, pyplot, set_threads, train_one)
+                           parse_list, pyplot, save_figure, set_threads, train_one)
 
 from odenets import campaign  # noqa: E402
 from odenets.train.distributed import resolve_device  # noqa: E402
@@ -57,13 +57,7 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", default=None, help="directory holding the dataset files")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads of a single "
-                   "worker (default: torch's; several workers: --threads-per-worker)")
-    p.add_argument("--out-dir", default=None, help="results directory (default benchmarks/results)")
-    p.add_argument("--max-runs", type=int, default=None, help="stop after this many new runs")
-    p.add_argument("--report-only", action="store_true", help="rebuild the summary, markdown and "
-                   "plots from the stored records and recipe, training nothing (recipe flags ignored)")
-    campaign.add_arguments(p)
+    add_campaign_arguments(p)
     return p.parse_args(argv)
 
 
@@ -187,15 +181,7 @@ def plot(payload: dict, stem: Path) -> list[str]:
     ax2.grid(axis="y", alpha=0.3)
     fig.suptitle(f"{payload['recipe']['dataset']}, recipe {payload['recipe_name']} "
                  f"({payload['recipe']['epochs']} epochs), {payload['env']['device']}", fontsize=10)
-    fig.tight_layout()
-    out = stem.parent / f"{stem.name}_paired.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return [out.name]
-
-
-def write(payload: dict, path: Path) -> None:
-    write_report(payload, path, plot, markdown)
+    return save_figure(fig, stem, "paired")
 
 
 # ---- the campaign ----------------------------------------------------------------------------------
@@ -244,7 +230,7 @@ def main(argv=None) -> int:
     def summary(records: list, failures: list) -> None:
         payload.update(runs=records, failures=failures)
         summarise(payload, models, key)
-        write(payload, path)
+        write_report(payload, path, plot, markdown)
 
     runs = [campaign.Run(f"{m}__s{s}", dict(model=m, seed=s),
                          dict(model=m, seed=s, recipe=recipe.to_dict(), config=args.config))

@@ -34,7 +34,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _campaign import check_setup, drive, load_summary, recipe_key, write_report  # noqa: E402
+from _campaign import (add_campaign_arguments, check_setup, drive,  # noqa: E402
+                       load_summary, recipe_key, write_report)
 from _common import HelpFormatter, env_info, result_path  # noqa: E402
 from _stats import mean_ci  # noqa: E402
 from _train_common import (Recipe, default_dataset, markdown_table, parse_list, pyplot,  # noqa: E402
@@ -162,7 +163,8 @@ def markdown(payload: dict) -> str:
             rows.append([k, len(s["seeds"]), _ci(s["trained"]), solver]
                         + [_ci(per[str(n)]) for n in steps_list])
     lines += [markdown_table(head, rows), "", verdict(payload["summary"], payload["train_solver"]), "",
-              campaign.provenance_line(payload["runs"], lambda r: f"K={r['train_steps']} seed {r['seed']}"), ""]
+              campaign.provenance_line(payload["runs"],
+                                       lambda r: f"K={r['train_steps']} seed {r['seed']}"), ""]
     return "\n".join(lines)
 
 
@@ -221,9 +223,7 @@ def parse_args(argv=None):
     p.add_argument("--subset", type=int, default=None)
     p.add_argument("--test-subset", type=int, default=None)
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out-dir", default=None)
-    campaign.add_arguments(p)
+    add_campaign_arguments(p, report=False)
     return p.parse_args(argv)
 
 

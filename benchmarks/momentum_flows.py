@@ -40,12 +40,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _campaign import (drive, load_summary, parse_seeds, recipe_key,  # noqa: E402
-                       report_header, write_report)
+from _campaign import (add_campaign_arguments, drive, load_summary,  # noqa: E402
+                       parse_seeds, recipe_key, report_header, write_report)
 from _common import HelpFormatter, env_info, result_path  # noqa: E402
 from _stats import mean_ci, paired, significant, verdict  # noqa: E402
 from _train_common import (Recipe, default_dataset, markdown_table, parse_list, pyplot,  # noqa: E402
-                           set_threads, train_one)
+                           save_figure, set_threads, train_one)
 
 from odenets import campaign  # noqa: E402
 from odenets.momentum import MomentumFlow  # noqa: E402
@@ -80,12 +80,7 @@ def parse_args(argv=None):
     p.add_argument("--subset", type=int, default=None, help="override the training images per epoch")
     p.add_argument("--test-subset", type=int, default=None, help="override the test images")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--out-dir", default=None, help="results directory (default benchmarks/results)")
-    p.add_argument("--max-runs", type=int, default=None, help="stop after this many new runs")
-    p.add_argument("--report-only", action="store_true", help="rebuild the report from the stored "
-                   "records, training nothing")
-    campaign.add_arguments(p)
+    add_campaign_arguments(p)
     return p.parse_args(argv)
 
 
@@ -100,7 +95,8 @@ def train_run(model: str, seed: int, recipe: Recipe, solver_options: dict) -> di
     return dict(model=model, seed=seed, test_acc=row["test_acc"], val_acc=row["val_acc"],
                 best_test_acc=max(r["test_acc"] for r in row["curve"]), epochs=row["epochs"],
                 seconds=time.perf_counter() - start, train_seconds=row["train_seconds"],
-                params=row["params"], damping=damping,
+                params=row["params"], damping=damping, amp_used=row.get("amp_used"),
+                compile_used=row.get("compile_used"),
                 nfe_forward=[n.get("forward", 0.0) for n in nfe],
                 nfe_backward=[n.get("backward", 0.0) for n in nfe],
                 curve=[dict(epoch=r["epoch"], train_loss=r["train_loss"], test_acc=r["test_acc"])
@@ -218,15 +214,7 @@ def plot(payload: dict, stem: Path) -> list[str]:
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    out = stem.parent / f"{stem.name}_nfe.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return [out.name]
-
-
-def write(payload: dict, path: Path) -> None:
-    write_report(payload, path, plot, markdown)
+    return save_figure(fig, stem, "nfe")
 
 
 def run_one(model: str, seed: int, recipe: dict, solver_options: dict) -> dict:
@@ -272,7 +260,7 @@ def main(argv=None) -> int:
     def summary(records: list, failures: list) -> None:
         payload.update(runs=records, failures=failures)
         summarise(payload, models, key)
-        write(payload, path)
+        write_report(payload, path, plot, markdown)
 
     runs = [campaign.Run(f"{m}__s{s}", dict(model=m, seed=s),
                          dict(model=m, seed=s, recipe=recipe.to_dict(), solver_options=options))

@@ -42,7 +42,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _campaign import check_setup, drive, load_summary, recipe_key, write_report  # noqa: E402
+from _campaign import (add_campaign_arguments, check_setup, drive,  # noqa: E402
+                       load_summary, recipe_key, write_report)
 from _common import HelpFormatter, env_info, result_path  # noqa: E402
 from _sde_report import aggregate, compare, markdown, plot  # noqa: E402,F401 (report.py: markdown)
 from _train_common import Recipe, default_dataset, parse_list, set_threads, train_one  # noqa: E402
@@ -213,10 +214,7 @@ def parse_args(argv=None):
     p.add_argument("--test-subset", type=int, default=None, help="override the recipe's test subset")
     p.add_argument("--sd-samples", type=int, default=4000, help="samples of the SD equivalence check (0: skip)")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
-    p.add_argument("--out-dir", default=None, help="directory for the results (default "
-                   "benchmarks/results)")
-    campaign.add_arguments(p)
+    add_campaign_arguments(p, report=False)
     return p.parse_args(argv)
 
 
