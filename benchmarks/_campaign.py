@@ -115,7 +115,7 @@ def drive(*, path: Path, key: str, fn: str, runs: list, args, summary, identity=
           report_only: bool = False, max_runs: int | None = None, label: str = "campaign") -> list:
     """Run ``runs`` (`odenets.campaign.Run`) of ``fn`` ("module:function" in benchmarks/)
     under recipe ``key`` on the executor of ``args``, rewriting the summary at ``path`` with
-    ``summary(records, failures)`` after each new record and at the end; ``(records,
+    ``summary(records, failures of this key)`` after each new record and at the end; ``(records,
     failures)``. ``legacy_key``: the key of stored runs without one (files checked whole
     by `check_setup`)."""
     path = Path(path)
@@ -124,11 +124,12 @@ def drive(*, path: Path, key: str, fn: str, runs: list, args, summary, identity=
                         legacy_key=legacy_key, keep_weights=keep_weights,
                         stamp=dict(device=device, **git_version(BENCH)))
 
-    def refresh():
-        summary(*collect(campaign))
+    def refresh() -> tuple[list, list]:
+        records, failures = collect(campaign)
+        failures = [f for f in failures if f["recipe_key"] == key]  # of this recipe only
+        summary(records, failures)
+        return records, failures
 
     if not report_only:
         run_campaign(campaign, args, refresh, max_runs=max_runs, label=label)
-    records, failures = collect(campaign)
-    summary(records, failures)
-    return records, failures
+    return refresh()

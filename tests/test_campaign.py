@@ -26,9 +26,12 @@ import converged  # noqa: E402
 # ---- a fast experiment for the engine: module `campaign_fixture` in tests/fixtures -------------
 FIXTURE = """
 import os, time
-def run(name, log, sleep=0.0, fail=False):
+def run(name, log, sleep=0.0, fail=False, barrier=0):
     with open(log, "a") as f:
         f.write(f"{name} {os.getpid()}\\n")
+    deadline = time.time() + 90  # barrier: wait until that many processes have started a run
+    while time.time() < deadline and len({l.split()[1] for l in open(log)}) < barrier:
+        time.sleep(0.05)
     time.sleep(sleep)
     if fail:
         raise RuntimeError(f"{name} broke")
@@ -36,13 +39,14 @@ def run(name, log, sleep=0.0, fail=False):
 """
 
 
-def make_campaign(tmp_path, n=4, sleep=0.0, fail=(), directory=None) -> Campaign:
+def make_campaign(tmp_path, n=4, sleep=0.0, fail=(), directory=None, barrier=0) -> Campaign:
     mod = tmp_path / "mods"
     mod.mkdir(exist_ok=True)
     (mod / "campaign_fixture.py").write_text(FIXTURE)
     log = tmp_path / "calls.log"
     runs = [Run(f"m__s{s}", dict(model="m", seed=s),
-                dict(name=f"m__s{s}", log=str(log), sleep=sleep, fail=s in fail)) for s in range(n)]
+                dict(name=f"m__s{s}", log=str(log), sleep=sleep, fail=s in fail, barrier=barrier))
+            for s in range(n)]
     return Campaign(directory=str(directory or tmp_path / "c"), key="k1", fn="campaign_fixture:run",
                     runs=runs, path=[str(mod)], stamp=dict(git_commit="abc1234", git_dirty=False))
 
@@ -89,8 +93,9 @@ def test_a_live_claim_is_respected_and_a_dead_ones_taken_over(tmp_path):
 
 
 def test_two_campaigns_at_once_run_each_run_exactly_once(tmp_path):
-    """Two campaigns over one directory, one with 2 spawned workers, one in its own process."""
-    c = make_campaign(tmp_path, n=8, sleep=0.3)
+    """Two campaigns over one directory, one with 2 spawned workers, one in its own process;
+    every run waits until 3 processes have started one, so all of them compete for claims."""
+    c = make_campaign(tmp_path, n=8, sleep=0.2, barrier=3)
     script = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); import pickle; "
               "from odenets.campaign.local import run_local; "
               "c = pickle.load(open(sys.argv[1], 'rb')); "
@@ -103,7 +108,7 @@ def test_two_campaigns_at_once_run_each_run_exactly_once(tmp_path):
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     done = calls(tmp_path)
     assert sorted(done) == sorted(r.name for r in c.runs)  # each once, none twice
-    assert len({line.split()[1] for line in (tmp_path / "calls.log").read_text().splitlines()}) > 1
+    assert len({line.split()[1] for line in (tmp_path / "calls.log").read_text().splitlines()}) == 3
     records, failures = collect(c)
     assert len(records) == 8 and not failures
     for path in (tmp_path / "c" / "records").iterdir():
