@@ -13,12 +13,13 @@ import os
 import platform
 import re
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+from odenets.campaign.records import git_version
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -60,26 +61,6 @@ def result_path(name: str, device="cpu", out_dir=None) -> Path:
     return Path(out_dir or RESULTS) / f"{name}_{device_tag(device)}.json"
 
 
-def _git(*args) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, timeout=5)
-        return out.stdout.strip() if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _git_commit() -> str | None:
-    return _git("rev-parse", "--short", "HEAD") or None
-
-
-def git_version() -> dict:
-    """``{"git_commit", "git_dirty"}``: the code a result came from; dirty when tracked files
-    differ from that commit (None outside a git checkout)."""
-    status = _git("status", "--porcelain", "--untracked-files=no")
-    return dict(git_commit=_git_commit(), git_dirty=None if status is None else bool(status))
-
-
 def env_info(device="cpu", seed: int | None = None) -> dict:
     """Metadata every result file carries: device, versions, threads, machine load (other
     processes skew CPU timings), seed, command line, git commit, time."""
@@ -96,7 +77,7 @@ def env_info(device="cpu", seed: int | None = None) -> dict:
         "load_average_1_5_15min": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "seed": seed,
         "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
-        **git_version(),
+        **git_version(Path(__file__).parent),
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -12,6 +12,7 @@ from _stats import mean_ci, paired, significant, verdict
 from _train_common import markdown_table, mean_std, pm, pyplot, run_description
 
 from odenets.analysis.attacks import ATTACKS
+from odenets.campaign import provenance_line
 
 ANCHOR = ("Anchor: Liu et al. 2019 (Neural SDE), CIFAR-10 with their network and attack: clean "
           "81.1% -> 83.6% and attacked 44.5% -> 47.5% going sigma = 0 -> 0.5. Ours: another dataset, "
@@ -69,6 +70,7 @@ def markdown(payload: dict) -> str:
                   f"(1 expected), total variance / exact {o['total_variance_ratio']:.3f}. The hand-written loop: "
                   f"chi2 {c['chi2']:.2f}, z rms {c['mean_z_rms']:.2f}, variance ratio {c['total_variance_ratio']:.3f}. "
                   f"Test time: max |ours - relu(u + p f(u))| = {sd['test_time_max_abs_diff']:.1e}.", ""]
+    lines += [provenance_line(payload.get("runs", []), lambda r: f"{r['variant']} seed {r['seed']}"), ""]
     return "\n".join(lines)
 
 

@@ -30,6 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import odenets  # noqa: E402
 from odenets import data as datasets  # noqa: E402
 from odenets.train import TrainConfig, train  # noqa: E402
+from odenets.train.distributed import resolve_device  # noqa: E402
+from odenets.train.epoch import autocast  # noqa: E402
 from odenets.train.recipes import recipe_values  # noqa: E402
 from odenets.train.model import build_model  # noqa: E402
 
@@ -149,7 +151,8 @@ def train_one(name: str, seed: int, recipe: Recipe, overrides: dict | None = Non
 
     row: test_acc, train_seconds (training epochs only), wall_seconds (data, training and
     evaluation), img_per_s (training images / training seconds), params, seed, curve (per
-    epoch), and, for models with continuous flows, nfe_per_step (per epoch: forward and
+    epoch), amp_used ('bf16' or 'fp32': what ``amp`` resolved to on this device),
+    compile_used, and, for models with continuous flows, nfe_per_step (per epoch: forward and
     backward field evaluations per training step). ``model`` is the
     trained module (eval mode, on the training device) when ``keep_model``, else None.
     """
@@ -178,7 +181,10 @@ def train_one(name: str, seed: int, recipe: Recipe, overrides: dict | None = Non
                            test_acc=r["test_acc"]) for r in summary["history"]],
                train_acc=final["train_acc"], train_seconds=summary["train_seconds"],
                wall_seconds=wall, img_per_s=images / summary["train_seconds"],
-               params=summary["params"], coefficients=final.get("coefficients") or {})
+               params=summary["params"], coefficients=final.get("coefficients") or {},
+               amp_used="bf16" if isinstance(autocast(resolve_device(recipe.device), recipe.amp),
+                                             torch.autocast) else "fp32",
+               compile_used=bool(recipe.compile))
     if any("nfe_per_step" in r for r in summary["history"]):  # continuous flows: NFE per epoch
         row["nfe_per_step"] = [r.get("nfe_per_step", {}) for r in summary["history"]]
     model.eval()
@@ -238,6 +244,15 @@ def pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
+
+
+def save_figure(fig, stem: Path, suffix: str) -> list[str]:
+    """Lay out, save as ``<stem>_<suffix>.png`` (110 dpi) and close ``fig``: [its file name]."""
+    fig.tight_layout()
+    out = stem.parent / f"{stem.name}_{suffix}.png"
+    fig.savefig(out, dpi=110)
+    pyplot().close(fig)
+    return [out.name]
 
 
 MARKERS = "os^vDP<>pXh*d8H"

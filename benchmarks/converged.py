@@ -8,55 +8,48 @@ paired: each comparison reports the mean paired difference with its 95% t-interv
 The accuracy reported is the final epoch's on the test set; the best epoch is chosen on the
 5,000 validation images (never on test) and shown beside it.
 
-A campaign accumulates: each finished run is appended to benchmarks/results/converged_<device>.json
-at once (with the git commit it ran from), the markdown and plots are rewritten, and running the
-same command again skips the (model, seed) pairs already done under the same recipe. Runs go
+A campaign accumulates: each finished run is written at once as its own record file
+(benchmarks/results/converged_<device>/records/<model>__s<seed>__<recipe key>.json, with the git
+commit it ran from, and its final weights beside it as a .pt state_dict), and the summary
+converged_<device>.json, its markdown and plots are rebuilt from the records; running the same
+command again skips the (model, seed) pairs already recorded under the same recipe. Runs go
 seed-major (every model once, then the next seed), so a campaign cut short holds whole pairs.
+Runs execute on local workers or as a SLURM array (`odenets.campaign`, docs/campaigns.md).
 
     python benchmarks/converged.py                                    # resnet20 vs lm_resnet20, seeds 0-4
     python benchmarks/converged.py --models resnet20,lm_resnet20,lmm3_resnet20 --seeds 0-4
     python benchmarks/converged.py --models resnet32,lm_resnet32 --seeds 0-2
     nohup python benchmarks/converged.py > converged.log 2>&1 &       # a long campaign
+    python benchmarks/converged.py --workers 4 --gpus 0,1,2,3         # 4 GPUs, one run each
+    python benchmarks/converged.py --executor slurm --slurm-time 60   # a SLURM job array
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 import time
-import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import HelpFormatter, env_info, git_version, result_path, write_json  # noqa: E402
+from _campaign import (add_campaign_arguments, drive, load_summary,  # noqa: E402
+                       parse_seeds, recipe_key, report_header, write_report)
+from _common import HelpFormatter, env_info, result_path  # noqa: E402
 from _stats import mean_ci, paired, significant, verdict  # noqa: E402
 from _train_common import (Recipe, default_dataset, markdown_table, model_meta,  # noqa: E402
-                           parse_list, pyplot, set_threads, train_one)
+                           parse_list, pyplot, save_figure, set_threads, train_one)
 
+from odenets import campaign  # noqa: E402
 from odenets.train.distributed import resolve_device  # noqa: E402
 
 NAME = "converged"
 DEFAULT_MODELS = "resnet20,lm_resnet20"
 
 
-def parse_seeds(text: str) -> list[int]:
-    """'0-4' -> [0, 1, 2, 3, 4]; '0,2,5' -> [0, 2, 5]."""
-    seeds = []
-    for part in parse_list(text):
-        lo, _, hi = part.partition("-")
-        try:
-            seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
-        except ValueError:
-            raise ValueError(f"bad --seeds item {part!r}; expected N or N-M") from None
-    return sorted(set(seeds))
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
-    p.add_argument("--models", default=DEFAULT_MODELS, help="comma-separated presets; each "
-                   "X_resnetD is compared with resnetD when that is in the list, else with the "
-                   "first model")
+    p.add_argument("--models", default=None, help="comma-separated presets (default "
+                   f"{DEFAULT_MODELS}; --report-only: the stored ones); each is compared with its "
+                   "baseline (`pair_baseline`) when that is in the list, else with the first model")
     p.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 or 0,2,5")
     p.add_argument("--config", default="converged", choices=("converged", "tiny"),
                    help="converged: the recipe of the committed results; tiny: a smoke test")
@@ -64,39 +57,23 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", default=None, help="directory holding the dataset files")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--out-dir", default=None, help="results directory (default benchmarks/results)")
-    p.add_argument("--max-runs", type=int, default=None, help="stop after this many new runs")
-    p.add_argument("--report-only", action="store_true", help="rewrite markdown and plots from "
-                   "the JSON without training")
+    add_campaign_arguments(p)
     return p.parse_args(argv)
 
 
-# ---- the campaign file ---------------------------------------------------------------------------
-def recipe_key(recipe: dict) -> str:
-    """A short fingerprint of a recipe (runs are comparable only under the same one)."""
-    fixed = {k: v for k, v in recipe.items() if k not in ("device", "data_dir")}
-    return hashlib.sha256(json.dumps(fixed, sort_keys=True).encode()).hexdigest()[:10]
-
-
-def load(path: Path) -> dict:
-    if path.exists():
-        try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} is not valid JSON ({e}); move it away to start afresh") from None
-    return dict(benchmark=NAME, runs=[], failures=[], comparisons=[])
-
-
+# ---- the summary -------------------------------------------------------------------------------
 def pair_baseline(model: str, models: list[str]) -> str | None:
-    """The model ``model`` is compared with: resnetD for X_resnetD when listed, else the first."""
+    """The model ``model`` is compared with: the nearest listed model obtained by dropping its
+    leading scheme prefixes (lm_preact_resnet20 -> preact_resnet20 -> resnet20), else the first
+    listed model. A plain resnetD, and the first model, are baselines themselves (None)."""
     if model == models[0]:
         return None
-    depth = model.rsplit("resnet", 1)[-1] if "resnet" in model else ""
-    same_depth = f"resnet{depth}"
-    if depth and model != same_depth and same_depth in models:
-        return same_depth
-    return None if model.startswith("resnet") and depth else models[0]
+    parts = model.split("_")
+    for i in range(1, len(parts)):
+        candidate = "_".join(parts[i:])
+        if candidate in models:
+            return candidate
+    return None if model.startswith("resnet") and model[6:].isdigit() else models[0]
 
 
 def summarise(payload: dict, models: list[str], key: str) -> None:
@@ -160,8 +137,9 @@ def markdown(payload: dict) -> str:
     if payload.get("failures"):
         lines += ["Failed runs: " + "; ".join(f"{f['model']} seed {f['seed']}: {f['error']}"
                                                for f in payload["failures"]), ""]
-    lines.append(f"Commits: {', '.join(sorted({str(r.get('git_commit')) + ('+dirty' if r.get('git_dirty') else '') for r in payload['runs']}))}. "
-                 f"Command: `{env['command']}`.")
+    runs = [r for r in payload["runs"] if r["recipe_key"] == payload["recipe_key"]]
+    lines.append(campaign.provenance_line(runs, lambda r: f"{r['model']} seed {r['seed']}")
+                 + f" Command: `{env['command']}`.")
     return "\n".join(lines)
 
 
@@ -203,77 +181,31 @@ def plot(payload: dict, stem: Path) -> list[str]:
     ax2.grid(axis="y", alpha=0.3)
     fig.suptitle(f"{payload['recipe']['dataset']}, recipe {payload['recipe_name']} "
                  f"({payload['recipe']['epochs']} epochs), {payload['env']['device']}", fontsize=10)
-    fig.tight_layout()
-    out = stem.parent / f"{stem.name}_paired.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return [out.name]
-
-
-def write_campaign(payload: dict, path: Path, plot_fn, markdown_fn) -> None:
-    """JSON first (atomically: the record of every finished run), then the markdown and the
-    plots of ``plot_fn(payload, stem)`` (a failing plot never costs the results)."""
-    tmp = path.with_name(path.name + ".tmp")
-    write_json(tmp, payload)
-    tmp.replace(path)
-    stem = path.with_suffix("")
-    try:
-        payload["plots"] = plot_fn(payload, stem)
-    except Exception:
-        traceback.print_exc()
-    stem.with_suffix(".md").write_text(markdown_fn(payload) + "\n")
-
-
-def write(payload: dict, path: Path) -> None:
-    write_campaign(payload, path, plot, markdown)
-
-
-def run_campaign(payload: dict, path: Path, models: list[str], seeds: list[int], key: str, train,
-                 summarise_fn, write_fn, *, label: str, report_only: bool = False,
-                 max_runs: int | None = None, stamp: dict | None = None, describe=None,
-                 version: dict | None = None) -> None:
-    """The resumable loop of a campaign: train every (model, seed) not yet in ``payload["runs"]``
-    under recipe ``key``, seed-major, and record each run at once.
-
-    ``train(model, seed)`` returns the run's record; it gets ``recipe_key``, ``device`` (from
-    ``payload["env"]``), the fields of ``stamp``, the git ``version`` (default: `git_version`
-    now) and ``finished``, is appended, ``summarise_fn(payload, models, key)`` and
-    ``write_fn(payload, path)`` run, and ``describe(record)`` (if given) is printed. A run that
-    raises is recorded in ``payload["failures"]`` and the campaign goes on. ``max_runs`` caps the
-    attempts of this call; ``report_only`` trains nothing. Ends with one more summarise + write.
-    """
-    version = git_version() if version is None else version
-    done = {(r["model"], r["seed"]) for r in payload["runs"] if r["recipe_key"] == key}
-    todo = [] if report_only else [(s, m) for s in seeds for m in models if (m, s) not in done]
-    print(f"{label}: {len(models)} models x {len(seeds)} seeds, {len(done)} run(s) already in "
-          f"{path.name}, {len(todo)} to train", flush=True)
-    for count, (seed, model) in enumerate(todo):
-        if max_runs is not None and count >= max_runs:
-            break
-        try:
-            record = train(model, seed)
-        except Exception as e:  # recorded; the campaign goes on
-            traceback.print_exc()
-            payload["failures"].append(dict(model=model, seed=seed, recipe_key=key,
-                                            error=f"{type(e).__name__}: {e}"))
-            write_fn(payload, path)
-            continue
-        record.update(recipe_key=key, device=payload["env"]["device"], **(stamp or {}), **version,
-                      finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        payload["runs"].append(record)
-        summarise_fn(payload, models, key)
-        write_fn(payload, path)
-        if describe is not None:
-            print(describe(record), flush=True)
-    summarise_fn(payload, models, key)
-    write_fn(payload, path)
+    return save_figure(fig, stem, "paired")
 
 
 # ---- the campaign ----------------------------------------------------------------------------------
+def run_one(model: str, seed: int, recipe: dict, config: str) -> dict:
+    """Train ``model`` once with ``recipe`` (a `Recipe` as dict): the run's record, with its
+    final weights under ``state_dict`` (the engine saves them beside the record)."""
+    start = time.perf_counter()
+    row, net = train_one(model, seed, Recipe(**recipe), keep_model=True)
+    record = dict(model=model, seed=seed, test_acc=row["test_acc"], val_acc=row["val_acc"],
+                  epochs=row["epochs"], train_images=row["train_images"],
+                  seconds=time.perf_counter() - start, train_seconds=row["train_seconds"],
+                  img_per_s=row["img_per_s"], params=row["params"],
+                  coefficients=row["coefficients"], curve=row["curve"], recipe=config,
+                  amp_used=row.get("amp_used"), compile_used=row.get("compile_used"))
+    print(f"{model} seed {seed}: test {record['test_acc'] * 100:.2f}%, val "
+          f"{(record['val_acc'] or 0) * 100:.2f}%, {record['seconds'] / 60:.1f} min", flush=True)
+    if net is not None:
+        record["state_dict"] = net.state_dict()
+    return record
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     set_threads(args.threads)
-    models = parse_list(args.models)
     seeds = parse_seeds(args.seeds)
     device = resolve_device(args.device)
     dataset = default_dataset(args.dataset, args.data_dir)
@@ -284,28 +216,28 @@ def main(argv=None) -> int:
     key = recipe_key(recipe.to_dict())
     name = NAME if args.config == "converged" else f"{NAME}_{args.config}"
     path = result_path(name, device, args.out_dir)
-    version = git_version()  # the code this process runs, whatever the checkout does meanwhile
-    payload = load(path)
-    payload.update(config=args.config, recipe_name=args.config, recipe=recipe.to_dict(),
-                   recipe_key=key, env=env_info(device))
-    payload.setdefault("meta", {})
+    stored = load_summary(path, ("model", "seed"))
+    header = dict(config=args.config, recipe_name=args.config, recipe=recipe.to_dict(),
+                  recipe_key=key, env=env_info(device))
+    header, key = report_header(stored, header, path, args.report_only)
+    models = parse_list(args.models or (",".join(stored["models"]) if args.report_only and
+                                        stored.get("models") else DEFAULT_MODELS))
+    meta = dict(stored.get("meta", {}))
     for m in models:
-        payload["meta"].setdefault(m, model_meta(m, dataset))
+        meta.setdefault(m, model_meta(m, header["recipe"]["dataset"]))
+    payload = {**stored, "benchmark": NAME, **header, "meta": meta}
 
-    def train(model: str, seed: int) -> dict:
-        start = time.perf_counter()
-        row, _ = train_one(model, seed, recipe)
-        return dict(model=model, seed=seed, test_acc=row["test_acc"], val_acc=row["val_acc"],
-                    epochs=row["epochs"], train_images=row["train_images"],
-                    seconds=time.perf_counter() - start, train_seconds=row["train_seconds"],
-                    img_per_s=row["img_per_s"], params=row["params"],
-                    coefficients=row["coefficients"], curve=row["curve"], recipe=args.config)
+    def summary(records: list, failures: list) -> None:
+        payload.update(runs=records, failures=failures)
+        summarise(payload, models, key)
+        write_report(payload, path, plot, markdown)
 
-    run_campaign(payload, path, models, seeds, key, train, summarise, write,
-                 label="converged campaign", report_only=args.report_only, max_runs=args.max_runs,
-                 stamp=dict(torch=payload["env"]["torch"]), version=version,
-                 describe=lambda r: f"{r['model']} seed {r['seed']}: test {r['test_acc'] * 100:.2f}%, "
-                 f"val {(r['val_acc'] or 0) * 100:.2f}%, {r['seconds'] / 60:.1f} min")
+    runs = [campaign.Run(f"{m}__s{s}", dict(model=m, seed=s),
+                         dict(model=m, seed=s, recipe=recipe.to_dict(), config=args.config))
+            for s in seeds for m in models]
+    drive(path=path, key=key, fn="converged:run_one", runs=runs, args=args, summary=summary,
+          device=header["env"]["device"], keep_weights=True, report_only=args.report_only,
+          max_runs=args.max_runs, label="converged campaign")
     print(markdown(payload))
     return 0
 

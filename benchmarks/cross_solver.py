@@ -15,10 +15,11 @@ plain ODE u' = f(u)) with ``tied=True`` and depths (K, K + 1, K + 1), so every f
 the stage transitions) has K steps. BatchNorm running statistics are the trained ones at
 every evaluation (one set per field, shared by all steps and stages of the step).
 
-Resumable: each finished training (K, seed) appends its record (training and cross-solver
-accuracies) to the result JSON at once, and markdown and plot are rewritten; re-running the
-same command skips the finished ones. Writes benchmarks/results/cross_solver_<config>_<device>
-.{json,md,png}.
+Resumable: each finished training (K, seed) is recorded at once (training and cross-solver
+accuracies; one record file per run under benchmarks/results/cross_solver_<config>_<device>/
+records/, run by the campaign engine `odenets.campaign` on local workers or SLURM), and the
+summary JSON, markdown and plot are rebuilt from the records; re-running the same command skips
+the finished ones. Writes benchmarks/results/cross_solver_<config>_<device>.{json,md,png}.
 
     python benchmarks/cross_solver.py --config tiny --dataset synthetic      # seconds
     python benchmarks/cross_solver.py --config converged                     # hours on 2 CPUs
@@ -26,7 +27,6 @@ same command skips the finished ones. Writes benchmarks/results/cross_solver_<co
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -34,13 +34,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import HelpFormatter, env_info, result_path, write_json  # noqa: E402
-from _records import done, load_runs  # noqa: E402
+from _campaign import (add_campaign_arguments, check_setup, drive,  # noqa: E402
+                       load_summary, recipe_key, write_report)
+from _common import HelpFormatter, env_info, result_path  # noqa: E402
 from _stats import mean_ci  # noqa: E402
 from _train_common import (Recipe, default_dataset, markdown_table, parse_list, pyplot,  # noqa: E402
                            run_description, set_threads, train_one)
 
 import solvers  # noqa: E402
+from odenets import campaign  # noqa: E402
 from odenets import data as datasets  # noqa: E402
 from odenets.resolve import with_solver  # noqa: E402
 from odenets.train.distributed import resolve_device  # noqa: E402
@@ -171,7 +173,9 @@ def markdown(payload: dict) -> str:
         for solver, per in s["accuracy"].items():
             rows.append([k, len(s["seeds"]), _ci(s["trained"]), solver]
                         + [_ci(per[str(n)]) for n in steps_list])
-    lines += [markdown_table(head, rows), "", verdict(payload["summary"], payload["train_solver"]), ""]
+    lines += [markdown_table(head, rows), "", verdict(payload["summary"], payload["train_solver"]), "",
+              campaign.provenance_line(payload["runs"],
+                                       lambda r: f"K={r['train_steps']} seed {r['seed']}"), ""]
     return "\n".join(lines)
 
 
@@ -230,8 +234,7 @@ def parse_args(argv=None):
     p.add_argument("--subset", type=int, default=None)
     p.add_argument("--test-subset", type=int, default=None)
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out-dir", default=None)
+    add_campaign_arguments(p, report=False)
     return p.parse_args(argv)
 
 
@@ -258,50 +261,53 @@ def main(argv=None) -> dict:
     path = result_path(f"cross_solver_{args.config}", device, args.out_dir)
     setup = dict(model=args.model, train_solver=args.train_solver, recipe=recipe.to_dict(),
                  eval_images=len(test), eval_solvers=solver_names, eval_steps=steps_list)
-    runs = load_runs(path, setup)
-    start = time.perf_counter()
+    key = recipe_key({**recipe.to_dict(), **{k: v for k, v in setup.items() if k != "recipe"}})
+    check_setup(load_summary(path, ("train_steps", "seed"), key), setup, path)
+    env, last = env_info(device, seeds[0]), {}
 
-    def payload(status: str) -> dict:
-        summary = summarise(runs, solver_names, steps_list, 1 / test.num_classes)
-        return dict(benchmark="cross_solver", config=args.config, env=env_info(device, seeds[0]),
-                    seeds=seeds, train_steps=ks, **setup, runs=runs, summary=summary,
-                    verdict=verdict(summary, args.train_solver), partial=status != "finished",
-                    status=status, wall_seconds=sum(r["wall_seconds"] for r in runs))
+    def summary(records: list, failures: list) -> None:
+        runs = [r for r in records if r["recipe_key"] == key]
+        s = summarise(runs, solver_names, steps_list, 1 / test.num_classes)
+        todo = len(ks) * len(seeds) - sum(r["train_steps"] in ks and r["seed"] in seeds for r in runs)
+        out = dict(benchmark="cross_solver", config=args.config, env=env, seeds=seeds,
+                   train_steps=ks, **setup, runs=runs, failures=failures, summary=s,
+                   verdict=verdict(s, args.train_solver), partial=todo > 0,
+                   status="finished" if todo <= 0 else f"running: {todo} run(s) to go",
+                   wall_seconds=sum(r["wall_seconds"] for r in runs))
+        write_report(out, path, plot, markdown)
+        last["out"] = out
 
-    def save(status: str) -> None:
-        out = payload(status)
-        stem = path.with_suffix("")
-        try:
-            out["plots"] = plot(out, stem) if runs else []
-        except Exception as e:  # no matplotlib (a bare GPU image): the results still count
-            out["plots"], out["plot_error"] = [], f"{type(e).__name__}: {e}"
-        write_json(path, out)
-        stem.with_suffix(".md").write_text(markdown(out) + "\n")
-
-    for k in ks:
-        for seed in seeds:
-            if done(runs, train_steps=k, seed=seed):
-                print(f"K={k} seed {seed}: already in {path.name}, skipped", flush=True)
-                continue
-            t0 = time.perf_counter()
-            overrides = dict(tied=True, depths=(k, k + 1, k + 1), solver=args.train_solver)
-            row, model = train_one(args.model, seed, recipe, overrides, keep_model=True)
-            row.update(train_steps=k, trained_acc=accuracy(model, test),
-                       eval=cross_evaluate(model, test, solver_names, steps_list),
-                       eval_seconds=time.perf_counter() - t0 - row["wall_seconds"])
-            row["wall_seconds"] = time.perf_counter() - t0
-            row.pop("coefficients", None)
-            runs.append(row)
-            save(f"running: K={k} seed {seed} done")
-            print(f"[{time.perf_counter() - start:7.1f}s] K={k} seed {seed}: trained acc "
-                  f"{row['trained_acc']:.4f}; " + "; ".join(
-                      f"{s} " + " ".join(f"{v:.3f}" for v in per.values())
-                      for s, per in row["eval"].items()), flush=True)
-    save("finished")
-    out = json.loads(path.read_text())
+    runs = [campaign.Run(f"K{k}__s{seed}", dict(train_steps=k, seed=seed),
+                         dict(k=k, seed=seed, model=args.model, train_solver=args.train_solver,
+                              recipe=recipe.to_dict(), solver_names=solver_names,
+                              steps_list=steps_list, eval_subset=eval_subset))
+            for k in ks for seed in seeds]
+    drive(path=path, key=key, fn="cross_solver:run_one", runs=runs, args=args, summary=summary,
+          identity=("train_steps", "seed"), device=env["device"], legacy_key=key,
+          label="cross_solver")
+    out = last["out"]
     print(markdown(out))
     print(f"wrote {path}, {path.with_suffix('.md').name} and {', '.join(out['plots']) or 'no plots'}")
     return out
+
+
+def run_one(k: int, seed: int, model: str, train_solver: str, recipe: dict, solver_names: list,
+            steps_list: list, eval_subset: int | None) -> dict:
+    """Train ``model`` tied on K = ``k`` steps per flow, then re-solve it on every grid."""
+    recipe = Recipe(**recipe)
+    test = datasets.load_dataset(recipe.dataset, "test", recipe.data_dir, eval_subset)
+    t0 = time.perf_counter()
+    overrides = dict(tied=True, depths=(k, k + 1, k + 1), solver=train_solver)
+    row, net = train_one(model, seed, recipe, overrides, keep_model=True)
+    row.update(train_steps=k, trained_acc=accuracy(net, test),
+               eval=cross_evaluate(net, test, solver_names, steps_list),
+               eval_seconds=time.perf_counter() - t0 - row["wall_seconds"])
+    row["wall_seconds"] = time.perf_counter() - t0
+    row.pop("coefficients", None)
+    print(f"K={k} seed {seed}: trained acc {row['trained_acc']:.4f}; " + "; ".join(
+        f"{s} " + " ".join(f"{v:.3f}" for v in per.values()) for s, per in row["eval"].items()),
+        flush=True)
+    return row
 
 
 if __name__ == "__main__":

@@ -22,9 +22,11 @@ Configurations (``--config``): ``converged`` is Recipe.preset('converged') (10 e
 on 2 cores (GroupNorm presets): 11-12 min (plain) and 16 min (momentum) per run.
 ``tiny``: a smoke test (seconds). Each configuration writes its own file.
 
-Resumable: each finished run is appended to
-benchmarks/results/momentum_flows[_pilot|_tiny]_<device>.json at once; running the same command
-again skips the (model, seed) pairs done under that recipe.
+Resumable: each finished run is recorded at once (one record file per run under
+benchmarks/results/momentum_flows[_pilot|_tiny]_<device>/records/, the summary
+momentum_flows[_pilot|_tiny]_<device>.json rebuilt from them); running the same command again
+skips the (model, seed) pairs done under that recipe. Runs execute on local workers or as a
+SLURM array (`odenets.campaign`, docs/campaigns.md).
 
     python benchmarks/momentum_flows.py --config tiny --seeds 0          # smoke test, seconds
     python benchmarks/momentum_flows.py --config pilot --seeds 0-2       # 11-16 min a run, 2 cores
@@ -38,12 +40,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import HelpFormatter, env_info, git_version, result_path  # noqa: E402
+from _campaign import (add_campaign_arguments, drive, load_summary,  # noqa: E402
+                       parse_seeds, recipe_key, report_header, write_report)
+from _common import HelpFormatter, env_info, result_path  # noqa: E402
 from _stats import mean_ci, paired, significant, verdict  # noqa: E402
 from _train_common import (Recipe, default_dataset, markdown_table, parse_list, pyplot,  # noqa: E402
-                           set_threads, train_one)
-from converged import load, parse_seeds, recipe_key, run_campaign, write_campaign  # noqa: E402
+                           save_figure, set_threads, train_one)
 
+from odenets import campaign  # noqa: E402
 from odenets.momentum import MomentumFlow  # noqa: E402
 from odenets.train.distributed import resolve_device  # noqa: E402
 
@@ -76,10 +80,7 @@ def parse_args(argv=None):
     p.add_argument("--subset", type=int, default=None, help="override the training images per epoch")
     p.add_argument("--test-subset", type=int, default=None, help="override the test images")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--out-dir", default=None, help="results directory (default benchmarks/results)")
-    p.add_argument("--max-runs", type=int, default=None, help="stop after this many new runs")
-    p.add_argument("--report-only", action="store_true", help="rewrite the report from the JSON")
+    add_campaign_arguments(p)
     return p.parse_args(argv)
 
 
@@ -94,7 +95,8 @@ def train_run(model: str, seed: int, recipe: Recipe, solver_options: dict) -> di
     return dict(model=model, seed=seed, test_acc=row["test_acc"], val_acc=row["val_acc"],
                 best_test_acc=max(r["test_acc"] for r in row["curve"]), epochs=row["epochs"],
                 seconds=time.perf_counter() - start, train_seconds=row["train_seconds"],
-                params=row["params"], damping=damping,
+                params=row["params"], damping=damping, amp_used=row.get("amp_used"),
+                compile_used=row.get("compile_used"),
                 nfe_forward=[n.get("forward", 0.0) for n in nfe],
                 nfe_backward=[n.get("backward", 0.0) for n in nfe],
                 curve=[dict(epoch=r["epoch"], train_loss=r["train_loss"], test_acc=r["test_acc"])
@@ -204,7 +206,9 @@ def markdown(payload: dict) -> str:
     lines += ["", f"**Against the anchor** ({ANCHOR['source']}; here on the seeds both models "
               f"finished, {', '.join(map(str, paired_seeds)) or 'none'}):", ""]
     lines += [f"- {v}" for v in payload["anchor_verdict"]]
-    lines += ["", f"Command: `{env['command']}`."]
+    runs = [r for r in payload["runs"] if r["recipe_key"] == payload["recipe_key"]]
+    lines += ["", campaign.provenance_line(runs, lambda r: f"{r['model']} seed {r['seed']}")
+              + f" Command: `{env['command']}`."]
     return "\n".join(lines)
 
 
@@ -227,15 +231,16 @@ def plot(payload: dict, stem: Path) -> list[str]:
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    out = stem.parent / f"{stem.name}_nfe.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return [out.name]
+    return save_figure(fig, stem, "nfe")
 
 
-def write(payload: dict, path: Path) -> None:
-    write_campaign(payload, path, plot, markdown)
+def run_one(model: str, seed: int, recipe: dict, solver_options: dict) -> dict:
+    """One run of the campaign (`train_run` with ``recipe`` given as a dict)."""
+    r = train_run(model, seed, Recipe(**recipe), solver_options)
+    print(f"{model} seed {seed}: test {r['test_acc'] * 100:.2f}%, NFE/step fwd "
+          f"{(r['nfe_forward'] or [0])[-1]:.1f} bwd {(r['nfe_backward'] or [0])[-1]:.1f}, "
+          f"{r['seconds'] / 60:.1f} min", flush=True)
+    return r
 
 
 def make_recipe(config: str, dataset: str, **overrides) -> Recipe:
@@ -263,17 +268,23 @@ def main(argv=None) -> int:
     key = recipe_key({**recipe.to_dict(), "solver_options": options})
     path = result_path(NAME if args.config == "converged" else f"{NAME}_{args.config}", device,
                        args.out_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    version = git_version()
-    payload = load(path)
-    payload.update(benchmark=NAME, config=args.config, recipe=recipe.to_dict(), recipe_key=key,
-                   solver_options=options, env=env_info(device), anchor=ANCHOR)
-    run_campaign(payload, path, models, seeds, key,
-                 lambda model, seed: train_run(model, seed, recipe, options), summarise, write,
-                 label=NAME, report_only=args.report_only, max_runs=args.max_runs, version=version,
-                 describe=lambda r: f"{r['model']} seed {r['seed']}: test {r['test_acc'] * 100:.2f}%, "
-                 f"NFE/step fwd {(r['nfe_forward'] or [0])[-1]:.1f} bwd "
-                 f"{(r['nfe_backward'] or [0])[-1]:.1f}, {r['seconds'] / 60:.1f} min")
+    stored = load_summary(path, ("model", "seed"))
+    header = dict(benchmark=NAME, config=args.config, recipe=recipe.to_dict(), recipe_key=key,
+                  solver_options=options, env=env_info(device), anchor=ANCHOR)
+    header, key = report_header(stored, header, path, args.report_only)
+    payload = {**stored, **header}
+
+    def summary(records: list, failures: list) -> None:
+        payload.update(runs=records, failures=failures)
+        summarise(payload, models, key)
+        write_report(payload, path, plot, markdown)
+
+    runs = [campaign.Run(f"{m}__s{s}", dict(model=m, seed=s),
+                         dict(model=m, seed=s, recipe=recipe.to_dict(), solver_options=options))
+            for s in seeds for m in models]
+    drive(path=path, key=key, fn="momentum_flows:run_one", runs=runs, args=args, summary=summary,
+          device=header["env"]["device"], report_only=args.report_only, max_runs=args.max_runs,
+          label=NAME)
     print(markdown(payload))
     return 0
 

@@ -13,9 +13,11 @@ evaluated on the clean test set and under Gaussian input noise: x + delta eps in
 model, and under L-inf FGSM and PGD attacks (``--attacks``, eps in [0, 1] pixel units,
 `odenets.analysis.attacks`). Reports per-seed accuracies, means with 95% t-intervals, and the
 paired seed differences of every noisy variant against ``none`` (sigma = 0) with their 95%
-intervals and a verdict (`_stats`). Each finished (variant, seed) is written to the result JSON
-at once; re-running the same command skips the finished ones (resumable). JSON, markdown and
-plots (accuracy vs input noise, vs attack eps) under benchmarks/results/sde_noise_<config>_<device>.*
+intervals and a verdict (`_stats`). Each finished (variant, seed) is recorded at once (one
+record file per run under benchmarks/results/sde_noise_<config>_<device>/records/, run by the
+campaign engine `odenets.campaign` on local workers or SLURM); re-running the same command
+skips the finished ones (resumable). The summary JSON, markdown and plots (accuracy vs input
+noise, vs attack eps) are rebuilt from the records: benchmarks/results/sde_noise_<config>_<device>.*
 
 Anchor: Liu et al. 2019 ("Neural SDE: Stabilizing Neural ODE Networks with Stochastic Noise")
 report on CIFAR-10 clean 81.1% -> 83.6% and attacked 44.5% -> 47.5% going sigma = 0 -> 0.5.
@@ -40,12 +42,14 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import HelpFormatter, env_info, result_path, write_json  # noqa: E402
-from _records import done, load_runs  # noqa: E402
+from _campaign import (add_campaign_arguments, check_setup, drive,  # noqa: E402
+                       load_summary, recipe_key, write_report)
+from _common import HelpFormatter, env_info, result_path  # noqa: E402
 from _sde_report import aggregate, compare, markdown, plot  # noqa: E402,F401 (report.py: markdown)
 from _train_common import Recipe, default_dataset, parse_list, set_threads, train_one  # noqa: E402
 
 import odenets  # noqa: E402
+from odenets import campaign  # noqa: E402
 from odenets import data as datasets  # noqa: E402
 from odenets.analysis.attacks import ATTACKS, attack_accuracy  # noqa: E402
 from odenets.train.distributed import resolve_device  # noqa: E402
@@ -210,9 +214,7 @@ def parse_args(argv=None):
     p.add_argument("--test-subset", type=int, default=None, help="override the recipe's test subset")
     p.add_argument("--sd-samples", type=int, default=4000, help="samples of the SD equivalence check (0: skip)")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
-    p.add_argument("--out-dir", default=None, help="directory for the results (default "
-                   "benchmarks/results)")
+    add_campaign_arguments(p, report=False)
     return p.parse_args(argv)
 
 
@@ -235,6 +237,26 @@ def make_plan(args) -> dict:
     return plan
 
 
+def run_one(variant: str, seed: int, model: str, overrides: dict, recipe: dict, levels: list,
+            attacks: dict, attack_subset: int | None) -> dict:
+    """Train one variant once, then measure it under input noise and attacks: its record."""
+    recipe = Recipe(**recipe)
+    test = datasets.load_dataset(recipe.dataset, "test", recipe.data_dir, recipe.test_subset)
+    t0 = time.perf_counter()
+    row, net = train_one(model, seed, recipe, overrides, keep_model=True)
+    row.update(variant=variant, model=model, accuracy=noisy_accuracy(net, test, levels))
+    t1 = time.perf_counter()
+    row["attacks"] = {a: attack_accuracy(net, test.subset(attack_subset),
+                                         [0.0] + [float(e) for e in attacks["eps"]], a,
+                                         attacks["pgd_steps"], seed=seed) for a in attacks["names"]}
+    row["attack_seconds"], row["wall_seconds"] = time.perf_counter() - t1, time.perf_counter() - t0
+    row.pop("coefficients", None)
+    print(f"{variant:18s} seed {seed}: " + ", ".join(f"{k}: {v:.3f}" for k, v in row["accuracy"].items())
+          + "".join(f"; {a} " + " ".join(f"{v:.3f}" for v in row["attacks"][a].values())
+                    for a in attacks["names"]), flush=True)
+    return row
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     set_threads(args.threads)
@@ -252,56 +274,42 @@ def main(argv=None) -> dict:
     eps = [f"{e:g}" for e in parse_list(args.attack_eps, float)]
     plan = make_plan(args)
     device = resolve_device(recipe.device)
-    start = time.perf_counter()
     test = datasets.load_dataset(dataset, "test", args.data_dir, recipe.test_subset)
     subset = SUBSETS[args.config] if args.attack_subset is None else (args.attack_subset or None)
-    attacked = test.subset(subset)
     keys = [f"{lv:g}" for lv in levels]
     attacks = dict(names=names, eps=eps if names else [], pgd_steps=args.pgd_steps,
-                   images=len(attacked) if names else 0)
+                   images=len(test.subset(subset)) if names else 0)
     setup = dict(depth=args.depth, recipe=recipe.to_dict(), input_noise_levels=keys, attacks=attacks)
+    key = recipe_key({**recipe.to_dict(), **{k: v for k, v in setup.items() if k != "recipe"}})
     path = result_path(f"sde_noise_{args.config}", device, args.out_dir)
-    runs = load_runs(path, setup)
+    check_setup(load_summary(path, ("variant", "seed"), key), setup, path)
+    env, extra, last = env_info(device, seeds[0]), dict(sd_equivalence=None), {}
 
-    def payload(status: str) -> dict:
-        finished = [n for n in plan if done(runs, variant=n)]
-        return dict(benchmark="sde_noise", config=args.config, env=env_info(device, seeds[0]),
-                    seeds=seeds, **setup, variants=aggregate(runs, plan, keys, attacks),
-                    comparisons=compare(runs, finished, keys, attacks), runs=runs,
-                    sd_equivalence=None, partial=status != "finished", status=status,
-                    wall_seconds=sum(r["wall_seconds"] for r in runs))
+    def summary(records: list, failures: list) -> None:
+        runs = [r for r in records if r["recipe_key"] == key]
+        finished = [n for n in plan if any(r["variant"] == n for r in runs)]
+        todo = len(plan) * len(seeds) - sum(r["seed"] in seeds and r["variant"] in plan for r in runs)
+        out = dict(benchmark="sde_noise", config=args.config, env=env,
+                   seeds=seeds, **setup, variants=aggregate(runs, plan, keys, attacks),
+                   comparisons=compare(runs, finished, keys, attacks), runs=runs,
+                   failures=failures, **extra, partial=todo > 0,
+                   status="finished" if todo <= 0 else f"running: {todo} run(s) to go",
+                   wall_seconds=sum(r["wall_seconds"] for r in runs))
+        write_report(out, path, plot, markdown)
+        last["out"] = out
 
-    def save(out: dict) -> None:
-        stem = path.with_suffix("")
-        try:
-            out["plots"] = plot(out, stem) if out["variants"] else []
-        except Exception as e:  # no matplotlib (a bare GPU image): the results still count
-            out["plots"], out["plot_error"] = [], f"{type(e).__name__}: {e}"
-        write_json(path, out)
-        stem.with_suffix(".md").write_text(markdown(out) + "\n")
-
-    for seed in seeds:  # seed-major: a campaign cut short holds whole seeds for the pairs
-        for name, (model_name, overrides) in plan.items():
-            if done(runs, variant=name, seed=seed):
-                print(f"{name} seed {seed}: already in {path.name}, skipped", flush=True)
-                continue
-            t0 = time.perf_counter()
-            row, model = train_one(model_name, seed, recipe, overrides, keep_model=True)
-            row.update(variant=name, model=model_name, accuracy=noisy_accuracy(model, test, levels))
-            t1 = time.perf_counter()
-            row["attacks"] = {a: attack_accuracy(model, attacked, [0.0] + [float(e) for e in eps],
-                                                 a, args.pgd_steps, seed=seed) for a in names}
-            row["attack_seconds"], row["wall_seconds"] = time.perf_counter() - t1, time.perf_counter() - t0
-            row.pop("coefficients", None)
-            runs.append(row)
-            save(payload(f"running: {name} seed {seed} done"))
-            print(f"[{time.perf_counter() - start:7.1f}s] {name:18s} seed {seed}: "
-                  + ", ".join(f"{k}: {v:.3f}" for k, v in row["accuracy"].items())
-                  + "".join(f"; {a} " + " ".join(f"{v:.3f}" for v in row["attacks"][a].values())
-                            for a in names), flush=True)
-    out = payload("finished")
-    out["sd_equivalence"] = sd_equivalence(args.sd_samples, args.depth) if args.sd_samples else None
-    save(out)
+    # seed-major: a campaign cut short holds whole seeds for the pairs
+    runs = [campaign.Run(f"{name}__s{seed}", dict(variant=name, seed=seed),
+                         dict(variant=name, seed=seed, model=model_name, overrides=overrides,
+                              recipe=recipe.to_dict(), levels=levels, attacks=attacks,
+                              attack_subset=subset))
+            for seed in seeds for name, (model_name, overrides) in plan.items()]
+    records, failures = drive(path=path, key=key, fn="sde_noise:run_one", runs=runs, args=args,
+                              summary=summary, identity=("variant", "seed"), device=env["device"],
+                              legacy_key=key, label="sde_noise")
+    extra["sd_equivalence"] = sd_equivalence(args.sd_samples, args.depth) if args.sd_samples else None
+    summary(records, failures)
+    out = last["out"]
     print(markdown(out))
     print(f"wrote {path}, {path.with_suffix('.md').name} and {', '.join(out['plots']) or 'no plots'}")
     return out

@@ -118,7 +118,7 @@ def fake_row(name, seed):
 
 def test_campaign_accumulates_and_skips_finished_runs(monkeypatch, tmp_path):
     calls = []
-    monkeypatch.setattr(converged, "train_one", lambda n, s, r: calls.append((n, s)) or fake_row(n, s))
+    monkeypatch.setattr(converged, "train_one", lambda n, s, r, **kw: calls.append((n, s)) or fake_row(n, s))
     monkeypatch.setattr(converged, "model_meta", lambda n, d: dict(params=1))
     args = ["--config", "tiny", "--dataset", "synthetic", "--out-dir", str(tmp_path)]
     converged.main(args + ["--seeds", "0-1"])
@@ -150,3 +150,12 @@ def test_campaign_baselines_pair_each_scheme_with_its_depth():
     assert [converged.pair_baseline(m, models) for m in models] == \
         [None, "resnet20", None, "resnet32", "resnet20"]
     assert converged.parse_seeds("0-2,5") == [0, 1, 2, 5]
+
+
+def test_preact_schemes_pair_with_their_preact_baseline():
+    models = ["resnet20", "lm_resnet20", "preact_resnet20", "lm_preact_resnet20"]
+    assert [converged.pair_baseline(m, models) for m in models] == \
+        [None, "resnet20", "resnet20", "preact_resnet20"]
+    # without preact_resnet20 in the list, lm_preact_resnet20 falls back to resnet20
+    assert converged.pair_baseline("lm_preact_resnet20", ["resnet20", "lm_preact_resnet20"]) == "resnet20"
+    assert converged.pair_baseline("resnet32", ["resnet20", "resnet32"]) is None
