@@ -33,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _campaign import (add_campaign_arguments, drive, load_summary,  # noqa: E402
                        parse_seeds, recipe_key, report_header, write_report)
+import family  # noqa: E402
 from _common import HelpFormatter, env_info, result_path  # noqa: E402
 from _stats import mean_ci, paired, significant, verdict  # noqa: E402
 from _train_common import (Recipe, default_dataset, markdown_table, model_meta,  # noqa: E402
@@ -231,6 +232,8 @@ def main(argv=None) -> int:
         payload.update(runs=records, failures=failures)
         summarise(payload, models, key)
         write_report(payload, path, plot, markdown)
+        if args.config == "converged":  # the family report reads the same runs
+            family.write(payload, path.with_name(path.name.replace(NAME, "family", 1)))
 
     runs = [campaign.Run(f"{m}__s{s}", dict(model=m, seed=s),
                          dict(model=m, seed=s, recipe=recipe.to_dict(), config=args.config))

@@ -25,6 +25,7 @@ within 0.3 points after 3, and prints the campaign command that adds them.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
@@ -363,6 +364,29 @@ def build(payload: dict, costs: dict | None = None) -> dict:
                 missing=missing, **{"continue": continue_command(missing)})
 
 
+def write(payload: dict, out: Path, measure: bool = False, threads: int | None = None) -> dict:
+    """Write ``out`` (family_<device>.json), its markdown and figures from the campaign
+    ``payload``; step costs are measured when ``measure``, else kept from the last report."""
+    import torch
+    old = json.loads(out.read_text()) if out.exists() else {}
+    costs, cost_env = old.get("relative_step_time"), old.get("cost_env")
+    if measure:
+        if threads:
+            torch.set_num_threads(threads)
+        costs = measure_costs(SCHEMES)
+        cost_env = dict(env_info("cpu"), threads=torch.get_num_threads(), batch=128)
+    report = build(payload, costs)
+    report.update(relative_step_time=costs, cost_env=cost_env)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stem = out.with_suffix("")
+    report["plots"] = [plot_cost(report["schemes"], stem)]
+    if report["depth"]:
+        report["plots"].append(plot_depth(report["depth"], stem))
+    write_json(out, report)
+    stem.with_suffix(".md").write_text(markdown(report))
+    return report
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--campaign", default=None, help="the converged campaign's JSON "
@@ -372,28 +396,9 @@ def main(argv=None) -> int:
                    "scheme side by side first (a few minutes on 2 CPU cores)")
     p.add_argument("--threads", type=int, default=None, help="torch threads for --measure-cost")
     args = p.parse_args(argv)
-    import json
-    import torch
     src = Path(args.campaign) if args.campaign else result_path("converged", "cpu", args.out_dir)
-    payload = json.loads(src.read_text())
-    out = result_path("family", "cpu", args.out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    old = json.loads(out.read_text()) if out.exists() else {}
-    costs, cost_env = old.get("relative_step_time"), old.get("cost_env")
-    if args.measure_cost:
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        costs = measure_costs(SCHEMES)
-        cost_env = dict(env_info("cpu"), threads=torch.get_num_threads(), batch=128,
-                        measured=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    report = build(payload, costs)
-    report.update(source=src.name, relative_step_time=costs, cost_env=cost_env)
-    stem = out.with_suffix("")
-    report["plots"] = [plot_cost(report["schemes"], stem)]
-    if report["depth"]:
-        report["plots"].append(plot_depth(report["depth"], stem))
-    write_json(out, report)
-    stem.with_suffix(".md").write_text(markdown(report))
+    report = write(json.loads(src.read_text()), result_path("family", "cpu", args.out_dir),
+                   args.measure_cost, args.threads)
     print(markdown(report))
     return 0
 
