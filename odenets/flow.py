@@ -162,7 +162,7 @@ class Flow(SchemeCoefficients, nn.Module):
                              f"flow (activation={self.activation!r} after every step) is not one")
         with self._counting():
             return solvers_odeint(self._calls[0], u, times, method=self.scheme,
-                                  options={"step_size": abs(self.dt)})
+                                  options={"max_step": abs(self.dt)})
 
     def _check_state(self, u, state):
         if isinstance(state, tuple) and all(torch.is_tensor(s) and s.shape == u.shape
