@@ -61,3 +61,45 @@ def test_sde_flow_at_times():
     torch.testing.assert_close(path[0], u0)
     b.eval()
     assert b(u0, [0.0, 0.25, 1.0]).shape == (3, 4, 3)
+
+
+class _TimeConcat(torch.nn.Module):
+    """A time-aware field as torchdiffeq/torchsde users write it: t joins the features."""
+
+    def __init__(self, d=3):
+        super().__init__()
+        self.lin = torch.nn.Linear(d + 1, d)
+        self.seen = []
+
+    def forward(self, t, y):
+        self.seen.append((t.dtype, tuple(t.shape)))
+        return self.lin(torch.cat([y, t.expand(y.shape[0], 1)], -1))
+
+
+def test_sde_flow_passes_t_in_the_states_dtype_in_training_and_eval():
+    """Issue 25, defect 2: in training mode the sde: flow passed float64 t (the solve's clock),
+    so torch.cat([y, t]) inside the field failed with a dtype mismatch."""
+    field = _TimeConcat()
+    flow = odenets.build(field, "sde:euler", steps=4, seed=0, tied=True)
+    x = torch.randn(2, 3)
+    for mode in (flow.train, flow.eval):
+        mode()
+        assert flow(x).dtype == torch.float32
+    assert {dtype for dtype, _ in field.seen} == {torch.float32}
+
+
+def test_torchode_flow_passes_t_as_torchode_does_and_takes_its_option_names():
+    """Issue 25, defect 6: t reached a (batch, d) field as (batch, 1) where torchode passes
+    (batch,), and torchode's own option names (dt0=, max_steps=) were refused."""
+    import pytest
+    pytest.importorskip("torchode")
+
+    class TorchodeField(torch.nn.Module):  # torchode's convention: t (batch,), y (batch, d)
+        def forward(self, t, y):
+            return -y * t[:, None]
+
+    flow = odenets.build(TorchodeField(), "torchode:dopri5", dt0=0.05, max_steps=500)
+    x = torch.ones(3, 2)
+    torch.testing.assert_close(flow(x), x * torch.exp(torch.tensor(-0.5)), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="max_steps or max_num_steps"):
+        odenets.build(TorchodeField(), "torchode:dopri5", max_steps=5, max_num_steps=5)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from solvers.base import clock_dtype
 from solvers.checks import t_span as check_t_span
 from solvers.noise import Noise
 
@@ -84,17 +85,24 @@ class _FlowSDE(nn.Module):
     def _state(self, y):
         return y.reshape(self.shape)
 
+    @staticmethod
+    def _clock(t, y):
+        """``t`` in the state's dtype (float32 for 16-bit states), as every other flow passes
+        it: the solve keeps float64 times (no rounding sliver), the field must not see them."""
+        dtype = clock_dtype(y)
+        return t.to(dtype) if torch.is_tensor(t) and t.dtype != dtype else t
+
     def f(self, t, y):
         key = t.data_ptr() if torch.is_tensor(t) else float(t)
         cache = self._cache
         if cache is not None and y is cache[0]:
             if cache[1] is not None and cache[1] == key:
                 return cache[2]
-            out = self.func(t, self._state(y)).reshape(y.shape)
+            out = self.func(self._clock(t, y), self._state(y)).reshape(y.shape)
             if cache[1] is None:
                 self._cache = (y, key, out)
             return out
-        return self.func(t, self._state(y)).reshape(y.shape)
+        return self.func(self._clock(t, y), self._state(y)).reshape(y.shape)
 
     def g(self, t, y):
         if not self.noisy or self.sigma == 0:
@@ -104,7 +112,7 @@ class _FlowSDE(nn.Module):
         if self.diffusion == "field":
             return self.sigma * self.f(t, y)
         u = self._state(y)
-        g = self.diffusion(t, u) if self._g_takes_time else self.diffusion(u)
+        g = self.diffusion(self._clock(t, y), u) if self._g_takes_time else self.diffusion(u)
         if not torch.is_tensor(g) or g.shape != u.shape:
             got = tuple(g.shape) if torch.is_tensor(g) else type(g).__name__
             raise ValueError(f"the diffusion g must return a tensor of the state's shape "
