@@ -219,12 +219,14 @@ class Network(nn.Module):
         super().__init__()
         cfg.check()
         self.config = cfg
-        init_seed = int(torch.randint(2 ** 62, ()))  # one draw, whatever the preset builds below
+        # one draw, whatever the preset builds below; on the CPU even under torch.device("meta")
+        init_seed = int(torch.randint(2 ** 62, (), device="cpu"))
         self.stem = _stem(cfg)
         solver, solver_options = _solver(cfg)
         survival = _survival(cfg)
         act = "relu" if cfg.post_activation else None
         channels, block_index, stages, flow = cfg.stem_width or cfg.widths[0], 0, [], None
+        history = 0  # past states the scheme carries into the next flow (multistep schemes)
         for depth, width, stride in zip(cfg.depths, cfg.widths, cfg.strides):
             needs_transition = stride != 1 or width != channels
             steps = depth - needs_transition
@@ -240,6 +242,11 @@ class Network(nn.Module):
                     per_evaluation_norm=cfg.per_evaluation_norm, **solver_options)
             transition = _transition(cfg, channels, width, stride, stage_flow, act) \
                 if needs_transition else None
+            if transition is not None:
+                history = int(transition._project)  # "project" leaves S(u_n), "restart" none
+            if isinstance(stage_flow, Flow):
+                stage_flow.drop_unreachable_coefficients(history)
+                history = min(stage_flow.scheme.past_states, history + steps)
             stages.append(Stage(transition, stage_flow))
             channels, block_index = width, block_index + depth
         self.stages = nn.ModuleList(stages)
@@ -302,7 +309,8 @@ class Network(nn.Module):
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """A new, freshly initialised classifier for ``num_classes`` (0: none, the network then
         returns pooled features) and optionally a new ``global_pool``; ``config`` follows."""
-        self.head.reset(num_classes, global_pool)
+        like = next((p for p in self.parameters() if p.is_floating_point()), None)
+        self.head.reset(num_classes, global_pool, like)
         self.config = dataclasses.replace(self.config, num_classes=num_classes,
                                           global_pool=self.head.global_pool)
 
