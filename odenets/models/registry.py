@@ -16,6 +16,11 @@ from .features import FeatureNet
 from .network import NetConfig, Network
 
 PRESETS: dict[str, Callable[[], NetConfig]] = {}
+
+
+class UnknownOption(ValueError, TypeError):
+    """An unknown keyword of ``create``: a ValueError (odenets' rule) and a TypeError (what timm
+    and Python raise for an unexpected keyword argument)."""
 DOCS: dict[str, str] = {}
 
 
@@ -84,8 +89,8 @@ def get_config(name: str, **overrides) -> NetConfig:
         if key in RENAMED:
             raise ValueError(f"model {name!r}: {RENAMED[key]}")
     if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for model {name!r}; valid options: "
-                         f"{', '.join(sorted(fields))}")
+        raise UnknownOption(f"unknown option(s) {unknown} for model {name!r}; valid options: "
+                            f"{', '.join(sorted(fields))}")
     cfg = PRESETS[name]()
     if "solver_options" in overrides:  # merged, so e.g. solver_options={"seed": 0} keeps the rest
         extra = overrides["solver_options"]
