@@ -9,7 +9,8 @@ becomes the timm entrypoint ``prefix + name`` (a function of this module, as tim
 entrypoints are functions of their model modules), which calls ``odenets.create(name, ...)``
 with timm's keyword arguments (``num_classes``, ``in_chans``, ``global_pool``, ``drop_rate``,
 ``drop_path_rate``, ``features_only``, ``out_indices``, any `NetConfig` field).
-``pretrained=True`` raises (odenets ships no weights); ``pretrained_cfg`` (a dict) and
+``pretrained=True`` loads the weights shipped with odenets (`odenets.pretrained`, no download)
+where the preset has them; ``pretrained_cfg`` (a dict) and
 ``pretrained_cfg_overlay`` update the model's ``pretrained_cfg``.
 """
 from __future__ import annotations
