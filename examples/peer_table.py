@@ -10,7 +10,8 @@ import re
 from pathlib import Path
 
 EXAMPLES = Path(__file__).resolve().parent
-PORTS = {"ode_demo.py": "torchdiffeq `examples/ode_demo.py`"}
+PORTS = {"ode_demo.py": "torchdiffeq `examples/ode_demo.py`",
+         "odenet_mnist.py": "torchdiffeq `examples/odenet_mnist.py`"}
 MARK = re.compile(r"^(?P<ours>.*?)\s*# peer: (?P<peer>.*)$")
 
 
