@@ -107,7 +107,18 @@ def get_config(name: str, **overrides) -> NetConfig:
     return cfg
 
 
-def create(name: str, num_classes: int | None = None, in_channels: int | None = None,
+class _Default:
+    """The default of an argument that was not given (``pretrained=True`` then takes the
+    weights' value)."""
+
+    def __repr__(self):
+        return "default"
+
+
+DEFAULT = _Default()
+
+
+def create(name: str, num_classes: int = DEFAULT, in_channels: int = DEFAULT,
            pretrained: bool = False, features_only: bool = False, out_indices=None,
            **overrides) -> Network | FeatureNet:
     """Build preset ``name``: ``create("lm_resnet56", num_classes=100)``.
@@ -126,7 +137,7 @@ def create(name: str, num_classes: int | None = None, in_channels: int | None = 
         raise ValueError(f"pretrained must be True or False, got {pretrained!r}")
     if "in_chans" in overrides:  # timm's name
         in_chans = overrides.pop("in_chans")
-        if in_channels not in (None, in_chans):
+        if in_channels is not DEFAULT and in_channels != in_chans:
             raise ValueError(f"in_chans={in_chans!r} (timm's name for in_channels) and "
                              f"in_channels={in_channels!r} disagree; pass only in_channels")
         in_channels = in_chans
@@ -138,8 +149,8 @@ def create(name: str, num_classes: int | None = None, in_channels: int | None = 
         from ..pretrained import entry
         info = entry(name)
         overrides = {**info.get("model_args", {}), **overrides}
-    num_classes = info.get("num_classes", 10) if num_classes is None else num_classes
-    in_channels = info.get("in_channels", 3) if in_channels is None else in_channels
+    num_classes = info.get("num_classes", 10) if num_classes is DEFAULT else num_classes
+    in_channels = info.get("in_channels", 3) if in_channels is DEFAULT else in_channels
     cfg = get_config(name, num_classes=num_classes, in_channels=in_channels, **overrides)
     model = Network(cfg)
     model.name = name

@@ -84,10 +84,12 @@ def _timm_cfg(name: str) -> dict:
     fields timm's ``PretrainedCfg`` has."""
     import dataclasses
 
-    from timm.models import PretrainedCfg
-
     from .features import pretrained_cfg
     from .registry import get_config
-    known = {f.name for f in dataclasses.fields(PretrainedCfg)}
     cfg = pretrained_cfg(get_config(name, num_classes=10, in_channels=3))
+    try:
+        from timm.models import PretrainedCfg
+        known = {f.name for f in dataclasses.fields(PretrainedCfg)}
+    except ImportError:  # a timm without it keeps the whole dict
+        known = set(cfg)
     return {k: v for k, v in cfg.items() if k in known and k != "architecture"}
