@@ -41,6 +41,7 @@ class SchemeCoefficients:
         reach r3. A dropped coefficient reads as 0 (a root at 0: the factor dropped, as the warm
         start does), so no parameter is left without a gradient (DDP needs none unused); old
         checkpoints holding it still load (the value is ignored, as it always was)."""
+        self._history_in = history_in  # `odenets.resolve` rebuilds the flow with it
         layout = getattr(self.scheme, "layout", None)
         if not layout or not self._learnable:
             return ()
