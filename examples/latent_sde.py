@@ -55,7 +55,7 @@ class LatentSDE(nn.Module):
         mean, logstd = self.qz0(hT[0]).chunk(2, 1)
         z0 = mean + logstd.exp() * torch.randn_like(mean)
         y0 = torch.cat([z0, torch.zeros_like(z0[:, :1])], 1)
-        ys = sdeint(self, y0, ts, dt=dt)                      # (T, batch, latent + 1)
+        ys = sdeint(self, y0, ts, dt=dt, method="euler")      # (T, batch, latent + 1)
         zs, logqp_path = ys[..., :self.latent], ys[-1, :, -1]
         xs_hat = self.decoder(zs).transpose(0, 1)             # (batch, T, 1)
         log_lik = -0.5 * ((xs_hat - xs) / 0.05) ** 2 - math.log(0.05 * math.sqrt(2 * math.pi))

@@ -24,6 +24,7 @@ class SchemeCoefficients:
         self._learnable = tuple(c for c in scheme.learnable_coefficients()
                                 if c.name not in self._fixed)
         self.raw = nn.ParameterDict()
+        self._unreachable = ()  # see `drop_unreachable_coefficients`
         per_channel = bool(getattr(scheme, "per_channel", False))
         if per_channel and self._learnable and not channels:
             raise ValueError(f"{scheme.name}: per_channel=True needs channels= (the size of "
@@ -31,6 +32,39 @@ class SchemeCoefficients:
         shape = (self.steps, channels) if per_channel else (self.steps,)
         for c in self._learnable:
             self.raw[c.name] = nn.Parameter(c.init_raw(shape))
+
+    def drop_unreachable_coefficients(self, history_in: int) -> tuple[str, ...]:
+        """Remove the learnable coefficients no step can use when ``history_in`` past states
+        enter the flow; returns their names. A multistep scheme with a factor ``layout`` (`lmm`)
+        uses a factor of sigma only once enough past states exist (its warm start), and step n
+        has ``min(past_states, history_in + n)``: e.g. lmm4_resnet20's 2-3 steps per stage never
+        reach r3. A dropped coefficient reads as 0 (a root at 0: the factor dropped, as the warm
+        start does), so no parameter is left without a gradient (DDP needs none unused); old
+        checkpoints holding it still load (the value is ignored, as it always was)."""
+        self._history_in = history_in  # `odenets.resolve` rebuilds the flow with it
+        layout = getattr(self.scheme, "layout", None)
+        if not layout or not self._learnable:
+            return ()
+        reach = min(self.scheme.past_states, history_in + self.steps - 1)
+        used, degree = set(), 0
+        for factor in layout:  # ("real", name) or ("pair", sum_name, prod_name): degree 1 or 2
+            degree += len(factor) - 1
+            if degree > reach:
+                break
+            used.update(factor[1:])
+        dropped = tuple(c.name for c in self._learnable if c.name not in used)
+        for name in dropped:
+            del self.raw[name]
+        self._learnable = tuple(c for c in self._learnable if c.name in used)
+        self._unreachable = self._unreachable + dropped
+        if dropped and not getattr(self, "_drop_hook", False):
+            self._register_load_state_dict_pre_hook(self._ignore_unreachable)
+            self._drop_hook = True
+        return dropped
+
+    def _ignore_unreachable(self, state_dict, prefix, *args):
+        for name in self._unreachable:
+            state_dict.pop(f"{prefix}raw.{name}", None)
 
     def _register_fixed(self, coefficients: dict) -> tuple[str, ...]:
         declared = {c.name: c for c in self.scheme.coefficients}
@@ -45,15 +79,19 @@ class SchemeCoefficients:
             if values.numel() != self.steps:
                 raise ValueError(f"{name_}: coefficient {name} has {values.numel()} "
                                  f"values for steps={self.steps}")
-            for v in values.tolist():
-                declared[name].check(v, name_)
+            if not values.is_meta:
+                for v in values.tolist():
+                    declared[name].check(v, name_)
+            if not torch.is_tensor(value):  # numbers: checked on the CPU, kept on the default
+                values = values.to(torch.empty(0).device)  # device (meta under torch.device)
             self.register_buffer(f"coef_{name}", values)
             fixed.append(name)
         return tuple(fixed)
 
     def _as_values(self, name: str, value) -> torch.Tensor:
         try:
-            return torch.as_tensor(value, dtype=torch.float64)
+            return torch.as_tensor(value, dtype=torch.float64,
+                                   device=None if torch.is_tensor(value) else "cpu")
         except (TypeError, ValueError, RuntimeError):
             raise ValueError(f"{self.scheme.name}: coefficient {name} must be a number or "
                              f"steps={self.steps} numbers, got {value!r}") from None
@@ -69,6 +107,11 @@ class SchemeCoefficients:
             values[c.name] = v
         for name in self._fixed:
             values[name] = getattr(self, f"coef_{name}")
+        if self._unreachable:
+            ref = next(iter(values.values()), None)
+            zeros = torch.zeros(self.steps, device=ref.device if ref is not None else None,
+                                dtype=ref.dtype if ref is not None else None)
+            values.update(dict.fromkeys(self._unreachable, zeros))
         return values
 
     def coefficients(self) -> dict[str, torch.Tensor]:

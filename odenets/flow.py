@@ -119,6 +119,24 @@ class Flow(SchemeCoefficients, nn.Module):
         is back at slot 0 (a field called on its own uses slot 0)."""
         return _Counting(self._counted)
 
+    # -- evaluation counts (torchdiffeq users' `block.nfe`) ----------------------------------------
+    @property
+    def nfe(self) -> dict:
+        """Field evaluations since the last reset, ``{"forward": n, "backward": 0}``: forwards
+        times ``steps x evals_per_step`` (a fixed grid's cost; not counted while compiling).
+        ``flow.nfe = 0`` resets."""
+        per = round(self.steps * self.scheme.evals_per_step)
+        return {"forward": getattr(self, "_forwards", 0) * per, "backward": 0}
+
+    @nfe.setter
+    def nfe(self, value) -> None:
+        if isinstance(value, bool) or value != 0:
+            raise ValueError(f"nfe can only be set to 0 (a reset of the counter), got {value!r}")
+        self._forwards = 0
+
+    def reset_nfe(self) -> None:
+        self._forwards = 0
+
     # -- forward ----------------------------------------------------------------------------------
     def forward(self, u, times=None, *, state=None, return_state: bool = False):
         """u_N from u = u_0 (and with ``return_state`` the pair ``(u_N, state)``). ``state`` is
@@ -133,6 +151,8 @@ class Flow(SchemeCoefficients, nn.Module):
             return self._at_times(u, times, state, return_state)
         if state is not None:
             self._check_state(u, state)
+        if not torch.compiler.is_compiling():
+            self._forwards = getattr(self, "_forwards", 0) + 1
         coeffs = {name: v.unbind(0) for name, v in self.coefficient_values(u).items()}
         try:
             with self._counting():
@@ -162,7 +182,7 @@ class Flow(SchemeCoefficients, nn.Module):
                              f"flow (activation={self.activation!r} after every step) is not one")
         with self._counting():
             return solvers_odeint(self._calls[0], u, times, method=self.scheme,
-                                  options={"step_size": abs(self.dt)})
+                                  options={"max_step": abs(self.dt)})
 
     def _check_state(self, u, state):
         if isinstance(state, tuple) and all(torch.is_tensor(s) and s.shape == u.shape

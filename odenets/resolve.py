@@ -142,6 +142,8 @@ def _resolve_flow(name, old, solver, steps, opts, shared, notes):
     new = build(fields, scheme, n, tied=tied, t_span=(t0, t1), activation=old.activation,
                 coefficients=fixed or None, channels=_channels(old, learned),
                 per_evaluation_norm=True)
+    if getattr(old, "_history_in", None) is not None:  # as the network built the run's flow
+        new.drop_unreachable_coefficients(old._history_in)
     for c in new._learnable:
         raw = learned.get(c.name)
         if raw is None or raw.shape != new.raw[c.name].shape or not _same_family(old, new):

@@ -4,6 +4,7 @@
     solvers.get("lm", k=0.3)               -> a scheme object with .step / .solve
     solvers.integrate(f, u0, steps=64, scheme="rk4")
     solvers.odeint(f, y0, t, method="rk4", options={"step_size": h})   # torchdiffeq's signature
+    solvers.odeint(f, y0, t)                 # dopri5 and every other torchdiffeq method: torchdiffeq's
     solvers.sdeint(sde, y0, ts, dt=h, bm=bm)                 # torchsde's, Euler-Maruyama
     solvers.get("euler_maruyama", noise_source=solvers.Noise(seed=0))  # noise: its own object
 
@@ -14,11 +15,11 @@ This package never imports ``odenets``; ``odenets.build`` joins its schemes to n
 from .base import Coefficient, DivergenceError, Scheme
 from .integrate import integrate
 from .noise import Noise
-from .odeint import odeint
+from .odeint import odeint, odeint_adjoint
 from .sdeint import sdeint
 from .registry import SCHEMES, available, get, register
 from .reversible import reversible_solve
 from .shake import shake_mix
 
 __all__ = ["Coefficient", "DivergenceError", "Noise", "Scheme", "SCHEMES", "available", "get",
-           "integrate", "odeint", "register", "reversible_solve", "sdeint", "shake_mix"]
+           "integrate", "odeint", "odeint_adjoint", "register", "reversible_solve", "sdeint", "shake_mix"]

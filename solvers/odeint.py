@@ -1,26 +1,37 @@
-"""``odeint`` with torchdiffeq's signature and semantics, for the fixed-grid schemes.
+"""``odeint`` with torchdiffeq's signature, defaults and grid semantics.
 
+    ys = solvers.odeint(func, y0, t)                                   # dopri5, as torchdiffeq
     ys = solvers.odeint(func, y0, t, method="rk4", options={"step_size": 0.01})
 
 ``t`` is a 1-D tensor of output times, strictly increasing or strictly decreasing; the result
 has shape ``(len(t), *y0.shape)`` with ``ys[0] = y0`` (a tuple of such tensors for a tuple
-``y0``). Between two output times ``t_i, t_{i+1}`` the scheme takes ``n_i`` equal steps of
-``h_i = (t_{i+1} - t_i) / n_i``: ``n_i = 1`` without options (torchdiffeq's grid is then ``t``
-itself), ``options={"steps": n}`` for ``n`` per interval, ``options={"step_size": h}`` for
-``n_i = ceil(|t_{i+1} - t_i| / h)``. So every requested time is a grid point: no interpolation
-error (torchdiffeq steps on ``t_0 + k h`` and interpolates where ``t`` falls between). Where the
-two grids coincide (``t_{i+1} - t_i`` a multiple of ``h``) the results agree to rounding.
+``y0``). ``func(t, y)`` gets ``t`` as a 0-dim tensor in ``t``'s dtype, as in torchdiffeq.
+
+Fixed grids are stepped here, on torchdiffeq's grid (so the field is evaluated at the same
+times, float32 grids included):
+
+* no grid option: the grid is ``t`` itself;
+* ``step_size=h``: torchdiffeq's ``_grid_constructor_from_step_size``: ``t_0 + k h`` for
+  ``k < ceil((t_N - t_0) / h + 1)`` in ``t``'s dtype, its last point replaced by ``t_N``; an
+  output time between two grid points is interpolated (``interp="linear"``, torchdiffeq's
+  default, or ``"cubic"`` Hermite, which costs one more evaluation per such output);
+* ``grid_constructor=fn``: ``fn(func, y0, t)`` returns the grid (torchdiffeq's option);
+* ``steps=n`` (ours): ``n`` equal steps per interval of ``t``; ``max_step=h`` (ours):
+  ``ceil(|t_{i+1} - t_i| / h)`` equal steps per interval (a ratio within rounding of ``t``'s
+  dtype of a whole number counts as that number). Every requested time is then a grid point.
 
 Method names (torchdiffeq -> scheme): ``euler`` -> euler, ``midpoint`` -> midpoint,
 ``heun2`` -> heun, ``rk4`` -> rk4_38 (torchdiffeq's "rk4" is Kutta's 3/8 rule; classical RK4
-is ``method=solvers.get("rk4")``). Any other fixed-grid scheme name (``ab2``, ``lm``,
-``backward_euler``, ``euler_maruyama``...) or a `Scheme` object works too; adaptive methods
-(dopri5, ...) are torchdiffeq's own. ``rtol``/``atol`` are accepted and, as in torchdiffeq's
-fixed-grid solvers, unused.
+is ``method=solvers.get("rk4")``). Any other fixed-grid scheme name (``ab2``, ``lm``, ...) or a
+`Scheme` object works too, its options in ``options``; a multistep scheme restarts its history
+(one-step start) where the step size changes. Every other torchdiffeq method (dopri5, the
+default, dopri8, bosh3, fehlberg2, adaptive_heun, heun3, the Adams methods, scipy_solver), an
+``event_fn`` and ``perturb=True`` go to ``torchdiffeq.odeint`` with the options unchanged;
+options neither solver knows raise a ValueError naming the allowed ones (torchdiffeq warns).
 
 Gradients flow to ``y0``, to parameters the field uses, and to ``t``: dL/dt_i =
 <dL/dy_i, f(t_i, y_i)> for i >= 1 and dL/dt_0 = -<a_0, f(t_0, y_0)> with a_0 the adjoint at
-t_0 (the continuous-time derivatives, as torchdiffeq's adjoint gives; they cost one extra field
+t_0 (the continuous-time derivatives, as torchdiffeq's adjoint gives; one extra field
 evaluation per output time, made only when ``t`` requires grad).
 """
 from __future__ import annotations
@@ -29,17 +40,29 @@ import math
 
 import torch
 
-from . import checks
-from .base import Scheme
-from .registry import SCHEMES, TORCHDIFFEQ_ONLY, get
+from . import checks, peers
+from .base import Scheme, clock_dtype
+from .integrate import shape_checked
+from .registry import SCHEMES, get
 
 TORCHDIFFEQ_NAMES = {"euler": "euler", "midpoint": "midpoint", "heun2": "heun", "rk4": "rk4_38"}
-GRID_OPTIONS = ("step_size", "steps")
+GRID_OPTIONS = ("grid_constructor", "interp", "max_step", "step_size", "steps")
+MAX_STEPS = 10 ** 9  # more steps than anyone can mean: refused before any work
+CHUNK = 4096  # grid points made at a time: memory does not grow with the step count
 
 
-def odeint(func, y0, t, *, method=None, options: dict | None = None, rtol=None, atol=None):
-    """Solve ``dy/dt = func(t, y)``, ``y(t[0]) = y0`` on the fixed grid described in the module
-    docstring; returns ``y`` at every time of ``t``. ``func`` gets ``t`` as a 0-dim tensor."""
+def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method=None, options: dict | None = None,
+           event_fn=None):
+    """Solve ``dy/dt = func(t, y)``, ``y(t[0]) = y0``; returns ``y`` at every time of ``t``
+    (see the module docstring). ``rtol``/``atol`` matter to adaptive methods only."""
+    if options is not None and not isinstance(options, dict):
+        raise ValueError(f"odeint: options must be a dict, got {options!r}")
+    options = dict(options or {})
+    method = "dopri5" if method is None else method
+    if peers.odeint_delegated(method, options, event_fn, ours=_ours(method)):
+        return peers.torchdiffeq_odeint(func, y0, t, rtol=rtol, atol=atol, method=method,
+                                        options=options, event_fn=event_fn)
+    grid = {k: options.pop(k) for k in GRID_OPTIONS if k in options}
     scheme = _scheme(method, options)
     tuple_state = isinstance(y0, tuple)
     if tuple_state:
@@ -51,15 +74,19 @@ def odeint(func, y0, t, *, method=None, options: dict | None = None, rtol=None, 
     elif not torch.is_tensor(y0) or not y0.is_floating_point():
         got = y0.dtype if torch.is_tensor(y0) else type(y0).__name__
         raise ValueError(f"odeint: y0 must be a floating-point tensor or a tuple of them, got {got}")
-    times = _check_t(t)
-    steps = _steps_per_interval(times, options)
+    if not callable(func):
+        raise ValueError(f"odeint: func must be callable as func(t, y), got {func!r}")
+    func = shape_checked(func, "odeint", "func", check_dtype=True)
+    times = _check_t(t, y0)
+    reverse = len(times) > 1 and bool(times[0] > times[1])
+    field = _Reversed(func) if reverse else func
+    tt = -times if reverse else times
     t_grad = torch.is_tensor(t) and t.requires_grad and torch.is_grad_enabled()
-    y = _shift(func, y0, t, 0, -1) if t_grad else y0  # same value; carries dL/dt_0
-    path, state = [y0], None
-    for i, n in enumerate(steps):
-        dt = (times[i + 1] - times[i]) / n
-        y, state = scheme.solve([func] * n, y, times[i], dt, None, state)
-        path.append(_shift(func, y, t, i + 1, 1) if t_grad else y)
+    start = _shift(func, y0, t, 0, -1) if t_grad else y0  # same value; carries dL/dt_0
+    cubic = grid.get("interp", "linear") == "cubic"
+    path = _solve(scheme, field, start, tt, _grid(field, y0, tt, grid), cubic)
+    if t_grad:
+        path = [path[0]] + [_shift(func, y, t, i, 1) for i, y in enumerate(path) if i]
     out = torch.stack(path)
     if not tuple_state:
         return out
@@ -67,88 +94,242 @@ def odeint(func, y0, t, *, method=None, options: dict | None = None, rtol=None, 
     return tuple(part.reshape(len(times), *s) for part, s in zip(out.split(sizes, dim=1), shapes))
 
 
-def _scheme(method, options) -> Scheme:
+def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method=None, options=None,
+                   event_fn=None, adjoint_rtol=None, adjoint_atol=None, adjoint_method=None,
+                   adjoint_options=None, adjoint_params=None):
+    """``torchdiffeq.odeint_adjoint`` (its signature and defaults): the backward pass solves the
+    adjoint ODE backwards in time instead of keeping the forward graph, so memory does not grow
+    with the number of steps. torchdiffeq's methods only; our ``steps=n`` / ``max_step=h`` grid
+    options become a ``grid_constructor``. ``func`` must be an ``nn.Module`` (or give
+    ``adjoint_params``)."""
     if options is not None and not isinstance(options, dict):
-        raise ValueError(f"odeint: options must be a dict, got {options!r}")
-    scheme_options = {k: v for k, v in (options or {}).items() if k not in GRID_OPTIONS}
-    if method is None:
-        raise ValueError(f"odeint: give method= (torchdiffeq's default, dopri5, is adaptive: "
-                         f"use torchdiffeq.odeint for it); fixed-grid methods: "
-                         f"{sorted(set(TORCHDIFFEQ_NAMES) | set(SCHEMES))}")
+        raise ValueError(f"odeint_adjoint: options must be a dict, got {options!r}")
+    options = dict(options or {})
+    method = "dopri5" if method is None else method
+    if isinstance(method, Scheme) or method not in peers.torchdiffeq_methods():
+        raise ValueError(f"odeint_adjoint: method {method!r} is not a torchdiffeq method; the "
+                         f"adjoint runs {sorted(peers.torchdiffeq_methods())}; for our schemes "
+                         f"use solvers.odeint (backpropagation through the steps)")
+    if "steps" in options or "max_step" in options:
+        ours = {k: options.pop(k) for k in ("steps", "max_step") if k in options}
+        options["grid_constructor"] = lambda f, y, tt: _grid_tensor(f, y, tt, ours)
+    adjoint = dict(adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
+                   adjoint_method=adjoint_method, adjoint_options=adjoint_options,
+                   adjoint_params=adjoint_params)
+    return peers.torchdiffeq_odeint(func, y0, t, rtol=rtol, atol=atol, method=method,
+                                    options=options, event_fn=event_fn, adjoint=adjoint)
+
+
+def _grid_tensor(func, y0, t, grid: dict) -> torch.Tensor:
+    chunks = list(_grid(func, y0, t, grid))
+    return torch.cat([chunks[0]] + [c[1:] for c in chunks[1:]])
+
+
+def _ours(method) -> bool:
+    return isinstance(method, Scheme) or method in TORCHDIFFEQ_NAMES or method in SCHEMES
+
+
+def _scheme(method, scheme_options) -> Scheme:
+    allowed = f"grid options {list(GRID_OPTIONS)}"
     if isinstance(method, Scheme):
         if scheme_options:
-            raise ValueError(f"odeint: options {sorted(scheme_options)} given with an already "
-                             f"built scheme {method!r}; allowed: {list(GRID_OPTIONS)}")
+            raise ValueError(f"odeint: unknown options {sorted(scheme_options)} for the built "
+                             f"scheme {method!r}; allowed: {allowed}")
         return method
-    if method in TORCHDIFFEQ_ONLY and method not in TORCHDIFFEQ_NAMES:
-        raise ValueError(f"odeint: method {method!r} is adaptive (or has its own step control); "
-                         f"solvers.odeint runs the fixed-grid methods "
-                         f"{sorted(set(TORCHDIFFEQ_NAMES) | set(SCHEMES))}; use "
-                         f"torchdiffeq.odeint(func, y0, t, method={method!r}) or "
-                         f"odenets.build(field, solver={method!r})")
     name = TORCHDIFFEQ_NAMES.get(method, method)
-    if name not in SCHEMES:
-        raise ValueError(f"odeint: unknown method {method!r}; fixed-grid methods: "
-                         f"{sorted(set(TORCHDIFFEQ_NAMES) | set(SCHEMES))} (torchdiffeq's 'rk4' "
-                         f"is our 'rk4_38')")
+    if scheme_options and method in TORCHDIFFEQ_NAMES:
+        raise ValueError(f"odeint: unknown options {sorted(scheme_options)} for method "
+                         f"{method!r}; allowed: {allowed} and torchdiffeq's 'perturb'")
     try:
         return get(name, **scheme_options)
     except ValueError as e:
         raise ValueError(f"odeint: bad options {sorted(scheme_options)} for method {method!r}: "
-                         f"{e}; grid options: {list(GRID_OPTIONS)}") from None
+                         f"{e}; also allowed: {allowed}") from None
 
 
-def _check_t(t) -> list[float]:
-    """The output times as floats (one host read of ``t``); 1-D, finite, strictly monotonic."""
+def _check_t(t, y0) -> torch.Tensor:
+    """``t`` as a detached 1-D tensor on ``y0``'s device (its own floating dtype, else the
+    state's clock dtype): finite, strictly monotonic, with finite differences."""
     try:
-        tt = torch.as_tensor(t.detach() if torch.is_tensor(t) else t, dtype=torch.float64)
+        if torch.is_tensor(t):
+            tt = t.detach().to(y0.device)
+            if not tt.is_floating_point():
+                tt = tt.to(clock_dtype(y0))
+        else:
+            tt = torch.as_tensor(t, dtype=clock_dtype(y0), device=y0.device)
     except (TypeError, ValueError, RuntimeError):
         raise ValueError(f"odeint: t must be a 1-D tensor of times, got {t!r}") from None
-    if tt.dim() != 1 or len(tt) < 1:
-        raise ValueError(f"odeint: t must be a 1-D tensor of at least one time, got shape "
+    if tt.dim() != 1 or len(tt) < 1 or tt.is_complex():
+        raise ValueError(f"odeint: t must be a real 1-D tensor of at least one time, got shape "
                          f"{tuple(tt.shape)}")
-    times = tt.cpu().tolist()
-    diffs = [b - a for a, b in zip(times, times[1:])]
-    if not all(map(math.isfinite, times)) or not (all(d > 0 for d in diffs)
-                                                  or all(d < 0 for d in diffs)):
-        raise ValueError(f"odeint: t must be finite and strictly increasing or strictly "
-                         f"decreasing, got {times}")
-    return times
+    diffs = tt[1:] - tt[:-1]
+    if not (bool(torch.isfinite(tt).all()) and bool(torch.isfinite(diffs).all())
+            and (bool((diffs > 0).all()) or bool((diffs < 0).all()))):
+        raise ValueError(f"odeint: t must be finite (with finite differences) and strictly "
+                         f"increasing or strictly decreasing, got {tt.tolist()}")
+    return tt
 
 
-def _steps_per_interval(times, options) -> list[int]:
-    options = options or {}
-    if "steps" in options and "step_size" in options:
-        raise ValueError(f"odeint: give options steps or step_size, not both (got "
-                         f"steps={options['steps']!r}, step_size={options['step_size']!r})")
-    intervals = len(times) - 1
-    if "steps" in options:
-        n = options["steps"]
-        if not checks.is_int(n, 1):
-            raise ValueError(f"odeint: options['steps'] must be an integer >= 1 (steps per "
-                             f"interval of t), got {n!r}")
-        return [n] * intervals
-    if "step_size" in options:
-        h = options["step_size"]
-        try:
-            h = abs(float(h))
-        except (TypeError, ValueError, RuntimeError):
-            raise ValueError(f"odeint: options['step_size'] must be a real number > 0, "
-                             f"got {h!r}") from None
-        if not (math.isfinite(h) and h > 0):
-            raise ValueError(f"odeint: options['step_size'] must be a finite number > 0, got {h!r}")
-        out = []
-        for a, b in zip(times, times[1:]):
-            ratio = abs(b - a) / h
-            near = round(ratio)  # a whole number of steps up to rounding: no sliver step
-            out.append(max(1, near if abs(ratio - near) <= 1e-9 * max(1.0, ratio)
-                           else math.ceil(ratio)))
+class _Reversed(torch.nn.Module):
+    """torchdiffeq's reversal: solve on ``-t`` with ``-func(-s, y)``."""
+
+    def __init__(self, func):
+        super().__init__()
+        self.func = func
+
+    def forward(self, s, y):
+        return -self.func(-s, y)
+
+
+def _grid(func, y0, t, grid: dict):
+    """The grid as a generator of chunks (1-D tensors in ``t``'s dtype, consecutive chunks
+    sharing their boundary point), from the grid options (module docstring)."""
+    given = [k for k in ("grid_constructor", "max_step", "step_size", "steps") if k in grid]
+    if len(given) > 1:
+        raise ValueError(f"odeint: give one of the grid options {given}, not several")
+    interp = grid.get("interp", "linear")
+    if interp not in ("linear", "cubic"):
+        raise ValueError(f"odeint: interp must be 'linear' or 'cubic', got {interp!r}")
+    if not given or len(t) < 2:
+        return [t]
+    kind, value = given[0], grid[given[0]]
+    if kind == "grid_constructor":
+        return [_constructed(func, y0, t, value)]
+    if kind == "steps":
+        n = checks.integer("odeint", "options['steps'] (steps per interval of t)", value)
+        return _per_interval(t, [n] * (len(t) - 1))
+    h = _positive(kind, value)
+    if kind == "max_step":
+        return _per_interval(t, [_count(b - a, h, t.dtype) for a, b in zip(t[:-1], t[1:])])
+    start, end = t[0], t[-1]
+    niters = float(torch.ceil((end - start) / h + 1))  # torchdiffeq's expression, in t's dtype
+    _check_count(niters - 1, kind, value)
+    return _chunks(t, int(niters), lambda k0, k1: torch.arange(
+        k0, k1, dtype=t.dtype, device=t.device) * h + start)
+
+
+def _positive(kind, value) -> float:
+    try:
+        if not (checks.is_real(value) or (torch.is_tensor(value) and value.numel() == 1)):
+            raise TypeError
+        h = float(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"odeint: options[{kind!r}] must be a real number > 0, "
+                         f"got {value!r}") from None
+    if not (math.isfinite(h) and h > 0):
+        raise ValueError(f"odeint: options[{kind!r}] must be a finite number > 0, got {value!r}")
+    return h
+
+
+def _check_count(n, kind, value):
+    if not math.isfinite(n) or n > MAX_STEPS:
+        raise ValueError(f"odeint: options[{kind!r}]={value!r} asks for {n:.3g} steps; at most "
+                         f"{MAX_STEPS:.0e} are allowed: use a larger step")
+
+
+def _count(span, h, dtype) -> int:
+    """``ceil(|span| / h)``, a ratio within rounding of ``dtype`` of a whole number counting as
+    that number (float32 times: 0.1 / 0.01 is 10.0000001, 10 steps, not 11)."""
+    ratio = abs(float(span)) / h
+    _check_count(ratio, "max_step", h)
+    near = round(ratio)
+    tol = 16 * torch.finfo(dtype).eps * max(1.0, ratio)
+    return max(1, near if abs(ratio - near) <= tol else math.ceil(ratio))
+
+
+def _per_interval(t, counts):
+    _check_count(sum(counts), "steps", counts[0])
+
+    def chunks():
+        for i, n in enumerate(counts):
+            a, b = t[i], t[i + 1]
+            yield from _chunks(t[i:i + 2], n + 1, lambda k0, k1: a + torch.arange(
+                k0, k1, dtype=t.dtype, device=t.device) * ((b - a) / n))
+    return chunks()
+
+
+def _chunks(t, points, make):
+    """``make(k0, k1)`` for consecutive ranges of at most CHUNK points, the last point
+    replaced by ``t[-1]`` (as torchdiffeq does)."""
+    for k0 in range(0, points - 1, CHUNK):
+        k1 = min(points, k0 + CHUNK + 1)
+        chunk = make(k0, k1)
+        if k1 == points:
+            chunk[-1] = t[-1]
+        yield chunk
+
+
+def _constructed(func, y0, t, constructor):
+    grid = constructor(func, y0, t) if callable(constructor) else None
+    if not torch.is_tensor(grid) or grid.dim() != 1 or len(grid) < 2 or not (
+            bool(grid[0] == t[0]) and bool(grid[-1] == t[-1]) and bool((grid.diff() > 0).all())):
+        raise ValueError(f"odeint: options['grid_constructor'] must be a callable fn(func, y0, "
+                         f"t) returning an increasing 1-D tensor from t[0] to t[-1], got "
+                         f"{grid if grid is not None else constructor!r}")
+    return grid.to(t.dtype)
+
+
+def _solve(scheme: Scheme, f, y0, t, chunks, cubic: bool) -> list:
+    """Step over the grid; each output time ``t[j]`` in ``(t0, t1]`` is read off the step from
+    ``t0`` to ``t1`` by torchdiffeq's interpolation (exact where ``t[j]`` is a grid point)."""
+    values = {n: v for n, (v, _) in scheme.per_step_values(None, 1).items()}
+    if scheme.stochastic:
+        values["training"] = True
+    out, j, y, state, last_dt = [y0], 1, y0, None, None
+    t_list = t.tolist()
+    for chunk in chunks:
+        points, floats = chunk.unbind(0), chunk.tolist()
+        for t0, t1, b in zip(points[:-1], points[1:], floats[1:]):
+            dt_t = t1 - t0
+            dt = float(dt_t)
+            if scheme.past_states and dt != last_dt:
+                state = None  # a new step size: restart the multistep history
+            kwargs = dict(values)
+            if scheme.nodes:
+                kwargs["stage_t"] = tuple(t0 if c == 0 else t1 if c == 1 else t0 + dt_t * c
+                                          for c in scheme.nodes)
+            first = _First(f, t0, y) if cubic else f
+            y1, state = scheme.step(first, t0, dt, y, state, **kwargs)
+            last_dt = dt
+            while j < len(t_list) and b >= t_list[j]:
+                out.append(_interp(first, t0, t1, y, y1, t[j], cubic))
+                j += 1
+            y = y1
+    return out
+
+
+def _interp(f, t0, t1, y0, y1, t, cubic):
+    """torchdiffeq's ``_linear_interp`` (and ``_cubic_hermite_interp``, which evaluates
+    ``f(t1, y1)`` for every output, as torchdiffeq does)."""
+    if cubic:
+        f1 = f(t1, y1)
+        f0 = f.value if f.value is not None else f(t0, y0)
+        h, dt = (t - t0) / (t1 - t0), t1 - t0
+        return ((1 + 2 * h) * (1 - h) * (1 - h) * y0 + h * (1 - h) * (1 - h) * dt * f0
+                + h * h * (3 - 2 * h) * y1 + h * h * (h - 1) * dt * f1)
+    if t == t0:
+        return y0
+    if t == t1:
+        return y1
+    return y0 + (t - t0) / (t1 - t0) * (y1 - y0)
+
+
+class _First:
+    """``f`` that keeps its value at ``(t0, y0)`` when the step evaluates it there (for the
+    cubic interpolation, as torchdiffeq reuses its step's ``f0``)."""
+
+    def __init__(self, f, t0, y0):
+        self.f, self.t0, self.y0, self.value = f, t0, y0, None
+
+    def __call__(self, s, u):
+        out = self.f(s, u)
+        if self.value is None and s is self.t0 and u is self.y0:
+            self.value = out
         return out
-    return [1] * intervals
 
 
 def _flat_func(func, shapes):
-    """torchdiffeq's tuple states: the field on one flat vector."""
+    """torchdiffeq's tuple states: the field on one flat vector, each part's shape checked."""
     sizes = [math.prod(s) for s in shapes]
 
     def flat(t, y):
@@ -157,6 +338,11 @@ def _flat_func(func, shapes):
         if not isinstance(out, tuple) or len(out) != len(shapes):
             raise ValueError(f"odeint: for a tuple y0 of {len(shapes)} tensors func must return "
                              f"a tuple of {len(shapes)} tensors, got {type(out).__name__}")
+        for i, (o, s) in enumerate(zip(out, shapes)):
+            if not torch.is_tensor(o) or o.shape != s:
+                got = tuple(o.shape) if torch.is_tensor(o) else type(o).__name__
+                raise ValueError(f"odeint: func's output {i} must have y0[{i}]'s shape "
+                                 f"{tuple(s)}, got {got}")
         return torch.cat([o.reshape(-1) for o in out])
     return flat
 
@@ -166,5 +352,5 @@ def _shift(func, y, t, i, sign):
     (``f`` evaluated without a graph: the shift carries the time derivative only)."""
     ti = t[i].to(y.dtype)
     with torch.no_grad():
-        slope = func(ti.detach(), y.detach())
+        slope = func(t[i].detach(), y.detach())
     return y + (sign * (ti - ti.detach())) * slope

@@ -336,3 +336,51 @@ def test_register_timm_without_timm_says_how_to_get_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "timm.models", None)
     with pytest.raises(ImportError, match="needs timm"):
         odenets.register_timm()
+
+
+def test_reset_classifier_follows_the_models_dtype_device_and_mode():
+    """Issue 25, defect 3: after num_classes=0 the new head was float32 on a float64 model
+    (forward failed) and in train mode on a model in eval mode."""
+    model = odenets.create("resnet20", num_classes=0).double().eval()
+    model.reset_classifier(10)
+    assert model.get_classifier().weight.dtype == torch.float64
+    assert not model.get_classifier().training
+    x = torch.randn(2, model.config.in_channels, 28, 28, dtype=torch.float64)
+    assert model(x).shape == (2, 10)
+    with torch.device("meta"):
+        meta = odenets.create("resnet20", num_classes=0)
+    meta.reset_classifier(10)
+    assert meta.get_classifier().weight.is_meta
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_models_build_on_the_meta_device(name):
+    """Issue 25, defect 4: the per-module init seed called .item() on a meta tensor."""
+    with torch.device("meta"):
+        model = odenets.create(name)
+    assert all(p.is_meta for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", CHEAP + ["resnet50"])
+def test_every_parameter_gets_a_gradient(name):
+    """Issue 25, defect 5: lmm4_resnet20's 2-3 steps per stage never fill a 4-step history, so
+    stages.*.flow.raw.r3 never got a gradient (DDP without find_unused_parameters fails)."""
+    torch.manual_seed(0)
+    model = odenets.create(name)
+    model(torch.randn(2, model.config.in_channels, 32, 32)).sum().backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+
+
+def test_lmm4_checkpoints_with_the_dropped_root_still_load_and_ddp_needs_no_unused_search(tmp_path):
+    torch.manual_seed(0)
+    model = odenets.create("lmm4_resnet20")
+    old = dict(model.state_dict(), **{f"stages.{i}.flow.raw.r3": torch.zeros(2) for i in range(3)})
+    model.load_state_dict(old)  # strict: the ignored root of old checkpoints is accepted
+    import torch.distributed as dist
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        ddp = torch.nn.parallel.DistributedDataParallel(model)  # find_unused_parameters=False
+        for _ in range(2):
+            ddp(torch.randn(2, model.config.in_channels, 28, 28)).sum().backward()
+    finally:
+        dist.destroy_process_group()

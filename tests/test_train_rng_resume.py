@@ -151,12 +151,13 @@ def test_scheme_noise_state_replays_its_steps():
 # -- DDP: parameters without a gradient -------------------------------------------------------
 
 def test_unused_parameters_probe_leaves_the_model_untouched():
-    """lmm4's 2-step flows never reach the third root r3; the probe runs on a copy, so weights,
-    BatchNorm statistics, noise generators and the global RNG are as before."""
+    """A parameter the forward never uses is found; the probe runs on a copy, so weights,
+    BatchNorm statistics, noise generators and the global RNG are as before. (lmm4_resnet20's
+    unreachable root r3 was such a parameter; it is no longer created, issue 25.)"""
     torch.manual_seed(0)
-    lmm4 = odenets.create("lmm4_resnet20", widths=(4, 8, 8))
+    lmm4 = _with_unused(odenets.create("lmm4_resnet20", widths=(4, 8, 8)))
     x = torch.randn(2, 3, 8, 8)
-    assert distributed.unused_parameters(lmm4, x) == [f"stages.{i}.flow.raw.r3" for i in range(3)]
+    assert distributed.unused_parameters(lmm4, x) == ["unused"]
     sd = odenets.create("sd_resnet20", **NOISY["sd"])
     _draws(sd, x, 1)
     before = {k: v.clone() for k, v in sd.state_dict().items()}, checkpoint.rng_state(sd)
@@ -168,12 +169,18 @@ def test_unused_parameters_probe_leaves_the_model_untouched():
     assert all(p.grad is None for p in sd.parameters())
 
 
+def _with_unused(model):
+    model.unused = torch.nn.Parameter(torch.zeros(1))  # never used by forward
+    return model
+
+
 def _worker(rank: int, world: int, port: int, out: str):
     worker_env(rank, world, port)
     cfg = TrainConfig(model="lmm4_resnet20", model_args=dict(widths=(4, 8, 8)), dataset="synthetic",
                       subset=64, test_subset=32, batch_size=32, epochs=1, lr=0.05, progress=False,
                       device="cpu", run_dir=str(Path(out) / "run"))
-    train(cfg)
+    torch.manual_seed(0)
+    train(cfg, model=_with_unused(odenets.create("lmm4_resnet20", widths=(4, 8, 8))))
 
 
 def test_ddp_trains_a_model_with_parameters_without_gradient(tmp_path, capfd):

@@ -111,5 +111,16 @@ class CountsNFE:
     def nfe(self) -> dict:
         return self.func.nfe
 
+    @nfe.setter
+    def nfe(self, value) -> None:
+        """``flow.nfe = 0`` resets the counters (torchdiffeq examples' ``block.nfe = 0``)."""
+        check_reset(value)
+        self.func.reset()
+
     def reset_nfe(self) -> None:
         self.func.reset()
+
+
+def check_reset(value) -> None:
+    if isinstance(value, bool) or value != 0:
+        raise ValueError(f"nfe can only be set to 0 (a reset of the counters), got {value!r}")

@@ -12,6 +12,11 @@ with a ``BrownianInterval`` on [t0, t1]; ``diffusion`` picks ``g``:
 * a callable / ``nn.Module`` ``g(u)`` (``g(t, u)`` when ``time_aware``) returning the state's
   shape: a learned diagonal diffusion.
 
+``sigma`` scales the diffusion; its default is 0.1 for ``"additive"`` and ``"field"`` and 1 for
+a learned ``g`` (used as given). The field may also be a torchsde SDE object, ``f(t, y)``,
+``g(t, y)``, ``noise_type`` (diagonal, scalar, additive or general) and ``sde_type``, solved as
+torchsde solves it on ``(batch, d)`` states (its ``g`` unscaled; ``nfe`` counts ``f``).
+
 torchsde works on states of shape ``(batch, d)``: image states are flattened to
 ``(batch, -1)`` and restored after the solve. Methods and their calculus: ``euler``, ``srk``
 (strong order 1.5 for this diagonal noise; needs space-time Levy area) are Ito; ``milstein``
@@ -27,9 +32,12 @@ step, docs/solver_layer.md §7); srk and reversible_heun run sdeint with ``g = 0
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
+from solvers.base import clock_dtype
 from solvers.checks import t_span as check_t_span
 from solvers.noise import Noise
 
@@ -84,17 +92,24 @@ class _FlowSDE(nn.Module):
     def _state(self, y):
         return y.reshape(self.shape)
 
+    @staticmethod
+    def _clock(t, y):
+        """``t`` in the state's dtype (float32 for 16-bit states), as every other flow passes
+        it: the solve keeps float64 times (no rounding sliver), the field must not see them."""
+        dtype = clock_dtype(y)
+        return t.to(dtype) if torch.is_tensor(t) and t.dtype != dtype else t
+
     def f(self, t, y):
         key = t.data_ptr() if torch.is_tensor(t) else float(t)
         cache = self._cache
         if cache is not None and y is cache[0]:
             if cache[1] is not None and cache[1] == key:
                 return cache[2]
-            out = self.func(t, self._state(y)).reshape(y.shape)
+            out = self.func(self._clock(t, y), self._state(y)).reshape(y.shape)
             if cache[1] is None:
                 self._cache = (y, key, out)
             return out
-        return self.func(t, self._state(y)).reshape(y.shape)
+        return self.func(self._clock(t, y), self._state(y)).reshape(y.shape)
 
     def g(self, t, y):
         if not self.noisy or self.sigma == 0:
@@ -104,7 +119,7 @@ class _FlowSDE(nn.Module):
         if self.diffusion == "field":
             return self.sigma * self.f(t, y)
         u = self._state(y)
-        g = self.diffusion(t, u) if self._g_takes_time else self.diffusion(u)
+        g = self.diffusion(self._clock(t, y), u) if self._g_takes_time else self.diffusion(u)
         if not torch.is_tensor(g) or g.shape != u.shape:
             got = tuple(g.shape) if torch.is_tensor(g) else type(g).__name__
             raise ValueError(f"the diffusion g must return a tensor of the state's shape "
@@ -116,6 +131,54 @@ class _FlowSDE(nn.Module):
         if self.noisy and self.sigma != 0 and self.diffusion == "field":
             return f, self.sigma * f  # one field evaluation for both
         return f, self.g(t, y)
+
+
+@functools.lru_cache(maxsize=64)
+def _lands_on(span: tuple, dt: float) -> bool:
+    """Whether torchsde's float64 clock ``t = min(t + dt, t_end)`` reaches ``t_end`` in
+    ``round((t_end - t0) / dt)`` steps, with no rounding sliver left for an extra step; spans of
+    over 10^5 steps are not simulated."""
+    n = round((span[-1] - span[0]) / dt)
+    if n > 1e5:
+        return False
+    t, taken = span[0], 0
+    while t < span[-1]:
+        t, taken = min(t + dt, span[-1]), taken + 1
+    return taken == n
+
+
+class _Drift(nn.Module):
+    """The drift ``sde.f(t, y)`` of a torchsde SDE object, as a time-aware field."""
+
+    def __init__(self, sde):
+        super().__init__()
+        self.sde = sde
+
+    def forward(self, t, y):
+        return self.sde.f(t, y)
+
+
+class _UserSDE(nn.Module):
+    """A torchsde SDE object (``f``, ``g``, ``noise_type``, ``sde_type``) as the flow solves
+    it: the drift counted (``func``), the diffusion its own, zero in eval mode."""
+
+    def __init__(self, sde, func: CountedField):
+        super().__init__()
+        self.noise_type, self.sde_type = sde.noise_type, getattr(sde, "sde_type", "ito")
+        self.func, self.user, self.noisy = func, sde, True
+
+    def begin(self, shape, noisy: bool, y0) -> None:
+        self.noisy = noisy
+
+    def end(self) -> None:
+        pass
+
+    def f(self, t, y):
+        return self.func(t, y)
+
+    def g(self, t, y):
+        g = self.user.g(t, y)
+        return g if self.noisy else g * 0
 
 
 class SDEFlow(CountsNFE, nn.Module):
@@ -138,7 +201,7 @@ class SDEFlow(CountsNFE, nn.Module):
     continuous = True
 
     def __init__(self, field, method: str = "euler", t_span=(0.0, 1.0), steps=None, dt=None,
-                 sigma: float = 0.1, diffusion="additive", adaptive: bool = False, rtol: float = 1e-3,
+                 sigma: float | None = None, diffusion="additive", adaptive: bool = False, rtol: float = 1e-3,
                  atol: float = 1e-3, dt_min: float = 1e-5, sde_type=None, seed=None, bm=None,
                  noise_source: Noise | None = None, adjoint: bool = False, count_vjp: bool = False,
                  name=None):
@@ -156,7 +219,25 @@ class SDEFlow(CountsNFE, nn.Module):
             raise ValueError(f"{name}: torchsde integrates forward in time: t_span must have t0 < t1, "
                              f"got {t_span!r}")
         self.dt = checks.steps_or_dt(name, steps, dt, "dt", *self.t_span)
-        self.sigma = checks.positive(name, "sigma", sigma, allow_zero=True)
+        user_sde = hasattr(field, "noise_type") and callable(getattr(field, "f", None)) \
+            and callable(getattr(field, "g", None))
+        if user_sde and (sigma is not None or diffusion != "additive" or sde_type is not None):
+            raise ValueError(f"{name}: a torchsde SDE object (f, g, noise_type, sde_type) brings "
+                             f"its own diffusion and sde_type; sigma=, diffusion= and sde_type= "
+                             f"apply to a drift field only")
+        if user_sde:
+            sde_type = getattr(field, "sde_type", "ito")
+            if sde_type not in types:
+                raise ValueError(f"{name}: the SDE's sde_type={sde_type!r} does not suit "
+                                 f"method {method!r}, which integrates {list(types)} SDEs")
+            if field.noise_type not in ("diagonal", "scalar", "additive", "general"):
+                raise ValueError(f"{name}: the SDE's noise_type must be one of 'diagonal', "
+                                 f"'scalar', 'additive', 'general', got {field.noise_type!r}")
+            self.sde_type = sde_type
+        # sigma scales the built-in diffusions; a learned diffusion g is used as given (1.0)
+        default_sigma = 1.0 if callable(diffusion) or user_sde else 0.1
+        self.sigma = checks.positive(name, "sigma", default_sigma if sigma is None else sigma,
+                                     allow_zero=True)
         if not (callable(diffusion) or diffusion in DIFFUSIONS):
             raise ValueError(f"{name}: diffusion must be one of {list(DIFFUSIONS)} or a callable / "
                              f"nn.Module g(u), got {diffusion!r}")
@@ -182,20 +263,33 @@ class SDEFlow(CountsNFE, nn.Module):
         if seed is not None:
             noise_source = Noise(seed=checks.integer(name, "seed", seed, 0))
         self.noise_source = noise_source
-        self.func = CountedField(field, checks.boolean(name, "count_vjp", count_vjp))
-        self.sde = _FlowSDE(self.func, diffusion, self.sigma, self.sde_type)
+        count_vjp = checks.boolean(name, "count_vjp", count_vjp)
+        if user_sde:
+            self.func = CountedField(_Drift(field), count_vjp)
+            self.sde = _UserSDE(field, self.func)
+        else:
+            self.func = CountedField(field, count_vjp)
+            self.sde = _FlowSDE(self.func, diffusion, self.sigma, self.sde_type)
 
-    def _brownian(self, y0, span):
+    def _noise_size(self, y0, t0) -> tuple:
+        """(batch, m): m = d for diagonal noise, else the last dimension of g."""
+        if getattr(self.sde, "noise_type", "diagonal") == "diagonal":
+            return tuple(y0.shape)
+        with torch.no_grad():
+            return (y0.shape[0], self.sde.user.g(t0.to(y0.dtype), y0).shape[-1])
+
+    def _brownian(self, y0, span, t0):
+        size = self._noise_size(y0, t0)
         if self.bm is not None:
-            if tuple(self.bm.shape) != tuple(y0.shape):
+            if tuple(self.bm.shape) != size:
                 raise ValueError(f"{self.solver_name}: bm has shape {tuple(self.bm.shape)} but the "
-                                 f"flattened state has shape {tuple(y0.shape)} (batch, d)")
+                                 f"noise has shape {size} (batch, m)")
             return self.bm
         entropy, noise = None, self.noise_source
         if noise is not None:  # drawn on the CPU (or on the device of a user generator)
             device = noise.generator.device if noise.generator is not None else "cpu"
             entropy = int(noise.randint(0, 2 ** 31 - 1, (1,), device))
-        return torchsde.BrownianInterval(t0=span[0], t1=span[1], size=tuple(y0.shape),
+        return torchsde.BrownianInterval(t0=span[0], t1=span[1], size=size,
                                          dtype=y0.dtype, device=y0.device, entropy=entropy,
                                          levy_area_approximation=self.levy_area)
 
@@ -209,14 +303,18 @@ class SDEFlow(CountsNFE, nn.Module):
         if not self.training and not self.adaptive and self.method in DRIFT_ODE:
             return self._drift_ode(u0, span, times is not None)
         shape = u0.shape if u0.dim() >= 2 else (1, *u0.shape)
+        if isinstance(self.sde, _UserSDE) and u0.dim() != 2:
+            raise ValueError(f"{self.solver_name}: a torchsde SDE object integrates states of "
+                             f"shape (batch, d), got {tuple(u0.shape)}")
         y0 = u0.reshape(shape[0], -1)
         self.sde.begin(shape, self.training, y0)
         # float64 times: torchsde accumulates t += dt, and float32 rounding adds a sliver step
         ts = torch.tensor(span, dtype=torch.float64, device=u0.device)
         # torchsde steps while t < t1 with t += dt: a dt a hair above (t1 - t0) / steps makes the
         # last step end exactly at t1 instead of leaving a rounding sliver for an extra step
-        dt = self.dt if self.adaptive else self.dt * (1 + 1e-9)
-        kwargs = dict(bm=self._brownian(y0, (span[0], span[-1])), method=self.method, dt=dt,
+        # (only where it is needed, so the grid is torchsde's own t0 + k dt when dt divides it)
+        dt = self.dt if self.adaptive or _lands_on(span, self.dt) else self.dt * (1 + 1e-9)
+        kwargs = dict(bm=self._brownian(y0, (span[0], span[-1]), ts[0]), method=self.method, dt=dt,
                       adaptive=self.adaptive, rtol=self.rtol, atol=self.atol, dt_min=self.dt_min)
         self.func.begin_forward()
         try:
@@ -251,7 +349,8 @@ class SDEFlow(CountsNFE, nn.Module):
         return self.func.watch(ys if path else ys[-1])
 
     def extra_repr(self) -> str:
-        diff = self.sde.diffusion if isinstance(self.sde.diffusion, str) else "learned"
+        diff = getattr(self.sde, "diffusion", "sde object")
+        diff = diff if isinstance(diff, str) else "learned"
         return (f"method={self.method!r}, sde_type={self.sde_type!r}, t_span={self.t_span}, "
                 f"dt={self.dt:.4g}, sigma={self.sigma}, diffusion={diff!r}, adaptive={self.adaptive}, "
                 f"adjoint={self.adjoint}")

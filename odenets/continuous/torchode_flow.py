@@ -11,8 +11,9 @@ evaluations per step), ``tsit5`` (Tsitouras 5(4), same cost, smaller error const
 The difference from the torchdiffeq flows: the state is flattened to ``(batch, -1)`` and every
 sample has its own step size and clock (``per_sample=True``): one hard sample does not force
 small steps on the others. The field is still called on the whole batch at once (finished
-samples ride along), so a time-aware field receives ``t`` of shape ``(batch, 1, ..., 1)``,
-broadcastable against ``u``; ``per_sample=False`` solves the batch as one problem with one
+samples ride along), so a time-aware field receives one time per sample: ``t`` of shape
+``(batch,)`` for a ``(batch, d)`` state, exactly as torchode passes it, and ``(batch, 1, ...,
+1)``, broadcastable against ``u``, for image states; ``per_sample=False`` solves the batch as one problem with one
 clock (a 0-dim ``t``, one error norm for the batch), as torchdiffeq does.
 
 NFE: ``nfe["forward"]`` counts batched field calls, as for the other flows. torchode's own
@@ -46,6 +47,8 @@ OPTIONS = {
     "dfactor": ("factor_min", lambda s, n, v: checks.in_range(s, n, v, 0.0, 1.0, True, True)),
     "norm": ("norm", checks.function),
 }
+# torchode's own names are accepted too (dt0=, max_steps=, ...): torchode name -> ours
+THEIR_NAMES = {theirs: ours for ours, (theirs, _) in OPTIONS.items() if theirs != ours}
 
 
 def import_torchode():
@@ -92,10 +95,15 @@ class TorchodeFlow(CountsNFE, nn.Module):
                              f"(torchdiffeq) with adjoint=True")
         self.adjoint = False
         self.per_sample = checks.boolean(name, "per_sample", per_sample)
+        both = sorted(k for k in options if THEIR_NAMES.get(k) in options)
+        if both:
+            raise ValueError(f"{name}: give {both[0]} or {THEIR_NAMES[both[0]]}, not both")
+        options = {THEIR_NAMES.get(k, k): v for k, v in options.items()}
         bad = sorted(set(options) - set(OPTIONS))
         if bad:
             raise ValueError(f"{name}: unknown option(s) {bad}; allowed: rtol, atol, per_sample, "
-                             f"count_vjp, {', '.join(OPTIONS)}")
+                             f"count_vjp, {', '.join(OPTIONS)} (or torchode's names "
+                             f"{', '.join(THEIR_NAMES)})")
         self.options = {k: OPTIONS[k][1](name, k, v) for k, v in options.items()}
         self.func = CountedField(field, checks.boolean(name, "count_vjp", count_vjp))
         self.stats = {}  # torchode's per-sample statistics of the last solve
@@ -127,7 +135,7 @@ class TorchodeFlow(CountsNFE, nn.Module):
         # one row per sample (a state without a batch dimension is one sample), or one row
         per_row = self.per_sample and u0.dim() >= 2
         y0 = u0.reshape(u0.shape[0], -1) if per_row else u0.reshape(1, -1)
-        clock = (u0.shape[0],) + (1,) * (u0.dim() - 1)
+        clock = (u0.shape[0],) + (1,) * (u0.dim() - 1) if u0.dim() > 2 else (u0.shape[0],)
 
         def vf(t, y):  # torchode's f(t, y): t (rows,), y (rows, features)
             if self.func.time_aware:

@@ -50,18 +50,20 @@ class ClassifierHead(nn.Module):
         self.drop = nn.Dropout(drop_rate) if drop_rate else nn.Identity()
         self.reset(num_classes, global_pool)
 
-    def reset(self, num_classes: int, global_pool: str | None = None) -> None:
+    def reset(self, num_classes: int, global_pool: str | None = None, like=None) -> None:
         """A new, freshly initialised ``fc`` for ``num_classes`` (0: none), optionally a new
-        pooling; on the device and dtype of the current head."""
+        pooling; on the device and dtype of the current head (else of ``like``, a tensor of the
+        network), in the head's train/eval mode."""
         global_pool = self.global_pool if global_pool is None else global_pool
         check_head(num_classes, global_pool, self.drop_rate)
-        old = getattr(self, "fc", None)
-        like = next(old.parameters(), None) if old is not None else None
+        like = next((p for p in self.parameters() if p.is_floating_point()), like)
         self.num_classes, self.global_pool = num_classes, global_pool
         self.pool = _pool(global_pool)
         self.flatten = nn.Flatten(1) if global_pool else nn.Identity()
         fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
-        self.fc = fc.to(like) if like is not None else fc
+        if like is not None:
+            fc = fc.to(device=like.device, dtype=like.dtype)
+        self.fc = fc.train(self.training)
 
     def forward(self, u, pre_logits: bool = False):
         if self.bn is not None:

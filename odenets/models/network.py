@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 from solvers import checks
@@ -195,6 +196,21 @@ def _transition(cfg: NetConfig, channels: int, width: int, stride: int, flow, ac
                       flow.scheme if isinstance(flow, Flow) else None, cfg.transition_history, act)
 
 
+def _take_indices(n: int, indices) -> set[int]:
+    """timm's ``feature_take_indices``: an int k -> the last k stages; a sequence -> those
+    (negative from the end); None -> all."""
+    if indices is None:
+        return set(range(n))
+    if isinstance(indices, int) and not isinstance(indices, bool):
+        if not 0 < indices <= n:
+            raise ValueError(f"indices must be in [1, {n}] (the last n stages), got {indices}")
+        return set(range(n - indices, n))
+    values = list(indices)
+    if not values or not all(isinstance(i, int) and -n <= i < n for i in values):
+        raise ValueError(f"indices must be stage indices in [-{n}, {n - 1}], got {indices!r}")
+    return {i % n for i in values}
+
+
 class Stage(nn.Module):
     """An optional `Transition` followed by an optional `Flow`; passes the scheme state on."""
 
@@ -219,12 +235,14 @@ class Network(nn.Module):
         super().__init__()
         cfg.check()
         self.config = cfg
-        init_seed = int(torch.randint(2 ** 62, ()))  # one draw, whatever the preset builds below
+        # one draw, whatever the preset builds below; on the CPU even under torch.device("meta")
+        init_seed = int(torch.randint(2 ** 62, (), device="cpu"))
         self.stem = _stem(cfg)
         solver, solver_options = _solver(cfg)
         survival = _survival(cfg)
         act = "relu" if cfg.post_activation else None
         channels, block_index, stages, flow = cfg.stem_width or cfg.widths[0], 0, [], None
+        history = 0  # past states the scheme carries into the next flow (multistep schemes)
         for depth, width, stride in zip(cfg.depths, cfg.widths, cfg.strides):
             needs_transition = stride != 1 or width != channels
             steps = depth - needs_transition
@@ -240,6 +258,11 @@ class Network(nn.Module):
                     per_evaluation_norm=cfg.per_evaluation_norm, **solver_options)
             transition = _transition(cfg, channels, width, stride, stage_flow, act) \
                 if needs_transition else None
+            if transition is not None:
+                history = int(transition._project)  # "project" leaves S(u_n), "restart" none
+            if isinstance(stage_flow, Flow):
+                stage_flow.drop_unreachable_coefficients(history)
+                history = min(stage_flow.scheme.past_states, history + steps)
             stages.append(Stage(transition, stage_flow))
             channels, block_index = width, block_index + depth
         self.stages = nn.ModuleList(stages)
@@ -274,8 +297,60 @@ class Network(nn.Module):
         """Images (N, in_channels, H, W) -> the last stage's feature map (N, num_features, h, w)."""
         u, state = self.stem(check_images(x, self.config.in_channels, type(self).__name__)), None
         for stage in self.stages:
-            u, state = stage(u, state)
+            u, state = self._run_stage(stage, u, state)
         return u
+
+    def _run_stage(self, stage, u, state):
+        if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
+            return checkpoint(stage, u, state, use_reentrant=False)
+        return stage(u, state)
+
+    # -- timm's model API: gradient checkpointing, parameter groups, intermediates --------------
+    grad_checkpointing = False
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each stage in backward instead of keeping its activations (timm's API;
+        a stochastic stage re-draws the same noise: checkpoint restores the RNG state)."""
+        self.grad_checkpointing = bool(enable)
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """timm's parameter groups (layer-wise learning-rate decay): the stem, then one group per
+        stage (``coarse``) or per stage and flow step / transition."""
+        blocks = r"^stages\.(\d+)" if coarse else [(r"^stages\.(\d+)\.transition", (0,)),
+                                                    (r"^stages\.(\d+)\.flow", (1,))]
+        return dict(stem=r"^stem", blocks=blocks)
+
+    def forward_intermediates(self, x, indices=None, norm: bool = False, stop_early: bool = False,
+                              output_fmt: str = "NCHW", intermediates_only: bool = False):
+        """timm's ``forward_intermediates``: the feature maps after the stages selected by
+        ``indices`` (an int n: the last n; a list of stage indices; None: all) and, unless
+        ``intermediates_only``, the final feature map (``forward_features``' output)."""
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
+        take = _take_indices(len(self.stages), indices)
+        u, state = self.stem(check_images(x, self.config.in_channels, type(self).__name__)), None
+        out = []
+        for i, stage in enumerate(self.stages):
+            u, state = self._run_stage(stage, u, state)
+            if i in take:
+                out.append(u)
+            if stop_early and i == max(take):
+                break
+        return out if intermediates_only else (u, out)
+
+    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> list[int]:
+        """timm's: drop the stages after the last one ``indices`` selects (and the head)."""
+        take = _take_indices(len(self.stages), indices)
+        self.stages = self.stages[:max(take) + 1]
+        if prune_head:
+            self.reset_classifier(0, "")
+        return sorted(take)
+
+    @property
+    def head_hidden_size(self) -> int:
+        """Features entering the classifier (timm's name; no hidden pre-logits layer here)."""
+        return self.num_features
 
     def forward_head(self, u, pre_logits: bool = False):
         """Feature map -> logits (N, num_classes); ``pre_logits``: the pooled features (N, C)."""
@@ -302,7 +377,8 @@ class Network(nn.Module):
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """A new, freshly initialised classifier for ``num_classes`` (0: none, the network then
         returns pooled features) and optionally a new ``global_pool``; ``config`` follows."""
-        self.head.reset(num_classes, global_pool)
+        like = next((p for p in self.parameters() if p.is_floating_point()), None)
+        self.head.reset(num_classes, global_pool, like)
         self.config = dataclasses.replace(self.config, num_classes=num_classes,
                                           global_pool=self.head.global_pool)
 

@@ -16,6 +16,11 @@ from .features import FeatureNet
 from .network import NetConfig, Network
 
 PRESETS: dict[str, Callable[[], NetConfig]] = {}
+
+
+class UnknownOption(ValueError, TypeError):
+    """An unknown keyword of ``create``: a ValueError (odenets' rule) and a TypeError (what timm
+    and Python raise for an unexpected keyword argument)."""
 DOCS: dict[str, str] = {}
 
 
@@ -30,7 +35,8 @@ def list_models(pattern="*", exclude_filters=(), pretrained: bool = False) -> li
     """Sorted preset names matching the shell-style ``pattern`` (e.g. ``"lm_*"``), as timm's
     ``list_models``: ``pattern`` and ``exclude_filters`` may be one pattern or a list of them
     (names matching any pattern, minus those matching any exclude filter; ``""`` matches all).
-    ``pretrained=True`` lists the presets with pretrained weights: none."""
+    ``pretrained=True`` lists only the presets whose weights ship with odenets
+    (`odenets.pretrained`)."""
     def patterns(value, name):
         value = [value] if isinstance(value, str) else value
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
@@ -39,10 +45,13 @@ def list_models(pattern="*", exclude_filters=(), pretrained: bool = False) -> li
         return list(value)
     include = [p or "*" for p in patterns(pattern, "pattern")]
     exclude = [p for p in patterns(exclude_filters, "exclude_filters") if p]
+    with_weights = None
     if pretrained:
-        return []
+        from ..pretrained import available
+        with_weights = set(available())
     return sorted(n for n in PRESETS if any(fnmatch.fnmatchcase(n, p) for p in include)
-                  and not any(fnmatch.fnmatchcase(n, p) for p in exclude))
+                  and not any(fnmatch.fnmatchcase(n, p) for p in exclude)
+                  and (with_weights is None or n in with_weights))
 
 
 def _summary(names) -> str:
@@ -84,8 +93,8 @@ def get_config(name: str, **overrides) -> NetConfig:
         if key in RENAMED:
             raise ValueError(f"model {name!r}: {RENAMED[key]}")
     if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for model {name!r}; valid options: "
-                         f"{', '.join(sorted(fields))}")
+        raise UnknownOption(f"unknown option(s) {unknown} for model {name!r}; valid options: "
+                            f"{', '.join(sorted(fields))}")
     cfg = PRESETS[name]()
     if "solver_options" in overrides:  # merged, so e.g. solver_options={"seed": 0} keeps the rest
         extra = overrides["solver_options"]
@@ -98,33 +107,58 @@ def get_config(name: str, **overrides) -> NetConfig:
     return cfg
 
 
-def create(name: str, num_classes: int = 10, in_channels: int = 3, pretrained: bool = False,
-           features_only: bool = False, out_indices=None, **overrides) -> Network | FeatureNet:
+class _Default:
+    """The default of an argument that was not given (``pretrained=True`` then takes the
+    weights' value)."""
+
+    def __repr__(self):
+        return "default"
+
+
+DEFAULT = _Default()
+
+
+def create(name: str, num_classes: int = DEFAULT, in_channels: int = DEFAULT,
+           pretrained: bool = False, features_only: bool = False, out_indices=None,
+           **overrides) -> Network | FeatureNet:
     """Build preset ``name``: ``create("lm_resnet56", num_classes=100)``.
 
     ``overrides`` are `NetConfig` fields, e.g. ``solver="rk2"``, ``transition_history="restart"``,
     ``solver_options={"k_init": (-0.5, 0.5)}`` (merged into the preset's). For timm users:
-    ``in_chans`` is accepted as an alias of ``in_channels``, and ``pretrained=False`` is accepted
-    and does nothing (there are no pretrained weights; ``pretrained=True`` raises ValueError);
+    ``in_chans`` is accepted as an alias of ``in_channels``; ``pretrained=True`` loads the weights
+    shipped with the package (`odenets.pretrained`; no download; classes, channels and model
+    options then default to the weights'; another ``num_classes`` gets a fresh classifier);
     ``num_classes=0`` (pooled features out), ``global_pool``, ``drop_rate`` and
     ``drop_path_rate`` are `NetConfig` fields; ``features_only=True`` returns a `FeatureNet`
     giving the feature maps at ``out_indices`` (0: stem, i: stage i; default all). docs/timm.md.
+    Defaults: 10 classes, 3 input channels.
     """
-    if pretrained is not False:
-        raise ValueError(f"pretrained={pretrained!r}: odenets ships no pretrained weights and "
-                         f"downloads nothing; train with `odenets train`, or load torchvision "
-                         f"ResNet-50 weights with odenets.models.torchvision_map.load_torchvision")
+    if pretrained not in (False, True):
+        raise ValueError(f"pretrained must be True or False, got {pretrained!r}")
     if "in_chans" in overrides:  # timm's name
         in_chans = overrides.pop("in_chans")
-        if in_channels not in (3, in_chans):  # 3: the default, i.e. not given
+        if in_channels is not DEFAULT and in_channels != in_chans:
             raise ValueError(f"in_chans={in_chans!r} (timm's name for in_channels) and "
                              f"in_channels={in_channels!r} disagree; pass only in_channels")
         in_channels = in_chans
     if out_indices is not None and not features_only:
         raise ValueError(f"out_indices={out_indices!r} selects feature maps: it needs "
                          f"features_only=True")
+    info = {}
+    if pretrained:
+        from ..pretrained import entry
+        info = entry(name)
+        overrides = {**info.get("model_args", {}), **overrides}
+    num_classes = info.get("num_classes", 10) if num_classes is DEFAULT else num_classes
+    in_channels = info.get("in_channels", 3) if in_channels is DEFAULT else in_channels
     cfg = get_config(name, num_classes=num_classes, in_channels=in_channels, **overrides)
     model = Network(cfg)
     model.name = name
     model.pretrained_cfg["architecture"] = name
+    if pretrained:
+        from ..pretrained import load_into
+        if in_channels != info["in_channels"]:
+            raise ValueError(f"pretrained weights of {name!r} take {info['in_channels']} input "
+                             f"channel(s), got in_channels={in_channels}")
+        load_into(model, name, num_classes)
     return FeatureNet(model, out_indices) if features_only else model

@@ -9,7 +9,8 @@ becomes the timm entrypoint ``prefix + name`` (a function of this module, as tim
 entrypoints are functions of their model modules), which calls ``odenets.create(name, ...)``
 with timm's keyword arguments (``num_classes``, ``in_chans``, ``global_pool``, ``drop_rate``,
 ``drop_path_rate``, ``features_only``, ``out_indices``, any `NetConfig` field).
-``pretrained=True`` raises (odenets ships no weights); ``pretrained_cfg`` (a dict) and
+``pretrained=True`` loads the weights shipped with odenets (`odenets.pretrained`, no download)
+where the preset has them; ``pretrained_cfg`` (a dict) and
 ``pretrained_cfg_overlay`` update the model's ``pretrained_cfg``.
 """
 from __future__ import annotations
@@ -20,6 +21,9 @@ from .registry import DOCS, PRESETS, create
 
 __all__ = ["register_timm"]
 _ENTRYPOINTS: dict[str, str] = {}  # timm name -> odenets preset, registered by this module
+# timm's register_model reads the pretrained cfg of an entrypoint from its module's
+# ``default_cfgs`` (so timm.models.get_pretrained_cfg_value(name, key) works): filled below
+default_cfgs: dict[str, dict] = {}
 
 
 def _entrypoint(name: str, timm_name: str):
@@ -68,7 +72,24 @@ def register_timm(prefix: str = "odenets_") -> list[str]:
         if is_model(timm_name):  # registered by an earlier call
             continue
         entry = _entrypoint(name, timm_name)
+        default_cfgs[timm_name] = _timm_cfg(name)
         setattr(module, timm_name, entry)  # timm lists entrypoints in the module's __all__
         register_model(entry)
         _ENTRYPOINTS[timm_name] = name
     return names
+
+
+def _timm_cfg(name: str) -> dict:
+    """The preset's default ``pretrained_cfg`` (as ``create(name)`` makes it), reduced to the
+    fields timm's ``PretrainedCfg`` has."""
+    import dataclasses
+
+    from .features import pretrained_cfg
+    from .registry import get_config
+    cfg = pretrained_cfg(get_config(name, num_classes=10, in_channels=3))
+    try:
+        from timm.models import PretrainedCfg
+        known = {f.name for f in dataclasses.fields(PretrainedCfg)}
+    except ImportError:  # a timm without it keeps the whole dict
+        known = set(cfg)
+    return {k: v for k, v in cfg.items() if k in known and k != "architecture"}

@@ -1,0 +1,106 @@
+"""Hand-offs to torchdiffeq and torchsde for what `solvers.odeint` / `solvers.sdeint` do not
+step themselves (adaptive methods, events, Milstein, SRK, logqp, ...), with their option names
+checked first: an unknown option raises one ValueError naming the allowed ones (the peers only
+warn). The peers are imported here, lazily, so ``import solvers`` stays free of them.
+"""
+from __future__ import annotations
+
+import inspect
+
+from . import checks
+
+# options torchdiffeq's solvers take through **kwargs without naming them in a signature
+_POPPED = {"norm"}
+_POPPED_BY = {"scipy_solver": {"grid_points", "eps"}}
+_NOT_OPTIONS = {"self", "func", "y0", "rtol", "atol"}
+
+
+def torchdiffeq():
+    try:
+        import torchdiffeq as module
+    except ImportError:  # pragma: no cover - a dependency
+        raise ImportError("solvers.odeint: adaptive methods need torchdiffeq "
+                          "(pip install torchdiffeq)") from None
+    return module
+
+
+def torchdiffeq_methods() -> dict:
+    from torchdiffeq._impl.odeint import SOLVERS
+    torchdiffeq()
+    return SOLVERS
+
+
+def torchdiffeq_options(method: str) -> set[str]:
+    """The option names torchdiffeq's solver ``method`` takes (its ``__init__`` chain)."""
+    names = set(_POPPED) | _POPPED_BY.get(method, set())
+    for cls in torchdiffeq_methods()[method].__mro__:
+        if "__init__" in vars(cls) and cls is not object:
+            params = inspect.signature(vars(cls)["__init__"]).parameters.values()
+            names |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    return names - _NOT_OPTIONS
+
+
+def odeint_delegated(method, options: dict, event_fn, ours: bool) -> bool:
+    """True when torchdiffeq solves this call: a method that is not ours, an event function, or
+    ``perturb=True`` (torchdiffeq's nudge of t at grid points) on one of its fixed-grid methods.
+    A false ``perturb`` is dropped."""
+    perturb = options.pop("perturb", False)
+    if not ours or event_fn is not None:
+        if perturb:
+            options["perturb"] = perturb
+        return True
+    if perturb:
+        if method not in torchdiffeq_methods():
+            raise ValueError(f"odeint: perturb=True is torchdiffeq's, for its methods "
+                             f"{sorted(torchdiffeq_methods())}; scheme {method!r} has no perturb")
+        options["perturb"] = perturb
+        return True
+    return False
+
+
+def torchdiffeq_odeint(func, y0, t, *, rtol, atol, method, options, event_fn, adjoint=None):
+    """``torchdiffeq.odeint`` (``odeint_adjoint`` with ``adjoint``, a dict of its adjoint_*
+    arguments) after checking the method and option names."""
+    methods = torchdiffeq_methods()
+    if method not in methods:
+        from .odeint import TORCHDIFFEQ_NAMES
+        from .registry import SCHEMES
+        raise checks.unknown("odeint method", method, set(methods) | set(SCHEMES),
+                             note=f" (torchdiffeq's 'rk4' is our 'rk4_38'; fixed grids stepped "
+                                  f"here: {sorted(set(TORCHDIFFEQ_NAMES) | set(SCHEMES))})")
+    allowed = torchdiffeq_options(method)
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ValueError(f"odeint: unknown options {unknown} for method {method!r}; allowed: "
+                         f"{sorted(allowed)}")
+    module = torchdiffeq()
+    try:
+        if adjoint is None:
+            return module.odeint(func, y0, t, rtol=rtol, atol=atol, method=method,
+                                 options=options, event_fn=event_fn)
+        return module.odeint_adjoint(func, y0, t, rtol=rtol, atol=atol, method=method,
+                                     options=options, event_fn=event_fn, **adjoint)
+    except AssertionError as e:  # e.g. 'max_num_steps exceeded'
+        raise RuntimeError(f"odeint (torchdiffeq's {method}): {e}") from None
+
+
+# ---- torchsde -------------------------------------------------------------------------------
+TORCHSDE_DEFAULT = {"ito": {"diagonal": "srk", "additive": "srk", "scalar": "srk",
+                            "general": "euler"},
+                    "stratonovich": {n: "midpoint" for n in ("diagonal", "additive", "scalar",
+                                                             "general")}}
+
+
+def torchsde():
+    try:
+        import torchsde as module
+    except ImportError:  # pragma: no cover - a dependency
+        raise ImportError("solvers.sdeint: methods other than Euler-Maruyama need torchsde "
+                          "(pip install torchsde)") from None
+    return module
+
+
+def torchsde_methods() -> list[str]:
+    torchsde()
+    from torchsde.settings import METHODS
+    return list(METHODS.all())
