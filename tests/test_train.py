@@ -22,7 +22,8 @@ REAL_FMNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
 def tiny_config(tmp_path, name="run", **kw):
     base = dict(model="fixtures.tiny_models:tiny", dataset="synthetic", subset=512, test_subset=200,
-                batch_size=32, lr=0.05, epochs=2, progress=False, run_dir=str(tmp_path / name))
+                batch_size=32, lr=0.05, epochs=2, progress=False, run_dir=str(tmp_path / name),
+                amp="off")  # not 'auto': its start-up probe runs forwards (crash counts, exactness)
     return TrainConfig(**{**base, **kw})
 
 
