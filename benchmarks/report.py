@@ -114,7 +114,8 @@ def speed_markdown(payload: dict) -> str:
         errors = {name: r["error"] for name, r in rows.items() if "error" in r}
         rows = {name: r for name, r in rows.items() if "error" not in r}
         head = ["model", "ms/step", "IQR ms", "img/s", "params", "MMACs/img", "activations MiB"]
-        head += ["peak MiB", "TFLOP/s", "of peak"] if gpu else ["GFLOP/s"]
+        cpu_peak = not gpu and any(r.get("fraction_of_peak") for r in rows.values())
+        head += ["peak MiB", "TFLOP/s", "of peak"] if gpu else ["GFLOP/s"] + (["of peak"] if cpu_peak else [])
         body = []
         for name, r in rows.items():
             row = [name, f"{1e3 * r['s_per_step']:.1f}", f"{1e3 * r['iqr_s']:.1f}", f"{r['img_per_s']:.0f}",
@@ -124,7 +125,9 @@ def speed_markdown(payload: dict) -> str:
                 row += [f"{r['peak_allocated_bytes'] / 2**20:.0f}", f"{r['achieved_tflops']:.1f}",
                         "—" if frac is None else f"{100 * frac:.1f}%"]
             else:
-                row += [f"{1e3 * r['achieved_tflops']:.1f}"]
+                frac = r.get("fraction_of_peak")
+                row += [f"{1e3 * r['achieved_tflops']:.1f}"] + (
+                    ["—" if frac is None else f"{100 * frac:.1f}%"] if cpu_peak else [])
             body.append(row)
         lines += [f"## {key}", "", markdown_table(head, body), ""]
         lines += [f"- {name} failed: `{err}`" for name, err in errors.items()] + ([""] if errors else [])
