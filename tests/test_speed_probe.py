@@ -111,3 +111,16 @@ def test_compile_flag_takes_on_off_auto_and_rejects_others():
     with pytest.raises(ValueError, match="'compile' must be true, false or"):
         TrainConfig.from_dict(dict(compile="sometimes"))
     assert TrainConfig.from_dict(dict(compile="auto")).validate().compile == "auto"
+
+
+def test_threads_option_sets_the_intra_op_pool_and_is_validated(tmp_path):
+    before = torch.get_num_threads()
+    try:
+        train(TrainConfig(model="fixtures.tiny_models:tiny", dataset="synthetic", subset=32,
+                          test_subset=32, batch_size=32, epochs=1, progress=False, amp="off",
+                          threads=before + 1, run_dir=str(tmp_path / "run")))
+        assert torch.get_num_threads() == before + 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        TrainConfig(threads=0).validate()

@@ -80,6 +80,9 @@ class TrainConfig:
                                            "auto (auto = if a few training steps timed at "
                                            "start-up run faster compiled than eager)",
                                            metavar="on|off|auto")
+    threads: typing.Optional[int] = opt(None, "CPU threads of torch's intra-op pool (default: "
+                                        "torch's, which is the number of CPUs this process may run "
+                                        "on, os.sched_getaffinity: `taskset -c 1` gives 1)")
     # -- evaluation ----------------------------------------------------------------------------
     eval_batch_size: int = opt(512, "batch size for evaluation")
     precise_bn: int = opt(0, "before each evaluation, recompute the BatchNorm running statistics "
@@ -119,7 +122,7 @@ class TrainConfig:
                              f"{self.val_split!r}")
         if not checks.is_int(self.precise_bn, 0):
             raise ValueError(f"precise_bn must be an integer >= 0 (0 = off), got {self.precise_bn!r}")
-        for name in ("subset", "test_subset"):
+        for name in ("subset", "test_subset", "threads"):
             if getattr(self, name) is not None:
                 positive(name)
         if self.recipe is not None:

@@ -162,6 +162,8 @@ class _Run:
 def _setup(cfg, spec, info, device, model, resume) -> _Run:
     """Run directory (checked, not yet written), data, model, optimiser and loaders. The data
     are read first, so that a missing dataset fails before any model work."""
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
