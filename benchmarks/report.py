@@ -59,6 +59,11 @@ def speed_goals(results: dict, memory: dict) -> list[dict]:
         if key.startswith("resnet56/"):
             ratio(key, "resnet56", "hand_resnet56", 1.02, "unrolled resnet56 within 2% of hand-written")
             ratio(key, "lm_resnet56", "resnet56", 1.05, "lm_resnet56 within 5% of resnet56")
+            ratio(key, "lmm3_resnet56", "resnet56", 1.08, "lmm3_resnet56 within 8% of resnet56")
+        elif key.startswith("noise/"):
+            ratio(key, "gauss_resnet20", "resnet20", 1.25, "Gaussian noise injection within 25% of resnet20")
+            ratio(key, "sd_resnet20", "resnet20", 1.10, "stochastic depth within 10% of resnet20")
+            ratio(key, "shake_resnet20", "resnet20", 1.20, "shake-shake within 20% of resnet20")
         elif key.startswith("ode/"):
             ratio(key, "ours_euler", "torchdiffeq_euler", 1.0, "faster than torchdiffeq fixed-grid (euler)")
             ratio(key, "ours_rk4_38", "torchdiffeq_rk4", 1.0, "faster than torchdiffeq fixed-grid (rk4)")

@@ -158,11 +158,15 @@ def probe(raw: torch.nn.Module, cfg, batch_shape: tuple, num_classes: int,
         if cfg.amp == "auto":
             amps = AMPS  # warm-up on an eighth of the batch: the slow side is cut short
             part = max(1, len(x) // 8)
-            times = time_candidates({a: _step_fn(raw, x, y, device, a) for a in amps},
-                                    warmups={a: _step_fn(raw, x[:part], y[:part], device, a)
-                                             for a in amps}, budget_s=budget_s)
-            choice["amp"] = fastest(times, default="off")
-            choice["probe"].update({f"amp={a}": _summary(times[a], times["warmup"][a]) for a in amps})
+            try:
+                times = time_candidates({a: _step_fn(raw, x, y, device, a) for a in amps},
+                                        warmups={a: _step_fn(raw, x[:part], y[:part], device, a)
+                                                 for a in amps}, budget_s=budget_s)
+            except RuntimeError as e:  # e.g. no bf16 kernels on this device: fp32
+                choice["amp"], choice["probe"]["amp_error"] = "off", f"{type(e).__name__}: {e}"[:300]
+            else:
+                choice["amp"] = fastest(times, default="off")
+                choice["probe"].update({f"amp={a}": _summary(times[a], times["warmup"][a]) for a in amps})
         if cfg.compile == "auto":
             times = time_candidates({name: _step_fn(m, x, y, device, choice["amp"]) for name, m in
                                      (("eager", raw), ("compiled", compiled))}, budget_s=budget_s)
@@ -179,9 +183,13 @@ def _summary(times: list, warmup: float | None = None) -> dict:
 
 
 def describe(choice: dict) -> str:
-    """One line for the log: 'speed probe: amp=off (fp32 291 ms/step vs bf16 3707), ...'."""
+    """One line for the log: 'speed: amp=off compile=False (probe, median per step: ...)'."""
+    def shown(name, v):
+        if isinstance(v, str):  # amp_error
+            return f"bf16 failed ({v})"
+        if v["median_ms"] is None:
+            return f"{name} dropped after a {v['warmup_ms']:.0f} ms warm-up on 1/8 batch"
+        return f"{name} {v['median_ms']:.0f} ms"
+    timed = ", ".join(shown(name, v) for name, v in choice["probe"].items())
     parts = [f"{k}={choice[k]}" for k in ("amp", "compile")]
-    timed = ", ".join(f"{name} {v['median_ms']:.0f} ms" if v["median_ms"] is not None else
-                      f"{name} dropped after a {v['warmup_ms']:.0f} ms warm-up on 1/8 batch"
-                      for name, v in choice["probe"].items())
     return "speed: " + " ".join(parts) + (f" (probe, median per step: {timed})" if timed else "")
