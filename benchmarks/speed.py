@@ -67,6 +67,9 @@ except ImportError:
     torchvision = None
 
 
+CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
+
+
 # -- the cases ---------------------------------------------------------------------------------------
 def groups(args) -> dict:
     """group -> {case: (model factory, input shape without batch, batch)}."""
@@ -136,7 +139,7 @@ def measure_group(cases: dict, args, device, mode, dtype) -> dict:
         for name in names[r % len(names):] + names[:r % len(names)]:
             if name in built:
                 try:
-                    times[name].append(built[name].timed(args.iters))
+                    times[name].append(built[name].timed(args.iters, CLOCKS[args.clock]))
                 except Exception as e:
                     failed[name] = _error(e)
                     del built[name]
@@ -278,6 +281,8 @@ def main(argv=None) -> dict:
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--skip-resnet50", action="store_true", help="skip the torchvision comparison")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    p.add_argument("--clock", choices=sorted(CLOCKS), default="wall", help="CPU timing: elapsed time, "
+                   "or this process's CPU time (a shared machine; with 1 thread)")
     p.add_argument("--out-dir", default=None, help="directory for the results (default benchmarks/results)")
     p.add_argument("--budget-s", type=float, default=None, help="skip settings predicted to end after "
                    "this many seconds (default: no limit)")
