@@ -55,13 +55,15 @@ def _tiny(channels_last=False):
 
 
 def test_probe_leaves_weights_statistics_gradients_and_rng_as_they_were():
-    model = _tiny()
+    torch.manual_seed(0)
+    model = tiny_models.Recorder(num_classes=10, in_channels=3)  # records the training inputs
     before = {k: v.clone() for k, v in model.state_dict().items()}
     torch.manual_seed(5)
     rng = torch.get_rng_state()
     cfg = TrainConfig(amp="auto", compile=False, channels_last=False)
     choice, trained = choose(model, cfg, (16, 3, 32, 32), 10, torch.device("cpu"))
     assert choice["amp"] in AMPS and choice["compile"] is False and trained is model
+    assert model.seen == []  # precision is timed on a copy: the model's own state is untouched
     assert set(choice["probe"]) == {"amp=off", "amp=bf16"}
     assert all(v["warmup_ms"] > 0 for v in choice["probe"].values())
     assert any(v["median_ms"] is not None for v in choice["probe"].values())

@@ -8,8 +8,9 @@ and no AMX, and 12.7x slower on an AVX2-only AMD CPU; ``torch.compile`` was 1.03
 and slower than eager on another machine.
 
 A probe step is a forward, the cross-entropy loss and a backward on a random batch of the run's
-shape, without the optimiser's update; the model's BatchNorm buffers, its gradients, the torch
-RNG and its noise generators are restored afterwards, so the run trains exactly as it would have
+shape, without the optimiser's update, on a deep copy of the model for precision (the model
+itself for compile, whose compiled code is kept); the model's BatchNorm buffers, its gradients,
+the torch RNG and its noise generators are restored afterwards, so the run trains exactly as it would have
 with the chosen settings given explicitly. Candidates are timed interleaved, one step each per
 round, after a warm-up step each; a candidate whose median is more than ``drop`` times the best
 one's is dropped at once, and the rounds stop at ``budget_s`` seconds of timed steps. Precision
@@ -24,6 +25,7 @@ its compilation is not repeated.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import statistics
 import sys
@@ -157,10 +159,10 @@ def probe(raw: torch.nn.Module, cfg, batch_shape: tuple, num_classes: int,
     with restored(raw):
         if cfg.amp == "auto":
             amps = AMPS  # warm-up on an eighth of the batch: the slow side is cut short
-            part = max(1, len(x) // 8)
+            part, subject = max(1, len(x) // 8), _copy(raw)
             try:
-                times = time_candidates({a: _step_fn(raw, x, y, device, a) for a in amps},
-                                        warmups={a: _step_fn(raw, x[:part], y[:part], device, a)
+                times = time_candidates({a: _step_fn(subject, x, y, device, a) for a in amps},
+                                        warmups={a: _step_fn(subject, x[:part], y[:part], device, a)
                                                  for a in amps}, budget_s=budget_s)
             except RuntimeError as e:  # e.g. no bf16 kernels on this device: fp32
                 choice["amp"], choice["probe"]["amp_error"] = "off", f"{type(e).__name__}: {e}"[:300]
@@ -173,6 +175,15 @@ def probe(raw: torch.nn.Module, cfg, batch_shape: tuple, num_classes: int,
             choice["compile"] = fastest(times, default="eager") == "compiled"
             choice["probe"].update({f"compile={n}": _summary(t) for n, t in times.items()})
     return choice, compiled if choice["compile"] else raw
+
+
+def _copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A deep copy of ``model`` to time precision on (state kept in Python attributes, such as
+    counters, stays untouched), or ``model`` itself when it cannot be copied."""
+    try:
+        return copy.deepcopy(model)
+    except Exception:  # e.g. a module holding a lock or an open file
+        return model
 
 
 def _summary(times: list, warmup: float | None = None) -> dict:
