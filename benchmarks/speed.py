@@ -139,7 +139,7 @@ def measure_group(cases: dict, args, device, mode, dtype) -> dict:
         for name in names[r % len(names):] + names[:r % len(names)]:
             if name in built:
                 try:
-                    times[name].append(built[name].timed(args.iters, CLOCKS[args.clock]))
+                    times[name].append(built[name].timed(args.iters, CLOCKS[getattr(args, 'clock', 'wall')]))
                 except Exception as e:
                     failed[name] = _error(e)
                     del built[name]

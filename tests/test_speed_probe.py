@@ -40,6 +40,21 @@ def test_slow_candidate_is_dropped_after_its_cheap_warmup():
     assert fastest(times) == "fast"
 
 
+def test_the_default_is_never_dropped_on_one_slow_sample():
+    clock = FakeClock()
+    costs = {"off": iter([1.0, 5.0, 1.0, 1.0, 1.0]), "bf16": iter([0.95] * 5)}  # a preempted step
+
+    def step(name):
+        def run():
+            clock.now += next(costs[name])
+        return run
+    warmups = {"off": clock.step("off/8", 0.5), "bf16": clock.step("bf16/8", 0.1)}  # noisy warm-up
+    times = time_candidates({n: step(n) for n in costs}, warmups=warmups, keep=("off",),
+                            budget_s=100, clock=clock)
+    assert len(times["off"]) == 5 and len(times["bf16"]) == 5
+    assert fastest(times, default="off") == "off"  # 0.95 is not 10% faster than 1.0
+
+
 def test_candidates_interleave_and_clearly_slower_one_stops_after_one_round():
     clock = FakeClock()
     steps = {"a": clock.step("a", 1.0), "b": clock.step("b", 1.2), "c": clock.step("c", 2.0)}

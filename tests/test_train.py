@@ -94,7 +94,7 @@ def _cli(run_dir, epochs, *extra):
     return [sys.executable, "-m", "odenets", "train", "--model", "fixtures.tiny_models:tiny",
             "--model-arg", "dropout=0.2", "--dataset", "synthetic", "--subset", "1024",
             "--test-subset", "100", "--batch-size", "16", "--epochs", str(epochs), "--lr", "0.05",
-            "--run-dir", str(run_dir), "--no-progress", *extra]
+            "--run-dir", str(run_dir), "--no-progress", "--amp", "off", *extra]  # no timing probe
 
 
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):

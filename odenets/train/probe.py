@@ -48,7 +48,7 @@ def autocast(device: torch.device, amp: str):
 
 
 def time_candidates(steps: dict, budget_s: float = 2.0, rounds: int = 5, drop: float = 1.5,
-                    warmups: dict | None = None, warmup_drop: float = 4.0,
+                    warmups: dict | None = None, warmup_drop: float = 4.0, keep: tuple = (),
                     clock=time.perf_counter) -> dict:
     """Per candidate name, the seconds of its timed calls: ``steps`` maps names to functions
     running one step (synchronised). Each is first warmed up: ``warmups[name]()`` when given
@@ -56,8 +56,10 @@ def time_candidates(steps: dict, budget_s: float = 2.0, rounds: int = 5, drop: f
     more than ``warmup_drop`` times the fastest warm-up is dropped before any full step), else
     one untimed ``steps[name]()``. Then one timed call each per round, interleaved, for at most
     ``rounds`` rounds or until ``budget_s`` seconds of timed calls; after each round a candidate
-    whose median exceeds ``drop`` times the best median is dropped. The warm-up times, when
-    timed, are under the key ``'warmup'``; a candidate dropped there has no step times."""
+    whose median exceeds ``drop`` times the best median is dropped. Candidates in ``keep`` (the
+    default setting) are never dropped: one slow sample (a preempted step on a busy machine)
+    must not leave the alternative unopposed. The warm-up times, when timed, are under the key
+    ``'warmup'``; a candidate dropped there has no step times."""
     times = {name: [] for name in steps}
     alive = list(steps)
     if warmups is not None:
@@ -66,7 +68,7 @@ def time_candidates(steps: dict, budget_s: float = 2.0, rounds: int = 5, drop: f
             start = clock()
             warmups[name]()
             first[name] = clock() - start
-        alive = [n for n in steps if first[n] <= warmup_drop * min(first.values())]
+        alive = [n for n in steps if n in keep or first[n] <= warmup_drop * min(first.values())]
     else:
         for step in steps.values():
             step()
@@ -78,7 +80,7 @@ def time_candidates(steps: dict, budget_s: float = 2.0, rounds: int = 5, drop: f
             times[name].append(clock() - start)
             spent += times[name][-1]
         best = min(statistics.median(times[n]) for n in alive)
-        alive = [n for n in alive if statistics.median(times[n]) <= drop * best]
+        alive = [n for n in alive if n in keep or statistics.median(times[n]) <= drop * best]
         if len(alive) == 1 or spent >= budget_s:
             break
     return times if warmups is None else {**times, "warmup": first}
@@ -163,7 +165,7 @@ def probe(raw: torch.nn.Module, cfg, batch_shape: tuple, num_classes: int,
             try:
                 times = time_candidates({a: _step_fn(subject, x, y, device, a) for a in amps},
                                         warmups={a: _step_fn(subject, x[:part], y[:part], device, a)
-                                                 for a in amps}, budget_s=budget_s)
+                                                 for a in amps}, keep=("off",), budget_s=budget_s)
             except RuntimeError as e:  # e.g. no bf16 kernels on this device: fp32
                 choice["amp"], choice["probe"]["amp_error"] = "off", f"{type(e).__name__}: {e}"[:300]
             else:
@@ -171,7 +173,8 @@ def probe(raw: torch.nn.Module, cfg, batch_shape: tuple, num_classes: int,
                 choice["probe"].update({f"amp={a}": _summary(times[a], times["warmup"][a]) for a in amps})
         if cfg.compile == "auto":
             times = time_candidates({name: _step_fn(m, x, y, device, choice["amp"]) for name, m in
-                                     (("eager", raw), ("compiled", compiled))}, budget_s=budget_s)
+                                     (("eager", raw), ("compiled", compiled))}, keep=("eager",),
+                                    budget_s=budget_s)
             choice["compile"] = fastest(times, default="eager") == "compiled"
             choice["probe"].update({f"compile={n}": _summary(t) for n, t in times.items()})
     return choice, compiled if choice["compile"] else raw
