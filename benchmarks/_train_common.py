@@ -52,7 +52,7 @@ class Recipe:
     schedule: str = "onecycle"         # odenets.train schedule name
     weight_decay: float = 5e-4         # L2 on conv/linear weights
     device: str = "auto"               # auto: cuda if available
-    amp: str = "auto"                  # bf16 autocast on CUDA and AMX CPUs, else fp32
+    amp: str = "auto"                  # bf16 autocast if a start-up probe times it faster, else fp32
     compile: bool = False              # torch.compile the model
     augment: bool = True               # the dataset's crop/flip
     precise_bn: int = 0                # batches recomputing BatchNorm statistics before each evaluation

@@ -66,8 +66,11 @@ part() {  # part LIMIT_SECONDS NAME COMMAND...: run one benchmark under its limi
     echo "== $name: exit $? after $((SECONDS - start))s"
 }
 
-# 1. speed and memory: ResNet-56 hand-written/ours/LM, torchdiffeq fixed grid, torchvision
-#    resnet50; eager (bf16, fp32), the memory sweep, then compiled; TFLOP/s against the peak.
+# 1. speed and memory: ResNet-56 hand-written/ours/LM/LMM3, resnet20 plain and with training
+#    noise (Gaussian EM, stochastic depth, shake-shake: the noise group, 1x28x28), torchdiffeq
+#    fixed grid, torchvision resnet50; eager (bf16, fp32), the memory sweep, then compiled;
+#    achieved TFLOP/s (6 x MACs x img/s) against the data-sheet peak (issue 24, item 6: resnet20
+#    fp32 and bf16 at batch 128 is the noise group's `resnet20` row).
 # shellcheck disable=SC2086
 part "$SPEED_S" speed "$PYTHON" benchmarks/speed.py --device "$DEVICE" --rounds 15 \
     --budget-s $((SPEED_S - 30)) --out-dir "$OUT" ${SPEED_ARGS:-}

@@ -59,6 +59,11 @@ def speed_goals(results: dict, memory: dict) -> list[dict]:
         if key.startswith("resnet56/"):
             ratio(key, "resnet56", "hand_resnet56", 1.02, "unrolled resnet56 within 2% of hand-written")
             ratio(key, "lm_resnet56", "resnet56", 1.05, "lm_resnet56 within 5% of resnet56")
+            ratio(key, "lmm3_resnet56", "resnet56", 1.08, "lmm3_resnet56 within 8% of resnet56")
+        elif key.startswith("noise/"):
+            ratio(key, "gauss_resnet20", "resnet20", 1.25, "Gaussian noise injection within 25% of resnet20")
+            ratio(key, "sd_resnet20", "resnet20", 1.10, "stochastic depth within 10% of resnet20")
+            ratio(key, "shake_resnet20", "resnet20", 1.20, "shake-shake within 20% of resnet20")
         elif key.startswith("ode/"):
             ratio(key, "ours_euler", "torchdiffeq_euler", 1.0, "faster than torchdiffeq fixed-grid (euler)")
             ratio(key, "ours_rk4_38", "torchdiffeq_rk4", 1.0, "faster than torchdiffeq fixed-grid (rk4)")
@@ -114,7 +119,8 @@ def speed_markdown(payload: dict) -> str:
         errors = {name: r["error"] for name, r in rows.items() if "error" in r}
         rows = {name: r for name, r in rows.items() if "error" not in r}
         head = ["model", "ms/step", "IQR ms", "img/s", "params", "MMACs/img", "activations MiB"]
-        head += ["peak MiB", "TFLOP/s", "of peak"] if gpu else ["GFLOP/s"]
+        cpu_peak = not gpu and any(r.get("fraction_of_peak") for r in rows.values())
+        head += ["peak MiB", "TFLOP/s", "of peak"] if gpu else ["GFLOP/s"] + (["of peak"] if cpu_peak else [])
         body = []
         for name, r in rows.items():
             row = [name, f"{1e3 * r['s_per_step']:.1f}", f"{1e3 * r['iqr_s']:.1f}", f"{r['img_per_s']:.0f}",
@@ -124,7 +130,9 @@ def speed_markdown(payload: dict) -> str:
                 row += [f"{r['peak_allocated_bytes'] / 2**20:.0f}", f"{r['achieved_tflops']:.1f}",
                         "—" if frac is None else f"{100 * frac:.1f}%"]
             else:
-                row += [f"{1e3 * r['achieved_tflops']:.1f}"]
+                frac = r.get("fraction_of_peak")
+                row += [f"{1e3 * r['achieved_tflops']:.1f}"] + (
+                    ["—" if frac is None else f"{100 * frac:.1f}%"] if cpu_peak else [])
             body.append(row)
         lines += [f"## {key}", "", markdown_table(head, body), ""]
         lines += [f"- {name} failed: `{err}`" for name, err in errors.items()] + ([""] if errors else [])

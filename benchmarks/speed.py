@@ -3,7 +3,9 @@
 Compares one training step (forward + backward + SGD step, batch ``--batch``) of:
   resnet56 group:  a plain hand-written PyTorch ResNet-56 (`HandResNet`, same layers, option-A
                    shortcuts, post-activation) vs ``odenets.create("resnet56")`` (goal: within
-                   2%) vs ``lm_resnet56`` (goal: within 5% of resnet56);
+                   2%) vs ``lm_resnet56`` (goal: within 5% of resnet56) and ``lmm3_resnet56`` (8%);
+  noise group:     resnet20 on 1x28x28 vs the same with Gaussian noise injection (Euler-Maruyama,
+                   sigma 0.1; goal: within 25%), ``sd_resnet20`` (10%), ``shake_resnet20`` (20%);
   ode group:       one basic field (conv-BN-ReLU-conv-BN, 16 channels, 32x32) unrolled over
                    ``--ode-steps`` tied steps by ``odenets.build(..., "euler")`` vs torchdiffeq's
                    fixed-grid ``odeint(method="euler", step_size=1/N)`` on the same field, and
@@ -65,6 +67,9 @@ except ImportError:
     torchvision = None
 
 
+CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
+
+
 # -- the cases ---------------------------------------------------------------------------------------
 def groups(args) -> dict:
     """group -> {case: (model factory, input shape without batch, batch)}."""
@@ -72,7 +77,14 @@ def groups(args) -> dict:
     out = {"resnet56": {
         "hand_resnet56": (lambda: HandResNet(9), cifar, args.batch),
         "resnet56": (lambda: odenets.create("resnet56"), cifar, args.batch),
-        "lm_resnet56": (lambda: odenets.create("lm_resnet56"), cifar, args.batch)}}
+        "lm_resnet56": (lambda: odenets.create("lm_resnet56"), cifar, args.batch),
+        "lmm3_resnet56": (lambda: odenets.create("lmm3_resnet56"), cifar, args.batch)}}
+    fmnist, gauss = (1, 28, 28), dict(solver="euler_maruyama", solver_options=dict(noise="gaussian", sigma=0.1, seed=0))
+    out["noise"] = {  # the training noise of the SDE view, against plain resnet20 (28x28 like the campaigns)
+        "resnet20": (lambda: odenets.create("resnet20", in_channels=1), fmnist, args.batch),
+        "gauss_resnet20": (lambda: odenets.create("resnet20", in_channels=1, **gauss), fmnist, args.batch),
+        "sd_resnet20": (lambda: odenets.create("sd_resnet20", in_channels=1), fmnist, args.batch),
+        "shake_resnet20": (lambda: odenets.create("shake_resnet20", in_channels=1), fmnist, args.batch)}
     n, field_shape = args.ode_steps, (16, 32, 32)
     ode = {"ours_euler": (lambda: odenets.build(BasicField(16), "euler", steps=n, tied=True), field_shape, args.batch),
            "ours_rk4_38": (lambda: odenets.build(BasicField(16), "rk4_38", steps=n, tied=True), field_shape, args.batch)}
@@ -127,7 +139,7 @@ def measure_group(cases: dict, args, device, mode, dtype) -> dict:
         for name in names[r % len(names):] + names[:r % len(names)]:
             if name in built:
                 try:
-                    times[name].append(built[name].timed(args.iters))
+                    times[name].append(built[name].timed(args.iters, CLOCKS[getattr(args, 'clock', 'wall')]))
                 except Exception as e:
                     failed[name] = _error(e)
                     del built[name]
@@ -259,7 +271,7 @@ def main(argv=None) -> dict:
     p.add_argument("--batch", type=int, default=None, help="batch (default 32 CPU, 128 CUDA)")
     p.add_argument("--batch50", type=int, default=None, help="resnet50 batch (default 4 CPU, 64 CUDA)")
     p.add_argument("--ode-steps", type=int, default=8, help="steps of the ODE group (a power of 2)")
-    p.add_argument("--groups", default="resnet56,ode,resnet50", help="groups to measure")
+    p.add_argument("--groups", default="resnet56,noise,ode,resnet50", help="groups to measure")
     p.add_argument("--modes", default=None, help="eager,compile (default: both on CUDA, eager on CPU)")
     p.add_argument("--dtypes", default=None, help="fp32,bf16 (default: bf16,fp32 on CUDA, fp32 on CPU)")
     p.add_argument("--memory-depths", default="20,32,44,56,110", help="depths of the memory sweep ('none': skip)")
@@ -269,6 +281,8 @@ def main(argv=None) -> dict:
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--skip-resnet50", action="store_true", help="skip the torchvision comparison")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    p.add_argument("--clock", choices=sorted(CLOCKS), default="wall", help="CPU timing: elapsed time, "
+                   "or this process's CPU time (a shared machine; with 1 thread)")
     p.add_argument("--out-dir", default=None, help="directory for the results (default benchmarks/results)")
     p.add_argument("--budget-s", type=float, default=None, help="skip settings predicted to end after "
                    "this many seconds (default: no limit)")
@@ -281,9 +295,9 @@ def main(argv=None) -> dict:
         if getattr(args, key) is None:
             setattr(args, key, gpu_value if gpu else cpu_value)
     args.groups = parse_list(args.groups)
-    bad = sorted(set(args.groups) - {"resnet56", "ode", "resnet50"})
+    bad = sorted(set(args.groups) - {"resnet56", "noise", "ode", "resnet50"})
     if bad:
-        raise ValueError(f"unknown group(s) {bad}; available: ode, resnet50, resnet56")
+        raise ValueError(f"unknown group(s) {bad}; available: noise, ode, resnet50, resnet56")
     args.modes = parse_list(args.modes or ("eager,compile" if gpu else "eager"))
     args.dtypes = parse_list(args.dtypes or ("bf16,fp32" if gpu else "fp32"))
     if set(args.modes) - {"eager", "compile"} or set(args.dtypes) - {"fp32", "bf16"}:

@@ -18,7 +18,9 @@ P = Coefficient(name="p", default=0.5, init=(0.5, 0.5), bounds=(0.0, 1.0), learn
 class EulerMaruyama(Scheme):
     """Euler-Maruyama. Strong order 1/2 (1 for additive noise), weak order 1; explicit.
 
-    ``noise="gaussian"`` (noise injection)::  u_{n+1} = u_n + dt f + sigma g(t, u) dW_n,
+    ``noise="gaussian"`` (noise injection)::  u_{n+1} = u_n + dt f + sigma g(t, u) dW_n
+        (computed as ``add(u, f, alpha=dt)``, then in place ``add_(sigma dW)`` or
+        ``addcmul_(g, sigma dW)``, with sigma dW drawn as N(0, sigma^2 dt) in one pass),
         dW_n ~ N(0, dt I), or ``bm(t_n, t_{n+1})`` (e.g. a ``torchsde.BrownianInterval``, whose
         call returns the increment; the times are 0-dim tensors, as torchsde passes them); ``diffusion`` g is ``"additive"`` (g = 1, default),
         ``"field"`` (g = f(t, u)) or a callable ``g(t, u)`` (diagonal noise: g * dW elementwise).
@@ -97,13 +99,15 @@ class EulerMaruyama(Scheme):
         if self.bm is not None:
             dW = self.bm(t, t + dt)
             _check_noise_shape("bm(t0, t1)", dW, u)
-        else:
-            dW = self.noise_source.randn(u.shape, u.device, u.dtype) * math.sqrt(abs(dt))
-        if self.diffusion == "additive":
-            return torch.add(out, dW, alpha=self.sigma), state
+            scale = self.sigma
+        else:  # sigma dW ~ N(0, sigma^2 dt) drawn in one pass, in the state's dtype
+            dW = self.noise_source.normal(u.shape, self.sigma * math.sqrt(abs(dt)), u.device, u.dtype)
+            scale = 1.0
+        if self.diffusion == "additive":  # in place: add's backward does not need ``out``
+            return out.add_(dW, alpha=scale), state
         g = drift if self.diffusion == "field" else self.diffusion(t, u)
         _check_noise_shape("diffusion g(t, u)", g, u)
-        return torch.addcmul(out, g, dW, value=self.sigma), state
+        return out.addcmul_(g, dW, value=scale), state
 
     def _bernoulli(self, drift, dt, u, p, training):
         p = (self.p if self.p is not None else P.default) if p is None else p

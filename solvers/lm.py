@@ -5,6 +5,7 @@ import torch
 
 from . import checks
 from .base import Coefficient, Scheme
+from .fused import multistep_update
 
 K = Coefficient(
     name="k", default=-0.05, init=(-0.1, 0.0), bounds=(-1.0, 1.0),
@@ -16,7 +17,9 @@ class LM(Scheme):
 
         u_{n+1} = (1 - k_n) u_n + k_n u_{n-1} + dt f(t_n, u_n)
 
-    computed as ``add(lerp(u_n, u_{n-1}, k_n), f, alpha=dt)`` (two kernels).
+    computed as ``lerp(u_n, u_{n-1}, k_n)`` then an in-place ``add_(f, alpha=dt)`` (two kernels,
+    one new tensor), one autograd node whose backward gets dL/dk_n from two dot products
+    (`solvers.fused.multistep_update`).
     rho(xi) = (xi - 1)(xi + k): zero-stable iff |k| < 1; consistent for ``(1 + k) u_t = f(u)``
     (the field is scaled by 1 / (1 + k)).
     The first step is forward Euler (u_{-1} = u_0). State: ``(u_{n-1},)``.
@@ -56,8 +59,7 @@ class LM(Scheme):
         (u_prev,) = state
         if k is None:
             k = self.fixed_coefficients()["k"]
-        weight = k.to(u.dtype) if torch.is_tensor(k) else float(k)
-        return torch.add(torch.lerp(u, u_prev, weight), f_n, alpha=dt), (u,)
+        return multistep_update(u, (u_prev,), f_n, (k,), dt), (u,)
 
     def effective_step_factor(self, values=None) -> torch.Tensor:
         """rho'(1) = 1 + k (per step for per-step ``values={"k": tensor}``): the scheme is

@@ -5,6 +5,7 @@ import torch
 
 from . import checks
 from .base import Coefficient, Scheme, time_grid
+from .fused import multistep_update
 from .multistep import (characteristic_polynomial, effective_step_factor,
                         modified_equation_coefficients, pair_roots, polymul)
 
@@ -187,14 +188,7 @@ class LMM(Scheme):
     def _advance(self, f, t, dt, u, past, b):
         """u_{n+1} from u_n, the past states and [b_1, ..., b_d] (d <= len(past))."""
         f_n = f(t, u)
-        out = u
-        if b:
-            out = torch.lerp(u, past[0], b[0].to(u.dtype) if torch.is_tensor(b[0]) else float(b[0]))
-        for i in range(1, len(b)):   # - b_{i+1} (u_{n-i} - u_{n-i-1}): a sub and one addcmul
-            delta = past[i] - past[i - 1]
-            out = (torch.addcmul(out, delta, b[i].to(u.dtype)) if torch.is_tensor(b[i])
-                   else torch.add(out, delta, alpha=float(b[i])))
-        return torch.add(out, f_n, alpha=dt)
+        return multistep_update(u, past, f_n, b, dt) if b else torch.add(u, f_n, alpha=dt)
 
     def solve(self, fields, u0, t0=0.0, dt=1.0, coefficients=None, state=None, return_path=False,
               training=True, activation=None):

@@ -19,7 +19,8 @@ class Noise:
     * ``Noise(generator=g)``: the user's generator (draws on ``g.device`` only);
     * ``Noise()``: torch's global RNG (``torch.manual_seed`` governs it; nothing to save).
 
-    Draws (``shape``, ``device``, ``dtype`` as for ``torch.randn``): `randn` ~ N(0, I), `rand`
+    Draws (``shape``, ``device``, ``dtype`` as for ``torch.randn``): `randn` ~ N(0, I), `normal`
+    ~ N(0, std^2 I), `rand`
     ~ U[0, 1), `bernoulli` in {0, 1} with P(1) = ``p`` (a float or a 0-dim tensor), `randint`.
     One object continues its stream across solves; share it to share the stream.
 
@@ -68,6 +69,12 @@ class Noise:
     # -- draws (on the CPU unless ``device`` says otherwise) --------------------------------
     def randn(self, shape, device="cpu", dtype=None) -> torch.Tensor:
         return torch.randn(shape, generator=self.generator_for(device), device=device, dtype=dtype)
+
+    def normal(self, shape, std: float, device="cpu", dtype=None) -> torch.Tensor:
+        """N(0, std^2 I) in one pass (``randn(...) * std`` without the temporary): the same
+        normal variates as `randn` from the same state, scaled."""
+        out = torch.empty(shape, device=device, dtype=dtype)
+        return out.normal_(0.0, std, generator=self.generator_for(device))
 
     def rand(self, shape, device="cpu", dtype=None) -> torch.Tensor:
         return torch.rand(shape, generator=self.generator_for(device), device=device, dtype=dtype)

@@ -87,13 +87,15 @@ def test_handwritten_resnet56_has_the_same_layers():
 
 def test_speed_tiny(out_dir):
     payload = speed.main(["--batch", "2", "--rounds", "2", "--warmup", "1", "--iters", "1",
-                          "--ode-steps", "2", "--groups", "ode,resnet56", "--memory-depths", "20,32",
+                          "--ode-steps", "2", "--groups", "ode,resnet56,noise", "--memory-depths", "20,32",
                           "--out-dir", str(out_dir)])
     saved = json.loads((out_dir / "speed_cpu.json").read_text())
     check_env(saved["env"])
-    assert set(saved["results"]) == {"ode/eager/fp32", "resnet56/eager/fp32"}
+    assert set(saved["results"]) == {"ode/eager/fp32", "resnet56/eager/fp32", "noise/eager/fp32"}
+    assert set(saved["results"]["noise/eager/fp32"]) == {"resnet20", "gauss_resnet20", "sd_resnet20",
+                                                         "shake_resnet20"}
     rows = saved["results"]["resnet56/eager/fp32"]
-    assert set(rows) == {"hand_resnet56", "resnet56", "lm_resnet56"}
+    assert set(rows) == {"hand_resnet56", "resnet56", "lm_resnet56", "lmm3_resnet56"}
     for r in rows.values():
         assert r["s_per_step"] > 0 and r["img_per_s"] > 0 and r["saved_tensor_bytes"] > 0
     goals = {g["goal"]: g for g in saved["goals"]}

@@ -94,6 +94,27 @@ def test_gaussian_increment_variance():
     _check_moments(x, dt, var, 3 * var ** 2)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gaussian_increments_are_independent_normal_across_steps_and_elements(dtype):
+    """sigma dW_n of a multi-step solve (drift 0, channels_last states, drawn in the state's
+    dtype): each step's increments have mean 0 and variance sigma^2 dt, kurtosis 3 (normal),
+    and increments of different steps (and of neighbouring elements) are uncorrelated."""
+    sigma, dt, steps = 0.7, 0.125, 4
+    u0 = torch.zeros(64, 8, 16, 16, dtype=dtype).to(memory_format=torch.channels_last)
+    path = solvers.get("euler_maruyama", sigma=sigma, seed=1).solve(
+        [lambda t, u: torch.zeros_like(u)] * steps, u0, dt=dt, return_path=True)[0]
+    dW = (path[1:] - path[:-1]).double().reshape(steps, -1)  # exact: the drift adds zeros
+    var, n = sigma ** 2 * dt, dW.shape[1]
+    for x in dW:
+        _check_moments(x, 0.0, var, 3 * var ** 2)
+        assert abs(float((x ** 4).mean()) / float(x.var()) ** 2 - 3) < 0.1  # normal, not uniform
+    z = (dW / math.sqrt(var)).float()
+    bound = 6 / math.sqrt(n)  # correlation of independent draws: ~N(0, 1/n)
+    corr = torch.corrcoef(z)
+    assert (corr - torch.eye(steps)).abs().max() < bound, corr  # across steps
+    assert abs(float((z[:, 1:] * z[:, :-1]).mean())) < bound  # neighbouring elements
+
+
 def test_eval_mode_gives_the_mean_exactly():
     u0 = torch.randn(5, 3, dtype=D64, generator=torch.Generator().manual_seed(0))
     step = dict(t1=0.5, training=False)

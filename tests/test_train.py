@@ -22,7 +22,8 @@ REAL_FMNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
 def tiny_config(tmp_path, name="run", **kw):
     base = dict(model="fixtures.tiny_models:tiny", dataset="synthetic", subset=512, test_subset=200,
-                batch_size=32, lr=0.05, epochs=2, progress=False, run_dir=str(tmp_path / name))
+                batch_size=32, lr=0.05, epochs=2, progress=False, run_dir=str(tmp_path / name),
+                amp="off")  # not 'auto': its start-up probe runs forwards (crash counts, exactness)
     return TrainConfig(**{**base, **kw})
 
 
@@ -93,7 +94,7 @@ def _cli(run_dir, epochs, *extra):
     return [sys.executable, "-m", "odenets", "train", "--model", "fixtures.tiny_models:tiny",
             "--model-arg", "dropout=0.2", "--dataset", "synthetic", "--subset", "1024",
             "--test-subset", "100", "--batch-size", "16", "--epochs", str(epochs), "--lr", "0.05",
-            "--run-dir", str(run_dir), "--no-progress", *extra]
+            "--run-dir", str(run_dir), "--no-progress", "--amp", "off", *extra]  # no timing probe
 
 
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):

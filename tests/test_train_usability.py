@@ -35,7 +35,8 @@ def run_cli(capsys, *argv):
 
 def tiny_config(tmp_path, name="run", **kw):
     base = dict(model="fixtures.tiny_models:tiny", dataset="synthetic", subset=256, test_subset=100,
-                batch_size=32, lr=0.05, epochs=1, progress=False, run_dir=str(tmp_path / name))
+                batch_size=32, lr=0.05, epochs=1, progress=False, run_dir=str(tmp_path / name),
+                amp="off")  # not 'auto': its start-up probe runs forwards (crash counts, exactness)
     return TrainConfig(**{**base, **kw})
 
 

@@ -73,9 +73,16 @@ class TrainConfig:
     label_smoothing: float = opt(0.0, "label smoothing of the cross-entropy loss, in [0, 1)")
     # -- speed -----------------------------------------------------------------------------
     amp: str = opt("auto", f"mixed precision, one of {', '.join(AMP)} (auto = bf16 autocast "
-                   "on CUDA and on CPUs with AMX, where it is faster; fp32 otherwise)")
+                   "if a few training steps timed at start-up run faster in bf16 than in fp32 on "
+                   "this device; see odenets/train/probe.py)")
     channels_last: bool = opt(True, "channels_last memory format for model and inputs")
-    compile: bool = opt(False, "wrap the model in torch.compile")
+    compile: typing.Union[bool, str] = opt(False, "wrap the model in torch.compile: on, off or "
+                                           "auto (auto = if a few training steps timed at "
+                                           "start-up run faster compiled than eager)",
+                                           metavar="on|off|auto")
+    threads: typing.Optional[int] = opt(None, "CPU threads of torch's intra-op pool (default: "
+                                        "torch's, which is the number of CPUs this process may run "
+                                        "on, os.sched_getaffinity: `taskset -c 1` gives 1)")
     # -- evaluation ----------------------------------------------------------------------------
     eval_batch_size: int = opt(512, "batch size for evaluation")
     precise_bn: int = opt(0, "before each evaluation, recompute the BatchNorm running statistics "
@@ -115,7 +122,7 @@ class TrainConfig:
                              f"{self.val_split!r}")
         if not checks.is_int(self.precise_bn, 0):
             raise ValueError(f"precise_bn must be an integer >= 0 (0 = off), got {self.precise_bn!r}")
-        for name in ("subset", "test_subset"):
+        for name in ("subset", "test_subset", "threads"):
             if getattr(self, name) is not None:
                 positive(name)
         if self.recipe is not None:
@@ -124,6 +131,8 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; available: {', '.join(SCHEDULES)}")
         if self.amp not in AMP:
             raise ValueError(f"unknown amp mode {self.amp!r}; available: {', '.join(AMP)}")
+        if self.compile not in (True, False, "auto"):
+            raise ValueError(f"compile must be true, false or 'auto', got {self.compile!r}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
         if not self.gamma > 0:
@@ -167,6 +176,10 @@ class TrainConfig:
 def _check_type(name: str, value, hint) -> None:
     """ValueError unless ``value`` fits the field's type (None for Optional fields; int for
     float; a list of numbers for a tuple; a dict with string keys)."""
+    if hint == typing.Union[bool, str]:  # compile: on, off or 'auto'
+        if isinstance(value, bool) or value == "auto":
+            return
+        raise ValueError(f"config field {name!r} must be true, false or \"auto\", got {value!r}")
     kinds = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
     if value is None and len(kinds) < len(typing.get_args(hint)):
         return
@@ -218,6 +231,14 @@ def _optional(kind):
     return parse
 
 
+def _on_off_auto(text):
+    value = {"on": True, "true": True, "1": True, "yes": True, "off": False, "false": False,
+             "0": False, "no": False, "auto": "auto"}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected on, off or auto, got {text!r}")
+    return value
+
+
 def _floats(text):
     try:
         return tuple(float(v) for v in text.split(",") if v.strip())
@@ -259,6 +280,10 @@ def add_arguments(parser: argparse.ArgumentParser, skip=()) -> None:
             kw["metavar"] = f.metadata["metavar"]
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        elif kind == typing.Union[bool, str]:  # --compile [on|off|auto], --no-compile
+            parser.add_argument(flag, nargs="?", const=True, type=_on_off_auto, **kw)
+            parser.add_argument("--no-" + flag[2:], dest=f.name, action="store_const", const=False,
+                                default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         elif kind is dict:
             parser.add_argument(f.metadata["flag"], action="append", type=_key_value, **kw)
         elif kind is tuple:

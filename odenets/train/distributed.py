@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import gc
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -83,6 +84,27 @@ def unused_parameters(model: torch.nn.Module, example: torch.Tensor) -> list[str
     with torch.random.fork_rng(devices=cuda):
         probe(example).float().sum().backward()
     return [name for name, p in probe.named_parameters() if p.requires_grad and p.grad is None]
+
+
+def wrap_ddp(model, raw, image_shape, cfg, info, device) -> torch.nn.Module:
+    """``model`` in DistributedDataParallel; with ``find_unused_parameters=True`` only when a
+    probe step of ``raw`` (on a copy, see `unused_parameters`) leaves a parameter
+    without a gradient on some rank, or cannot be run."""
+    example = torch.randn((2, *image_shape), generator=torch.Generator().manual_seed(0)).to(
+        device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
+    try:
+        unused = unused_parameters(raw, example)
+        more = ", ..." if len(unused) > 4 else ""
+        why = (f"{len(unused)} parameter(s) get no gradient in a training step "
+               f"({', '.join(unused[:4])}{more})")
+    except Exception as e:  # e.g. a model that cannot be deep-copied: take the safe setting
+        unused = None
+        why = f"the probe for parameters without a gradient failed ({type(e).__name__}: {e})"
+    find_unused = any_rank(unused is None or bool(unused), info, device)
+    if find_unused and info.main:
+        print(f"odenets: {cfg.model}: {why}: DDP runs with find_unused_parameters=True", file=sys.stderr)
+    ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
 
 
 def any_rank(flag: bool, info: Dist, device: torch.device) -> bool:

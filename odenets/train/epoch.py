@@ -8,8 +8,6 @@ so every rank stops, or goes on, together.
 """
 from __future__ import annotations
 
-import contextlib
-import functools
 import itertools
 import time
 
@@ -20,6 +18,7 @@ import torch.nn.functional as F
 from . import checkpoint, distributed
 from .optim import lr_factor, set_lr
 from .precise_bn import recompute_bn_stats
+from .probe import autocast
 
 
 class TrainingDivergedError(RuntimeError):
@@ -28,28 +27,6 @@ class TrainingDivergedError(RuntimeError):
     def __init__(self, message: str, epoch: int, step: int):
         super().__init__(message)
         self.epoch, self.step = epoch, step
-
-
-def autocast(device: torch.device, amp: str):
-    """bf16 autocast when ``amp`` is 'bf16', or 'auto' where bf16 is the faster choice (CUDA, or
-    a CPU with AMX tiles: `cpu_bf16_is_fast`); otherwise a no-op context."""
-    if amp == "bf16" or (amp == "auto" and (device.type == "cuda" or
-                                            (device.type == "cpu" and cpu_bf16_is_fast()))):
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-@functools.lru_cache(maxsize=None)
-def cpu_bf16_is_fast() -> bool:
-    """Whether this CPU has AMX bf16 tiles (``amx_bf16`` in /proc/cpuinfo), where oneDNN's bf16
-    convolutions beat fp32. With AVX-512 bf16 alone they do not: a resnet20 training step on
-    28x28 images ran 1.38x slower under bf16 autocast than in fp32 (compiled, 2 cores, Xeon with
-    avx512_bf16 and no AMX), so 'auto' keeps fp32 there."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return any(line.startswith("flags") and " amx_bf16" in line for line in f)
-    except OSError:
-        return False
 
 
 def train_epoch(model, loader, optimizer, epoch: int, first_step: int, total_steps: int, cfg,

@@ -12,13 +12,16 @@ With ``precise_bn=K`` the BatchNorm running statistics are recomputed from K tra
 before each evaluation (`precise_bn.recompute_bn_stats`) and averaged over ranks; the RNG states
 are restored around it, so the weights are those of the same run without it.
 
-The file reads top to bottom: the boundary (`validate`: every input is checked there, once;
-everything below trusts ``cfg``), `_train` (the run in a dozen lines), then its phases: setup,
-epoch, evaluate, checkpoint.
+``amp='auto'`` and ``compile='auto'`` are resolved by timing a few training steps at start-up
+(`probe.choose`); the choice and the probe's times are in the summary (``speed``).
+
+The file reads top to bottom: the boundary (`validate`), `_train` (the run in a dozen lines),
+then its phases: setup, epoch, evaluate, checkpoint.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import sys
 from dataclasses import dataclass
@@ -36,6 +39,7 @@ from .config import TrainConfig
 from .epoch import TrainingDivergedError, average_buffers, evaluate, precise_bn, train_epoch
 from .model import build_model, check_model_name, check_solver_name, count_parameters
 from .optim import build_optimizer, lr_factor
+from .probe import choose as choose_speed
 
 
 # -- the boundary: every input checked once, before any data is read ------------------------------
@@ -146,6 +150,8 @@ class _Run:
     ckpt_path: Path
     total_steps: int  # of the whole run (the schedule's length)
     eval_model: nn.Module | None = None  # `raw`, compiled (--compile); set by `_start_training`
+    speed: dict | None = None  # amp and compile as chosen (`probe.choose`), or as a resumed run chose
+    step_cfg: TrainConfig | None = None  # `cfg` with amp and compile as chosen
     train_model: nn.Module | None = None  # `eval_model`, in DDP with several processes
     tb: object = None  # TensorBoard log (--tensorboard), main process only
     bar: object = None  # progress bar (--progress), main process only
@@ -155,6 +161,8 @@ class _Run:
 def _setup(cfg, spec, info, device, model, resume) -> _Run:
     """Run directory (checked, not yet written), data, model, optimiser and loaders. The data
     are read first, so that a missing dataset fails before any model work."""
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
@@ -194,10 +202,13 @@ def _start_training(run: _Run, start_epoch: int) -> dict:
     """Compile and wrap the model (after a checkpoint is restored), open the logs, print the
     opening line; returns the summary's fixed part."""
     cfg, info, raw = run.cfg, run.info, run.raw
-    run.eval_model = torch.compile(raw) if cfg.compile else raw
+    shape = (run.train_loader.local_batch, *run.train_data.images.shape[1:])
+    run.speed, run.eval_model = choose_speed(raw, cfg, shape, run.train_data.num_classes, run.device,
+                                             info, chosen=run.speed)
+    run.step_cfg = dataclasses.replace(cfg, amp=run.speed["amp"], compile=run.speed["compile"])
     run.train_model = run.eval_model
     if info.enabled:
-        run.train_model = _ddp(run.eval_model, raw, run.train_data.images.shape[1:], cfg, info, run.device)
+        run.train_model = distributed.wrap_ddp(run.eval_model, raw, run.train_data.images.shape[1:], cfg, info, run.device)
     run.tb = tblog.open_log(run.dir) if cfg.tensorboard and info.main else None
     run.bar = progress.progress(len(run.train_loader)) if cfg.progress and info.main else None
     run.log = (run.bar.write if run.bar is not None else print) if info.main else (lambda line: None)
@@ -214,7 +225,7 @@ def _start_training(run: _Run, start_epoch: int) -> dict:
                 train_images=len(run.train_data), test_images=len(run.test_data),
                 val_images=len(val_data) if val_data is not None else 0,
                 device=str(run.device), world_size=info.world_size, torch=torch.__version__,
-                command=" ".join(sys.argv), run_dir=str(run.dir))
+                speed=run.speed, command=" ".join(sys.argv), run_dir=str(run.dir))
 
 
 # -- epoch ------------------------------------------------------------------------------------------
@@ -229,7 +240,7 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[dict, dict]:
     reset_nfe(run.raw)
     first = epoch * steps
     stats = train_epoch(run.train_model, run.train_loader, run.optimizer, epoch, first,
-                        run.total_steps, cfg, run.info, run.device, run.bar)
+                        run.total_steps, run.step_cfg, run.info, run.device, run.bar)
     lrs = [cfg.lr * lr_factor(first + i, run.total_steps, cfg, steps) for i in range(steps)]
     losses, correct = stats.pop("step_losses").tolist(), stats.pop("step_correct").tolist()
     if run.tb is not None:
@@ -243,7 +254,7 @@ def _evaluate(run: _Run, epoch: int, stats: dict, curve: dict) -> dict:
     ``--precise-bn`` and the averaging of BatchNorm statistics over ranks, learning rate,
     scheme coefficients, training curve, NFE per step. A non-finite test loss raises
     `TrainingDivergedError`: the update after the last checked training loss broke the weights."""
-    cfg, raw, steps = run.cfg, run.raw, len(run.train_loader)
+    cfg, raw, steps = run.step_cfg, run.raw, len(run.train_loader)
     if cfg.precise_bn:
         precise_bn(raw, run.train_loader, epoch, cfg, run.device)
     average_buffers(raw, run.info)
@@ -302,6 +313,7 @@ def _restore(run: _Run) -> tuple[int, list]:
               f"{was.get('step')} of {was.get('total')}): --epochs, --batch-size or --subset "
               "changed, so the learning rates from here differ from the original run's",
               file=sys.stderr)
+    run.speed = state.get("speed")  # 'auto' settings keep the choice the run made
     rng = state["rng"]  # and the model's own noise generators (seed= of a stochastic scheme)
     try:
         checkpoint.set_rng_state(rng[info.rank] if len(rng) == info.world_size else rng[0],
@@ -333,7 +345,7 @@ def _checkpoint(run: _Run, epoch: int, record: dict, history: list) -> None:
         checkpoint.save_atomic(dict(
             version=1, epoch=epoch + 1, model=run.raw.state_dict(), optimizer=run.optimizer.state_dict(),
             schedule=dict(name=cfg.schedule, step=(epoch + 1) * steps, total=run.total_steps),
-            rng=rng, history=history + [record], config=cfg.to_dict()), run.ckpt_path)
+            rng=rng, history=history + [record], config=cfg.to_dict(), speed=run.speed), run.ckpt_path)
     history.append(record)
     if not run.info.main:
         return
@@ -350,38 +362,13 @@ def _checkpoint(run: _Run, epoch: int, record: dict, history: list) -> None:
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-def _ddp(model, raw, image_shape, cfg, info, device) -> nn.Module:
-    """``model`` in DistributedDataParallel; with ``find_unused_parameters=True`` only when a
-    probe step of ``raw`` (on a copy, see `distributed.unused_parameters`) leaves a parameter
-    without a gradient on some rank, or cannot be run."""
-    example = torch.randn((2, *image_shape), generator=torch.Generator().manual_seed(0))
-    example = example.to(device, memory_format=torch.channels_last if cfg.channels_last
-                         else torch.contiguous_format)
-    try:
-        unused = distributed.unused_parameters(raw, example)
-        more = ", ..." if len(unused) > 4 else ""
-        why = (f"{len(unused)} parameter(s) get no gradient in a training step "
-               f"({', '.join(unused[:4])}{more})")
-    except Exception as e:  # e.g. a model that cannot be deep-copied: take the safe setting
-        unused = None
-        why = f"the probe for parameters without a gradient failed ({type(e).__name__}: {e})"
-    find_unused = distributed.any_rank(unused is None or bool(unused), info, device)
-    if find_unused and info.main:
-        print(f"odenets: {cfg.model}: {why}: DDP runs with find_unused_parameters=True",
-              file=sys.stderr)
-    ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
-
-
 def _best_on_validation(history: list) -> dict:
     """The epoch with the highest validation accuracy and its accuracies (chosen on validation,
     never on test); empty without a validation set."""
     scored = [r for r in history if "val_acc" in r]
-    if not scored:
-        return {}
-    best = max(scored, key=lambda r: r["val_acc"])
+    best = max(scored, key=lambda r: r["val_acc"]) if scored else None
     return dict(best_epoch=best["epoch"], best_val_acc=best["val_acc"],
-                test_acc_at_best_val=best["test_acc"])
+                test_acc_at_best_val=best["test_acc"]) if best else {}
 
 
 def _nfe_text(nfe: dict | None) -> str:
@@ -391,8 +378,7 @@ def _nfe_text(nfe: dict | None) -> str:
     return f" | NFE/step fwd {nfe['forward']:.1f}" + (f" bwd {nfe['backward']:.1f}" if nfe["backward"] else "")
 
 
-def _epochs_text(start: int, epochs: int) -> str:
-    """'epoch 3 of 3', 'epochs 2..5' (1-based, the ones this call trains)."""
+def _epochs_text(start: int, epochs: int) -> str:  # 'epoch 3 of 3', 'epochs 2..5' (1-based)
     return f"epoch {epochs} of {epochs}" if start + 1 == epochs else f"epochs {start + 1}..{epochs}"
 
 

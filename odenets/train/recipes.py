@@ -7,8 +7,10 @@
 minutes on 2 CPU cores (measured runs: benchmarks/results/converged_cpu.md): one-cycle schedule
 (linear warm-up to lr 0.2 over 2 epochs, linear decay to 0), SGD + Nesterov, weight decay 5e-4,
 label smoothing 0.1, batch 128, 10 epochs on the 55,000 images left after a fixed 5,000-image
-validation split, torch.compile, channels_last, fp32 on CPUs without AMX (``amp=auto``:
-bf16 autocast was 1.38x slower here), BatchNorm statistics recomputed on 32 batches before
+validation split, torch.compile, channels_last, ``amp=auto`` (bf16 autocast only where a
+start-up probe times it faster, `odenets/train/probe.py`: bf16 was 1.38x slower on a Xeon with
+avx512_bf16 and no AMX, 12.7x slower on an AVX2-only AMD, 1.53x faster on an AMD with
+avx512_bf16), BatchNorm statistics recomputed on 32 batches before
 each evaluation.
 """
 from __future__ import annotations
