@@ -89,17 +89,20 @@ def _main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from solvers import DivergenceError
+
     from .train.epoch import TrainingDivergedError
     try:
         return args._run(args) or 0
     except KeyboardInterrupt:
         print(f"odenets {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (TrainingDivergedError, ValueError, FileNotFoundError, *PATH_ERRORS) as e:
+    except (TrainingDivergedError, DivergenceError, ValueError, FileNotFoundError,
+            *PATH_ERRORS) as e:  # DivergenceError: a solver stopped (max_num_steps, NaN)
         if os.environ.get("ODENETS_DEBUG"):
             raise
         print(f"odenets {args.command}: error: {e}", file=sys.stderr)
-        return 3 if isinstance(e, TrainingDivergedError) else 2
+        return 3 if isinstance(e, (TrainingDivergedError, DivergenceError)) else 2
 
 
 if __name__ == "__main__":

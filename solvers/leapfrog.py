@@ -41,6 +41,7 @@ class Leapfrog(Scheme):
 
     name = "leapfrog"
     paired_field = True
+    pair = "coupled"
     evals_per_step = 1
 
     def __init__(self, variant: str = "verlet", dim: int | None = None, memory_efficient: bool = True,

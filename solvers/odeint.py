@@ -30,7 +30,7 @@ import math
 import torch
 
 from . import checks
-from .base import Scheme
+from .base import Repeat, Scheme
 from .registry import SCHEMES, TORCHDIFFEQ_ONLY, get
 
 TORCHDIFFEQ_NAMES = {"euler": "euler", "midpoint": "midpoint", "heun2": "heun", "rk4": "rk4_38"}
@@ -58,7 +58,7 @@ def odeint(func, y0, t, *, method=None, options: dict | None = None, rtol=None, 
     path, state = [y0], None
     for i, n in enumerate(steps):
         dt = (times[i + 1] - times[i]) / n
-        y, state = scheme.solve([func] * n, y, times[i], dt, None, state)
+        y, state = scheme.solve(Repeat(func, n), y, times[i], dt, None, state)
         path.append(_shift(func, y, t, i + 1, 1) if t_grad else y)
     out = torch.stack(path)
     if not tuple_state:
