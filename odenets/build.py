@@ -130,6 +130,9 @@ def build(field, solver="euler", steps: int | None = None, tied: bool | None = N
     ``odenets.continuous`` when it knows it (``build_continuous(field, solver, steps, tied, t_span,
     **solver_opts)``); only then are torchdiffeq / torchsde imported.
     """
+    if momentum not in (True, False) or isinstance(momentum, (int, float)) and \
+            not isinstance(momentum, bool):
+        raise ValueError(f"momentum must be True or False, got {momentum!r}")
     if momentum or damping != 0.0:
         if momentum is not True:
             raise ValueError(f"damping={damping!r} applies to momentum flows; pass momentum=True "

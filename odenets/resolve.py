@@ -150,6 +150,13 @@ def _resolve_flow(name, old, solver, steps, opts, shared, notes):
                                              f"{old.steps} steps")
         new.raw[c.name].data.copy_(raw.data)
     dropped = sorted(set(learned) - {c.name for c in new._learnable})
+    fixed_now = {c.name: v for c in new.scheme.coefficients if c.name in dropped
+                 for v in [getattr(new.scheme, c.name, None)] if v is not None}
+    if fixed_now:  # the new scheme declares them but a solver option fixes their value
+        values = ", ".join(f"{k}={v:g}" for k, v in fixed_now.items())
+        notes.append(f"{where}: learned coefficient(s) {sorted(fixed_now)} of {old.scheme.name} "
+                     f"replaced by the fixed {values} (--solver-opt)")
+    dropped = [name for name in dropped if name not in fixed_now]
     if dropped:
         notes.append(f"{where}: learned coefficient(s) {dropped} of {old.scheme.name} dropped "
                      f"({new.scheme.name} does not use them)")

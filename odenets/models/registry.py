@@ -71,6 +71,22 @@ RENAMED = {"history": "'history' is now 'transition_history' (project | restart 
                       "solver_options={'history': 3}"}
 
 
+BOOL_FIELDS = {f.name for f in dataclasses.fields(NetConfig) if f.type in ("bool", bool)}
+# what a shell user types for a yes/no option (``--model-arg tied=true``), as bools
+SPELLED = {"true": True, "yes": True, "on": True, "1": True,
+           "false": False, "no": False, "off": False, "0": False}
+
+
+def _as_bool(value):
+    """``True``/``False`` for a bool, 0/1 or a spelling in `SPELLED` (any case); other values
+    pass unchanged, for `NetConfig.check` to refuse naming the allowed ones."""
+    if isinstance(value, str) and value.strip().lower() in SPELLED:
+        return SPELLED[value.strip().lower()]
+    if checks.is_int(value) and value in (0, 1):
+        return bool(value)
+    return value
+
+
 def get_config(name: str, **overrides) -> NetConfig:
     """The `NetConfig` of preset ``name`` with ``overrides`` applied (unknown keys rejected).
 
@@ -86,6 +102,7 @@ def get_config(name: str, **overrides) -> NetConfig:
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for model {name!r}; valid options: "
                          f"{', '.join(sorted(fields))}")
+    overrides = {k: _as_bool(v) if k in BOOL_FIELDS else v for k, v in overrides.items()}
     cfg = PRESETS[name]()
     if "solver_options" in overrides:  # merged, so e.g. solver_options={"seed": 0} keeps the rest
         extra = overrides["solver_options"]
@@ -98,7 +115,7 @@ def get_config(name: str, **overrides) -> NetConfig:
     return cfg
 
 
-def create(name: str, num_classes: int = 10, in_channels: int = 3, pretrained: bool = False,
+def create(name: str, num_classes: int = 10, in_channels: int | None = None, pretrained: bool = False,
            features_only: bool = False, out_indices=None, **overrides) -> Network | FeatureNet:
     """Build preset ``name``: ``create("lm_resnet56", num_classes=100)``.
 
@@ -116,10 +133,11 @@ def create(name: str, num_classes: int = 10, in_channels: int = 3, pretrained: b
                          f"ResNet-50 weights with odenets.models.torchvision_map.load_torchvision")
     if "in_chans" in overrides:  # timm's name
         in_chans = overrides.pop("in_chans")
-        if in_channels not in (3, in_chans):  # 3: the default, i.e. not given
+        if in_channels is not None:  # given both: even equal values say the same thing twice
             raise ValueError(f"in_chans={in_chans!r} (timm's name for in_channels) and "
-                             f"in_channels={in_channels!r} disagree; pass only in_channels")
+                             f"in_channels={in_channels!r} both given; pass only one")
         in_channels = in_chans
+    in_channels = 3 if in_channels is None else in_channels  # None: not given (RGB)
     if out_indices is not None and not features_only:
         raise ValueError(f"out_indices={out_indices!r} selects feature maps: it needs "
                          f"features_only=True")
