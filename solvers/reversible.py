@@ -102,6 +102,7 @@ class _ReversibleSolve(torch.autograd.Function):
         grads = [None] * len(ctx.params)
         scheme, fields, times, dt = ctx.scheme, ctx.fields, ctx.times, ctx.dt
         autocast = torch.autocast(ctx.device_type, ctx.autocast_dtype, enabled=ctx.autocast)
+        checked = set()  # fields whose step graph was searched for unknown leaves
         with _frozen_norm_stats(fields), autocast:
             for n in reversed(range(len(fields))):
                 t = times[n]
@@ -113,6 +114,9 @@ class _ReversibleSolve(torch.autograd.Function):
                     x = u_prev.detach().requires_grad_(True)
                     y, _ = scheme.step(fields[n], t, dt, x, None)
                     inputs = (x, *(ctx.params[i] for i in idx))
+                    if id(fields[n]) not in checked:  # once per distinct field: one graph walk
+                        checked.add(id(fields[n]))
+                        _check_leaves(scheme, y, inputs)
                     g = torch.autograd.grad(y, inputs, grad_u, allow_unused=True)
                 grad_u = g[0]
                 for i, gp in zip(idx, g[1:]):
@@ -122,6 +126,29 @@ class _ReversibleSolve(torch.autograd.Function):
         if ctx.u0 is not None:
             _check_reconstruction(scheme, u, ctx.u0, ctx.autocast_dtype if ctx.autocast else u.dtype)
         return (None, None, None, None, None, None, grad_u, *grads)
+
+
+def _check_leaves(scheme, y, inputs) -> None:
+    """Raise ValueError when the recomputed step's graph reaches a tensor that requires grad
+    but is none of ``inputs`` (the state and the parameters found): a tensor the field uses
+    without registering it, e.g. a Parameter held in a plain list. Its gradient would be
+    silently lost (autograd.grad returns gradients of the inputs only)."""
+    known = {id(t) for t in inputs}
+    stack, seen = [y.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        leaf = getattr(node, "variable", None)  # AccumulateGrad: a leaf that requires grad
+        if leaf is not None and id(leaf) not in known:
+            raise ValueError(
+                f"{scheme.name}: the field uses a tensor that requires grad but is not a "
+                f"registered parameter of its modules (shape {tuple(leaf.shape)}; e.g. a "
+                f"Parameter in a plain list instead of nn.ParameterList): the memory-saving "
+                f"backward would drop its gradient; register it, pass params=, or use "
+                f"memory_efficient=False")
+        stack.extend(next_fn for next_fn, _ in node.next_functions)
 
 
 def _check_reconstruction(scheme, u_rec, u0, dtype) -> None:
@@ -161,7 +188,9 @@ def reversible_solve(scheme, fields, u0, t0=0.0, dt=1.0, params=None, check=None
     function or lambda, which may capture any tensor: `params_known`), the steps run with plain
     autograd instead (correct gradients, no memory saving). Fields must be deterministic (no
     dropout); BatchNorm running statistics are updated once, in forward, not again during the
-    recomputation. Not twice differentiable.
+    recomputation. Not twice differentiable. A field using a tensor that requires grad but is not
+    among the parameters found (a Parameter in a plain list) makes backward raise a ValueError
+    (each distinct field's recomputed graph is searched once) instead of dropping its gradient.
 
     ``check`` compares the reconstructed ``u_0`` with the input at the end of backward and raises
     `DivergenceError` on drift (expansive steps that cannot be inverted in floating point); one
