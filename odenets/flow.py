@@ -11,7 +11,7 @@ from torch import nn
 
 from collections.abc import Sequence
 
-from solvers.base import PAIRS, DivergenceError, Repeat, Scheme, time_grid
+from solvers.base import CACHED_POINTS, PAIRS, DivergenceError, Repeat, Scheme, time_grid
 from solvers.integrate import shape_checked, shape_message
 from solvers.odeint import odeint as solvers_odeint
 
@@ -146,7 +146,10 @@ class Flow(SchemeCoefficients, nn.Module):
             return self._at_times(u, times, state, return_state)
         if state is not None:
             self._check_state(u, state)
-        coeffs = {name: v.unbind(0) for name, v in self.coefficient_values(u).items()}
+        # per-step values: unbound once (cheaper than indexing each step), or for a long flow
+        # the tensor itself, indexed per step (no `steps` tensor objects)
+        coeffs = {name: v.unbind(0) if len(v) <= CACHED_POINTS else v
+                  for name, v in self.coefficient_values(u).items()}
         try:
             with self._counting():
                 u, state = self.scheme.solve(self._calls, u, self.t0, self.dt, coeffs, state,
