@@ -115,7 +115,14 @@ def get_config(name: str, **overrides) -> NetConfig:
     return cfg
 
 
-def create(name: str, num_classes: int = 10, in_channels: int | None = None, pretrained: bool = False,
+class _Unset(int):
+    """The default ``in_channels`` (3, RGB), told apart from an explicit 3 by identity."""
+
+
+RGB = _Unset(3)
+
+
+def create(name: str, num_classes: int = 10, in_channels: int = RGB, pretrained: bool = False,
            features_only: bool = False, out_indices=None, **overrides) -> Network | FeatureNet:
     """Build preset ``name``: ``create("lm_resnet56", num_classes=100)``.
 
@@ -133,11 +140,11 @@ def create(name: str, num_classes: int = 10, in_channels: int | None = None, pre
                          f"ResNet-50 weights with odenets.models.torchvision_map.load_torchvision")
     if "in_chans" in overrides:  # timm's name
         in_chans = overrides.pop("in_chans")
-        if in_channels is not None:  # given both: even equal values say the same thing twice
+        if in_channels is not RGB:  # given both: even equal values say the same thing twice
             raise ValueError(f"in_chans={in_chans!r} (timm's name for in_channels) and "
                              f"in_channels={in_channels!r} both given; pass only one")
         in_channels = in_chans
-    in_channels = 3 if in_channels is None else in_channels  # None: not given (RGB)
+    in_channels = 3 if in_channels is RGB else in_channels  # a plain int from here on
     if out_indices is not None and not features_only:
         raise ValueError(f"out_indices={out_indices!r} selects feature maps: it needs "
                          f"features_only=True")
