@@ -126,16 +126,26 @@ class LazyGrid(Sequence):
         return chunk[n - start]
 
     def _make(self, a: int, b: int):
-        n = torch.arange(a, b, dtype=torch.float64, device=self.device) * self.dt
-        if torch.is_tensor(self.t0):
-            times = n.to(self.dtype) + self.t0.to(self.dtype)
-        else:
-            times = (n + float(self.t0)).to(self.dtype)
-        if not self.nodes:
-            return times.unbind(0)
-        c = torch.tensor(self.nodes, dtype=self.dtype, device=self.device) * self.dt
-        flat, k = (times[:, None] + c).reshape(-1).unbind(0), len(self.nodes)
-        return [flat[i * k:(i + 1) * k] for i in range(b - a)]
+        if torch.is_tensor(self.t0) or torch.compiler.is_compiling():
+            return _chunk(self.t0, self.dt, a, b, self.nodes, self.dtype, self.device)
+        return _cached_chunk(float(self.t0), self.dt, a, b, self.nodes, self.dtype, self.device)
+
+
+def _chunk(t0, dt: float, a: int, b: int, nodes: tuple, dtype, device):
+    """Times ``a..b-1`` of a `LazyGrid` (per-step tuples of stage times when ``nodes``)."""
+    n = torch.arange(a, b, dtype=torch.float64, device=device) * dt
+    times = n.to(dtype) + t0.to(dtype) if torch.is_tensor(t0) else (n + t0).to(dtype)
+    if not nodes:
+        return times.unbind(0)
+    c = torch.tensor(nodes, dtype=dtype, device=device) * dt
+    flat, k = (times[:, None] + c).reshape(-1).unbind(0), len(nodes)
+    return [flat[i * k:(i + 1) * k] for i in range(b - a)]
+
+
+@functools.lru_cache(maxsize=32)  # repeated solves of grids up to 32 chunks in all hit it
+def _cached_chunk(t0: float, dt: float, a: int, b: int, nodes: tuple, dtype, device):
+    with torch.inference_mode(False):  # shared between solves: plain tensors
+        return _chunk(t0, dt, a, b, nodes, dtype, device)
 
 
 class Repeat(Sequence):

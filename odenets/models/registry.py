@@ -71,20 +71,8 @@ RENAMED = {"history": "'history' is now 'transition_history' (project | restart 
                       "solver_options={'history': 3}"}
 
 
+# the yes/no options of a preset: ``--model-arg tied=1`` reads 1/0 as True/False for these
 BOOL_FIELDS = {f.name for f in dataclasses.fields(NetConfig) if f.type in ("bool", bool)}
-# what a shell user types for a yes/no option (``--model-arg tied=true``), as bools
-SPELLED = {"true": True, "yes": True, "on": True, "1": True,
-           "false": False, "no": False, "off": False, "0": False}
-
-
-def _as_bool(value):
-    """``True``/``False`` for a bool, 0/1 or a spelling in `SPELLED` (any case); other values
-    pass unchanged, for `NetConfig.check` to refuse naming the allowed ones."""
-    if isinstance(value, str) and value.strip().lower() in SPELLED:
-        return SPELLED[value.strip().lower()]
-    if checks.is_int(value) and value in (0, 1):
-        return bool(value)
-    return value
 
 
 def get_config(name: str, **overrides) -> NetConfig:
@@ -102,7 +90,6 @@ def get_config(name: str, **overrides) -> NetConfig:
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for model {name!r}; valid options: "
                          f"{', '.join(sorted(fields))}")
-    overrides = {k: _as_bool(v) if k in BOOL_FIELDS else v for k, v in overrides.items()}
     cfg = PRESETS[name]()
     if "solver_options" in overrides:  # merged, so e.g. solver_options={"seed": 0} keeps the rest
         extra = overrides["solver_options"]
@@ -140,9 +127,9 @@ def create(name: str, num_classes: int = 10, in_channels: int = RGB, pretrained:
                          f"ResNet-50 weights with odenets.models.torchvision_map.load_torchvision")
     if "in_chans" in overrides:  # timm's name
         in_chans = overrides.pop("in_chans")
-        if in_channels is not RGB:  # given both: even equal values say the same thing twice
+        if in_channels is not RGB and in_channels != in_chans:  # an explicit 3 counts too
             raise ValueError(f"in_chans={in_chans!r} (timm's name for in_channels) and "
-                             f"in_channels={in_channels!r} both given; pass only one")
+                             f"in_channels={in_channels!r} disagree; pass only in_channels")
         in_channels = in_chans
     in_channels = 3 if in_channels is RGB else in_channels  # a plain int from here on
     if out_indices is not None and not features_only:

@@ -219,7 +219,11 @@ def _key_value(text: str):
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     key, value = text.split("=", 1)
-    return key.strip(), _literal(value)
+    key, value = key.strip(), _literal(value)
+    if value in (0, 1) and type(value) is int:  # 1/0 typed for a preset's yes/no option
+        from ..models.registry import BOOL_FIELDS  # models import train's config lazily too
+        value = bool(value) if key in BOOL_FIELDS else value
+    return key, value
 
 
 def _optional(kind):
