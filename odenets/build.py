@@ -21,6 +21,12 @@ from .momentum import build_momentum
 from .time_aware import FunctionField
 
 
+# The most steps a fixed-grid network flow takes (`build`, `odenets eval --steps`): a tied flow's
+# memory does not grow with its steps, but 10**7 steps of a network field already take hours
+# per batch; a larger count is a typo (or an ODE for `solvers.integrate`, which takes any).
+MAX_STEPS = 10**7
+
+
 def is_fixed_grid(solver) -> bool:
     """True for a `solvers.Scheme` or a registered scheme name (unrolled into a `Flow`); every
     other name is a continuous solver's (or unknown). Imports nothing beyond `solvers`."""
@@ -124,6 +130,9 @@ def build(field, solver="euler", steps: int | None = None, tied: bool | None = N
     ``odenets.continuous`` when it knows it (``build_continuous(field, solver, steps, tied, t_span,
     **solver_opts)``); only then are torchdiffeq / torchsde imported.
     """
+    if momentum not in (True, False) or isinstance(momentum, (int, float)) and \
+            not isinstance(momentum, bool):
+        raise ValueError(f"momentum must be True or False, got {momentum!r}")
     if momentum or damping != 0.0:
         if momentum is not True:
             raise ValueError(f"damping={damping!r} applies to momentum flows; pass momentum=True "
@@ -138,6 +147,10 @@ def build(field, solver="euler", steps: int | None = None, tied: bool | None = N
     if steps is None and isinstance(field, (list, tuple)):
         steps = len(field)  # one step per given field
     steps = checks.integer(scheme.name, "steps", steps)  # numpy integers too
+    if steps > MAX_STEPS:
+        raise ValueError(f"{scheme.name}: steps={steps} is more than a network flow takes "
+                         f"(at most odenets.build.MAX_STEPS = {MAX_STEPS:.0e}: a forward pass "
+                         f"would take days); for a long ODE solve use solvers.integrate")
     tied = bool(tied)
     if activation is not None and not (activation in ACTIVATIONS or callable(activation)):
         raise ValueError(f"activation must be None, one of {sorted(ACTIVATIONS)} or a callable, "

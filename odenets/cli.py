@@ -89,6 +89,8 @@ def _main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from solvers import DivergenceError
+
     from .train.epoch import TrainingDivergedError
     try:
         return args._run(args) or 0
@@ -97,11 +99,12 @@ def _main(argv=None) -> int:
         return 130
     except BrokenPipeError:  # an OSError too: `main` ends the command quietly
         raise
-    except (TrainingDivergedError, ValueError, FileNotFoundError, *PATH_ERRORS, OSError) as e:  # OSError: full disk
+    except (TrainingDivergedError, DivergenceError, ValueError, FileNotFoundError, *PATH_ERRORS,
+            OSError) as e:  # DivergenceError: a solver stopped (max_num_steps, NaN); OSError: full disk
         if os.environ.get("ODENETS_DEBUG"):
             raise
         print(f"odenets {args.command}: error: {e}", file=sys.stderr)
-        return 3 if isinstance(e, TrainingDivergedError) else 2
+        return 3 if isinstance(e, (TrainingDivergedError, DivergenceError)) else 2
 
 
 if __name__ == "__main__":

@@ -27,6 +27,12 @@ import torch.nn.functional as F
 from torch import nn
 
 
+# At most this many slots per norm: calls from the last slot's index on share it (later
+# iterates of an iteration lie near its fixed point, see `solvers.backward_euler`), so
+# ``iterations=10**9`` costs no more memory than 64.
+MAX_SLOTS = 64
+
+
 class CallIndex:
     """The index j of the current call of a field within its step, shared by the field's
     norms (which read slot j) and set by the flow's call wrappers before each call."""

@@ -9,12 +9,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from solvers.base import DivergenceError, Scheme, time_grid
+from collections.abc import Sequence
+
+from solvers.base import CACHED_POINTS, PAIRS, DivergenceError, Repeat, Scheme, time_grid
 from solvers.integrate import shape_checked, shape_message
 from solvers.odeint import odeint as solvers_odeint
 
 from .coefficients import SchemeCoefficients
-from .evaluation_norm import CallIndex, _PerEvaluationStats
+from .evaluation_norm import MAX_SLOTS, CallIndex, _PerEvaluationStats
 from .evaluation_norm import per_evaluation_norm as convert_norms
 from .time_aware import takes_time
 
@@ -27,7 +29,8 @@ class _Call(nn.Module):
 
     With ``call_index`` (the `CallIndex` the field's per-evaluation norms read) it counts its
     calls in ``calls_in_step`` and publishes the count before each call: one `_Call` per step,
-    so the count is the call's index within the step (the flow zeroes it before each solve)."""
+    so the count is the call's index within the step (the flow zeroes it before each solve; a
+    tied flow's one `_Call` is zeroed as each step begins, `_TiedCalls`)."""
 
     def __init__(self, module: nn.Module, call_index: CallIndex | None = None):
         super().__init__()
@@ -90,18 +93,19 @@ class Flow(SchemeCoefficients, nn.Module):
         self.activation = activation
         self._activation = ACTIVATIONS.get(activation, activation)
         self.blocks = nn.ModuleList(fields)
-        slots = scheme.max_calls_per_field if per_evaluation_norm else 1
+        slots = min(scheme.max_calls_per_field, MAX_SLOTS) if per_evaluation_norm else 1
         call_indices = {}  # id(block) -> the CallIndex of its converted norms (each block once)
         for m in self.blocks:
             if slots > 1 and id(m) not in call_indices:
                 call_indices[id(m)] = convert_norms(m, slots)
-        per_step = [self.blocks[0]] * steps if self.tied else list(self.blocks)
-        calls = [self._calls_for(m, call_indices.get(id(m))) for m in per_step]
+        calls = [self._calls_for(m, call_indices.get(id(m))) for m in self.blocks]
         self._counted = [c for call in calls for c in (call if isinstance(call, tuple) else (call,))
                          if c.call_index is not None]  # the calls that publish a CallIndex
         # the first step checks its fields' output shapes (metadata only: no sync, no per-step cost)
-        what = f"the field {type(self.blocks[0]).__name__}"
-        self._calls = [shape_checked(calls[0], scheme.name, what), *calls[1:]]
+        first = shape_checked(calls[0], scheme.name, f"the field {type(self.blocks[0]).__name__}")
+        # tied: one call for every step, no per-step list (memory independent of steps)
+        self._calls = (_TiedCalls(first, calls[0], steps) if self.tied
+                       else [first, *calls[1:]])
         self._setup_coefficients(coefficients, channels)
 
     def _calls_for(self, module, call_index=None):
@@ -112,6 +116,15 @@ class Flow(SchemeCoefficients, nn.Module):
                 f"solver {self.scheme.name!r} ({self.scheme!r}) takes a pair of fields per step, "
                 f"but the field {type(module).__name__} has no `branches`; use "
                 f"odenets.fields.Coupled(F, G) for leapfrog or TwoBranch(f1, f2) for shake noise")
+        have, want = getattr(module, "pair", None), self.scheme.pair
+        if have is not None and want is not None and have != want:
+            takes = {"coupled": "leapfrog", "force_damping": "damped_leapfrog (or momentum=True "
+                     "with leapfrog)", "branches": "euler_maruyama with noise='shake'"}
+            raise ValueError(
+                f"solver {self.scheme.name!r} reads the pair of fields of a step as "
+                f"{PAIRS[want]}, but the field {type(module).__name__} is a pair {PAIRS[have]}: "
+                f"the meanings differ; solve it with {takes.get(have, 'its own scheme')} or a "
+                f"one-field scheme (euler, rk4, ...)")
         return tuple(_wrap(b, call_index) for b in module.branches)
 
     def _counting(self):
@@ -153,7 +166,10 @@ class Flow(SchemeCoefficients, nn.Module):
             self._check_state(u, state)
         if not torch.compiler.is_compiling():
             self._forwards = getattr(self, "_forwards", 0) + 1
-        coeffs = {name: v.unbind(0) for name, v in self.coefficient_values(u).items()}
+        # per-step values: unbound once (cheaper than indexing each step), or for a long flow
+        # the tensor itself, indexed per step (no `steps` tensor objects)
+        coeffs = {name: v.unbind(0) if len(v) <= CACHED_POINTS else v
+                  for name, v in self.coefficient_values(u).items()}
         try:
             with self._counting():
                 u, state = self.scheme.solve(self._calls, u, self.t0, self.dt, coeffs, state,
@@ -222,8 +238,9 @@ class Flow(SchemeCoefficients, nn.Module):
     # -- accessors --------------------------------------------------------------------------------
     @property
     def fields(self) -> list[nn.Module]:
-        """The per-step field modules (the same module ``steps`` times when tied)."""
-        return list(self.blocks) * self.steps if self.tied else list(self.blocks)
+        """The per-step field modules: a list, or when tied the one module ``steps`` times (a
+        `solvers.base.Repeat` sequence, not a list of ``steps`` items)."""
+        return Repeat(self.blocks[0], self.steps) if self.tied else list(self.blocks)
 
     @property
     def evals_per_forward(self) -> float:
@@ -234,6 +251,36 @@ class Flow(SchemeCoefficients, nn.Module):
         act = f", activation={self.activation!r}" if self.activation is not None else ""
         return (f"solver={self.scheme!r}, steps={self.steps}, tied={self.tied}, t0={self.t0:g}, "
                 f"dt={self.dt:g}{act}")
+
+
+class _TiedCalls(Sequence):
+    """The fields of a tied flow's ``steps`` steps: ``first`` (the call with its output shape
+    checked) at step 0, ``call`` at every other, without a per-step list. Handing out a step's
+    field zeroes the call's ``calls_in_step``, so the per-evaluation norms read the index of
+    the call within its step (as one `_Call` per step would)."""
+
+    def __init__(self, first, call, steps: int):
+        self.first, self.call, self.steps = first, call, steps
+        self._counters = call if isinstance(call, tuple) else (call,)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def _begin(self, n: int):
+        for c in self._counters:
+            c.calls_in_step = 0
+        return self.first if n == 0 else self.call
+
+    def __getitem__(self, n):
+        if not isinstance(n, int) or not -self.steps <= n < self.steps:
+            raise IndexError(f"step {n!r} out of range for {self.steps} steps")
+        return self._begin(n % self.steps)
+
+    def __iter__(self):
+        return map(self._begin, range(self.steps))
+
+    def distinct(self) -> list:
+        return [self.first, self.call][: min(self.steps, 2)]
 
 
 class _Counting:

@@ -99,6 +99,7 @@ class MomentumField(nn.Module):
     pair (G, c) that ``damped_leapfrog`` takes."""
 
     time_aware = True  # called f(t, z): the inner field may need t
+    pair = "force_damping"  # what `branches` means (`solvers.base.PAIRS`)
 
     def __init__(self, field, damping=0.0):
         super().__init__()

@@ -148,18 +148,31 @@ def _resolve_flow(name, old, solver, steps, opts, shared, notes):
         raw = learned.get(c.name)
         if raw is None or raw.shape != new.raw[c.name].shape or not _same_family(old, new):
             have = {k: tuple(v.shape) for k, v in learned.items()}
-            raise ValueError(
-                f"{where}: {new.scheme.name} learns coefficient {c.name!r} (shape "
-                f"{tuple(new.raw[c.name].shape)}), which this run did not learn (it learned "
-                f"{have or 'none'} with {old.scheme.name} on {old.steps} steps); fix it by a "
-                f"solver option (e.g. --solver-opt {c.name}={c.default}) or use a scheme "
-                f"without learnable coefficients")
+            _refuse_unlearned(where, new, c, f"{have or 'none'} with {old.scheme.name} on "
+                                             f"{old.steps} steps")
         new.raw[c.name].data.copy_(raw.data)
     dropped = sorted(set(learned) - {c.name for c in new._learnable})
+    fixed_now = {c.name: v for c in new.scheme.coefficients if c.name in dropped
+                 for v in [getattr(new.scheme, c.name, None)] if v is not None}
+    if fixed_now:  # the new scheme declares them but a solver option fixes their value
+        values = ", ".join(f"{k}={v:g}" for k, v in fixed_now.items())
+        notes.append(f"{where}: learned coefficient(s) {sorted(fixed_now)} of {old.scheme.name} "
+                     f"replaced by the fixed {values} (--solver-opt)")
+    dropped = [name for name in dropped if name not in fixed_now]
     if dropped:
         notes.append(f"{where}: learned coefficient(s) {dropped} of {old.scheme.name} dropped "
                      f"({new.scheme.name} does not use them)")
     return new, (shared or new.scheme) if solver is not None else None
+
+
+def _refuse_unlearned(where, new: Flow, c, have: str):
+    """Raise: ``new`` would learn coefficient ``c``, which the trained run did not (its values
+    would be a fresh random draw, not the trained network)."""
+    raise ValueError(
+        f"{where}: {new.scheme.name} learns coefficient {c.name!r} (shape "
+        f"{tuple(new.raw[c.name].shape)}), which this run did not learn (it learned {have}); "
+        f"fix it by a solver option (e.g. --solver-opt {c.name}={c.default}) or use a scheme "
+        f"without learnable coefficients")
 
 
 def _channels(old: Flow, learned: dict) -> int | None:
@@ -192,4 +205,8 @@ def _from_continuous(where, old, solver, steps, opts, target_continuous, notes):
             raise ValueError(f"{where}: the run's flow is adaptive ({old.solver_name}); give the "
                              f"number of fixed-grid steps (--steps N)")
         steps = max(1, round(abs(t_span[1] - t_span[0]) / step))
-    return build(field, solver, steps, tied=True, t_span=t_span, **opts)
+    new = build(field, solver, steps, tied=True, t_span=t_span, **opts)
+    for flow in [m for m in new.modules() if isinstance(m, Flow)]:  # MomentumFlow holds one
+        for c in flow._learnable:  # a continuous run learns no scheme coefficients
+            _refuse_unlearned(where, flow, c, f"none with {old.solver_name}")
+    return new

@@ -7,6 +7,11 @@ from . import checks
 from .base import DivergenceError, Scheme
 
 
+# Fixed-point iterations converge linearly (rate Lip(f) dt per iteration): more than this many
+# per step buy nothing a smaller step would not, so larger counts are refused as typos.
+MAX_ITERATIONS = 10**4
+
+
 class BackwardEuler(Scheme):
     """Backward (implicit) Euler by fixed-point iteration. Order 1, implicit.
 
@@ -32,6 +37,11 @@ class BackwardEuler(Scheme):
         self.tol = None if tol is None else checks.real(self.name, "tol", tol, 0.0, None, (False, True))
         self.max_iterations = checks.integer(self.name, "max_iterations", max_iterations)
         self.check = bool(check)
+        for name in ("iterations", "max_iterations"):
+            if getattr(self, name) > MAX_ITERATIONS:
+                raise ValueError(f"{self.name}: {name}={getattr(self, name)} is more than "
+                                 f"MAX_ITERATIONS = {MAX_ITERATIONS} fixed-point iterations per "
+                                 f"step; take more steps (a smaller dt contracts faster)")
         self.evals_per_step = self.max_iterations if self.tol is not None else self.iterations
 
     @property

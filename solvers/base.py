@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import abc
 import functools
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
@@ -37,6 +38,13 @@ def clock_dtype(u: torch.Tensor) -> torch.dtype:
     return u.dtype if u.dtype in (torch.float32, torch.float64) else torch.float32
 
 
+# Grids of up to this many points (steps x (1 + stages)) are made once and kept (`_cached`);
+# longer ones are made `_CHUNK` steps at a time as the solve reaches them (`LazyGrid`), so the
+# memory of a solve does not grow with its number of steps.
+CACHED_POINTS = 4096
+_CHUNK = 1024
+
+
 def _grid(t0, dt: float, steps: int, like: torch.Tensor) -> torch.Tensor:
     dtype = clock_dtype(like)
     if torch.is_tensor(t0):
@@ -44,12 +52,16 @@ def _grid(t0, dt: float, steps: int, like: torch.Tensor) -> torch.Tensor:
     return torch.linspace(t0, t0 + steps * dt, steps + 1, dtype=dtype, device=like.device)
 
 
-def time_grid(t0, dt: float, steps: int, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def time_grid(t0, dt: float, steps: int, like: torch.Tensor) -> Sequence[torch.Tensor]:
     """The grid times ``t_n = t0 + n dt``, n = 0..steps, as 0-dim tensors on ``like``'s device
     in `clock_dtype`: no per-step conversion and no host sync. ``t0`` is a number or a 0-dim
-    tensor. For a number ``t0`` the grid is made once and kept (`_cached`): making it (a
+    tensor. For a number ``t0`` a short grid is made once and kept (`_cached`): making it (a
     linspace and an unbind) costs about 1 us a step on CPU, as much as the rest of the solver
-    loop. The times are shared between solves, so a field must not modify ``t`` in place."""
+    loop. A grid of more than `CACHED_POINTS` points is a `LazyGrid` (made in chunks as it is
+    read: memory independent of ``steps``). The times are shared between solves, so a field
+    must not modify ``t`` in place."""
+    if steps + 1 > CACHED_POINTS:
+        return LazyGrid(t0, dt, steps, (), like)
     if torch.is_tensor(t0) or torch.compiler.is_compiling():  # traced: fused away anyway
         return _grid(t0, dt, steps, like).unbind(0)
     return _cached(float(t0), float(dt), steps, (), clock_dtype(like), like.device)
@@ -58,13 +70,15 @@ def time_grid(t0, dt: float, steps: int, like: torch.Tensor) -> tuple[torch.Tens
 def stage_times(t0, dt: float, steps: int, nodes: tuple[float, ...], like: torch.Tensor):
     """Per step n, the tuple of times ``t0 + (n + c) dt`` for ``c`` in ``nodes``, as 0-dim
     tensors made by one broadcast add and one unbind per solve (instead of one add per stage
-    per step), and kept as `time_grid`'s are for a number ``t0``."""
+    per step), and kept as `time_grid`'s are for a number ``t0`` (lazy for long grids)."""
+    if steps * len(nodes) > CACHED_POINTS:
+        return LazyGrid(t0, dt, steps, tuple(nodes), like)
     if torch.is_tensor(t0) or torch.compiler.is_compiling():
         return _stages(t0, dt, steps, nodes, like)
     return _cached(float(t0), float(dt), steps, tuple(nodes), clock_dtype(like), like.device)
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=64)
 def _cached(t0: float, dt: float, steps: int, nodes: tuple, dtype, device):
     with torch.inference_mode(False):  # plain tensors even when first made in inference mode
         like = torch.empty((), dtype=dtype, device=device)
@@ -79,6 +93,105 @@ def _stages(t0, dt: float, steps: int, nodes: tuple[float, ...], like: torch.Ten
     flat = (grid[:, None] + c).reshape(-1).unbind(0)
     k = len(nodes)
     return [flat[n * k:(n + 1) * k] for n in range(steps)]
+
+
+class LazyGrid(Sequence):
+    """`time_grid` (no ``nodes``: ``steps + 1`` times) or `stage_times` (``steps`` tuples) of a
+    long grid, made `_CHUNK` steps at a time when first read and forgotten two chunks later:
+    memory O(chunk) for any ``steps``, about the cost of an uncached grid per step. Time n is
+    ``t0 + n dt`` computed in float64 (a number ``t0``) before the cast to `clock_dtype`."""
+
+    def __init__(self, t0, dt: float, steps: int, nodes: tuple[float, ...], like: torch.Tensor):
+        self.t0, self.dt, self.steps, self.nodes = t0, float(dt), int(steps), tuple(nodes)
+        self.dtype, self.device = clock_dtype(like), like.device
+        self._chunks: dict[int, Sequence] = {}
+
+    def __len__(self) -> int:
+        return self.steps + (0 if self.nodes else 1)
+
+    def __getitem__(self, n):
+        if not isinstance(n, int):
+            raise TypeError(f"LazyGrid indices are integers, got {type(n).__name__}")
+        size = len(self)
+        if n < 0:
+            n += size
+        if not 0 <= n < size:
+            raise IndexError(f"grid index {n} out of range for {size} points")
+        start = n - n % _CHUNK
+        chunk = self._chunks.get(start)
+        if chunk is None:
+            if len(self._chunks) >= 2:  # keep the chunk before (reverse and pairwise reads)
+                self._chunks.pop(next(iter(self._chunks)))
+            chunk = self._chunks[start] = self._make(start, min(start + _CHUNK, size))
+        return chunk[n - start]
+
+    def _make(self, a: int, b: int):
+        if torch.is_tensor(self.t0) or torch.compiler.is_compiling():
+            return _chunk(self.t0, self.dt, a, b, self.nodes, self.dtype, self.device)
+        return _cached_chunk(float(self.t0), self.dt, a, b, self.nodes, self.dtype, self.device)
+
+
+def _chunk(t0, dt: float, a: int, b: int, nodes: tuple, dtype, device):
+    """Times ``a..b-1`` of a `LazyGrid` (per-step tuples of stage times when ``nodes``)."""
+    n = torch.arange(a, b, dtype=torch.float64, device=device) * dt
+    times = n.to(dtype) + t0.to(dtype) if torch.is_tensor(t0) else (n + t0).to(dtype)
+    if not nodes:
+        return times.unbind(0)
+    c = torch.tensor(nodes, dtype=dtype, device=device) * dt
+    flat, k = (times[:, None] + c).reshape(-1).unbind(0), len(nodes)
+    return [flat[i * k:(i + 1) * k] for i in range(b - a)]
+
+
+@functools.lru_cache(maxsize=32)  # repeated solves of grids up to 32 chunks in all hit it
+def _cached_chunk(t0: float, dt: float, a: int, b: int, nodes: tuple, dtype, device):
+    with torch.inference_mode(False):  # shared between solves: plain tensors
+        return _chunk(t0, dt, a, b, nodes, dtype, device)
+
+
+class Repeat(Sequence):
+    """``[item] * n`` without the list: the fields of a tied solve (one field every step), with
+    memory independent of ``n``."""
+
+    def __init__(self, item, n: int):
+        self.item, self.n = item, int(n)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return Repeat(self.item, len(range(*i.indices(self.n))))
+        if not -self.n <= i < self.n:
+            raise IndexError(f"step {i} out of range for {self.n} steps")
+        return self.item
+
+    def __iter__(self):
+        return itertools.repeat(self.item, self.n)
+
+    def distinct(self) -> list:
+        return [self.item] if self.n else []
+
+
+def distinct(fields) -> list:
+    """The distinct fields of a sequence (by identity, in order of first use): ``fields.distinct()``
+    when the sequence knows them (`Repeat`), else one pass over it."""
+    known = getattr(fields, "distinct", None)
+    if callable(known):
+        return known()
+    seen = {}
+    for f in fields:
+        seen.setdefault(id(f), f)
+    return list(seen.values())
+
+
+# The meanings of a pair of fields per step (`Scheme.pair`, and a two-part field's ``pair``).
+PAIRS = {
+    "coupled": "(F, G) of the partitioned system y' = F(z), z' = G(y) (leapfrog)",
+    "force_damping": "(G, gamma): force G(y) and damping rates of y'' + gamma y' = G "
+                     "(damped_leapfrog)",
+    "branches": "two whole fields f1, f2 mixed as eta f1 + (1 - eta) f2 "
+                "(euler_maruyama noise='shake')",
+}
 
 
 class DivergenceError(RuntimeError):
@@ -161,6 +274,9 @@ class Scheme(abc.ABC):
     coefficients: tuple[Coefficient, ...] = ()
     stochastic: bool = False
     paired_field: bool = False  # True: the field of one step is a pair (f1, f2) of callables
+    # what the pair's members mean (`PAIRS`); a two-part field declares its own ``pair``, and a
+    # scheme never reads a pair of another meaning (RevNet's (F, G) as (force, damping))
+    pair: str | None = None
     # fractions c of the step at which `step` evaluates the field, when it takes them
     # precomputed as ``step(..., stage_t=(t_n + c_0 dt, ...))`` (explicit Runge-Kutta)
     nodes: tuple[float, ...] = ()

@@ -44,6 +44,11 @@ def real(where: str, name: str, value, low=None, high=None, closed=(True, True))
         ok = ok and (value <= high if closed[1] else value < high)
     if not ok:
         lb, rb = ("[" if closed[0] else "("), ("]" if closed[1] else ")")
+        if high is None or low is None:  # a half-line (or all reals): no "None" end shown
+            rule = ("" if low is None and high is None
+                    else f" >{'=' if closed[0] else ''} {low}" if high is None
+                    else f" <{'=' if closed[1] else ''} {high}")
+            raise ValueError(f"{where}: {name} must be a finite number{rule}, got {value!r}")
         raise ValueError(f"{where}: {name} must lie in {lb}{low}, {high}{rb}, got {value!r}")
     return value
 

@@ -41,6 +41,7 @@ class DampedLeapfrog(Leapfrog):
     order = 2
     evals_per_step = 2
     paired_field = True
+    pair = "force_damping"
 
     def __init__(self, dim: int | None = None, memory_efficient: bool = True,
                  check_inverse: bool | None = None):

@@ -79,6 +79,7 @@ class EulerMaruyama(Scheme):
         self.per_sample, self.shake_backward = bool(per_sample), bool(shake_backward)
         self.evals_per_step = 2 if noise == "shake" else 1
         self.paired_field = noise == "shake"
+        self.pair = "branches" if noise == "shake" else None  # see `Scheme.pair`
         self.order = 1 if noise == "gaussian" and diffusion == "additive" else 0.5
 
     def options(self):

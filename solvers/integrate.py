@@ -1,11 +1,14 @@
 """Functional entry point: integrate any callable on a uniform grid."""
 from __future__ import annotations
 
+import itertools
 import math
+import os
 
 import torch
 
 from . import checks
+from .base import Repeat
 from .registry import get
 from .reversible import params_known
 
@@ -51,24 +54,70 @@ def integrate(f, u0: torch.Tensor, steps: int, scheme=None, t0: float = 0.0, t1:
         raise ValueError(f"{scheme.name}: u0 must be a tensor, got {type(u0).__name__}")
     if not u0.is_floating_point():
         raise ValueError(f"{scheme.name}: u0 must be a floating-point tensor, got {u0.dtype}")
-    if isinstance(f, list):
-        if len(f) != steps:
-            raise ValueError(f"{scheme.name}: got {len(f)} per-step fields for steps={steps}")
-        fields = f
-    else:
-        fields = [f] * steps
+    if return_path:
+        check_path_size(scheme.name, steps, u0)
+    if isinstance(f, list) and len(f) != steps:
+        raise ValueError(f"{scheme.name}: got {len(f)} per-step fields for steps={steps}")
     for field in (f if isinstance(f, list) else (f,)):
         parts = field if isinstance(field, tuple) else (field,)
         if not all(callable(p) for p in parts):
             raise ValueError(f"{scheme.name}: the field must be callable f(t, u), got {field!r}")
-    checked, seen = [], set()  # check each distinct field (or pair) at its first step only
-    for field in fields:
-        checked.append(field if id(field) in seen else
-                       shape_checked(field, scheme.name, check_dtype=True))
-        seen.add(id(field))
+    if isinstance(f, list):
+        checked, seen = [], set()  # check each distinct field (or pair) at its first step only
+        for field in f:
+            checked.append(field if id(field) in seen else
+                           shape_checked(field, scheme.name, check_dtype=True))
+            seen.add(id(field))
+    else:  # one field every step: no per-step list (memory independent of steps)
+        checked = FirstThenRepeat(shape_checked(f, scheme.name, check_dtype=True), f, steps)
     out, _ = scheme.solve(checked, u0, t0, (t1 - t0) / steps, coefficients, None, return_path,
                           training)
     return out
+
+
+class FirstThenRepeat(Repeat):
+    """``[first] + [item] * (n - 1)`` without the list: step 0 runs the shape-checked field,
+    the others the field itself (no per-step cost)."""
+
+    def __init__(self, first, item, n: int):
+        super().__init__(item, n)
+        self.first = first
+
+    def __getitem__(self, i):
+        item = super().__getitem__(i)
+        return self.first if i in (0, -self.n) else item
+
+    def __iter__(self):
+        if self.n:
+            yield self.first
+            yield from itertools.repeat(self.item, self.n - 1)
+
+    def distinct(self) -> list:
+        return [self.first, self.item][: min(self.n, 2)]
+
+
+def check_path_size(name: str, steps: int, u0: torch.Tensor) -> None:
+    """Refuse ``return_path`` when the path, ``(steps + 1) x u0`` values, exceeds the memory of
+    ``u0``'s device (a one-line error instead of swapping or an out-of-memory kill later)."""
+    need = (steps + 1) * u0.numel() * u0.element_size()
+    have = device_memory(u0.device)
+    if have is not None and need > have:
+        raise ValueError(f"{name}: return_path=True would keep {steps + 1} states of "
+                         f"{tuple(u0.shape)} ({need / 2**30:.3g} GiB), more than the "
+                         f"{have / 2**30:.3g} GiB of {u0.device}; take fewer steps or ask for "
+                         f"u at chosen times (solvers.odeint)")
+
+
+def device_memory(device: torch.device) -> int | None:
+    """Total memory of ``device`` in bytes (CPU: physical RAM), or None when unknown."""
+    try:
+        if device.type == "cuda":
+            return torch.cuda.get_device_properties(device).total_memory
+        if device.type == "cpu":
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, RuntimeError, AttributeError):
+        pass
+    return None
 
 
 def check_coefficients(scheme, coefficients) -> None:

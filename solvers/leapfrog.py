@@ -31,7 +31,9 @@ class Leapfrog(Scheme):
     backward rebuilds each step's input from its output with `inverse` and recomputes the step
     (see `reversible_solve`). Fields that depend on their call order (`order_dependent`) keep the
     plain autograd graph, and so do fields whose parameters it cannot find (plain functions or
-    lambdas, unless ``solve`` gets ``params=``), so gradients are never silently missing.
+    lambdas, unless ``solve`` gets ``params=``), so gradients are never silently missing; a
+    module that uses a tensor requiring grad without registering it (a Parameter in a plain
+    list) makes that backward raise a ValueError instead of dropping the tensor's gradient.
     ``check_inverse`` compares the input rebuilt by the inverses with the saved input at the end
     of backward and raises `DivergenceError` on drift (steps too expansive to invert in floating
     point, whose recomputed gradients would be wrong); one host sync per solve, so the default
@@ -41,6 +43,7 @@ class Leapfrog(Scheme):
 
     name = "leapfrog"
     paired_field = True
+    pair = "coupled"
     evals_per_step = 1
 
     def __init__(self, variant: str = "verlet", dim: int | None = None, memory_efficient: bool = True,

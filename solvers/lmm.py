@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from . import checks
-from .base import Coefficient, Scheme, time_grid
+from .base import Coefficient, Repeat, Scheme, time_grid
 from .fused import multistep_update
 from .multistep import (characteristic_polynomial, effective_step_factor,
                         modified_equation_coefficients, pair_roots, polymul)
@@ -196,7 +196,7 @@ class LMM(Scheme):
         instead of once per step; warm-start steps still use their lower members."""
         values = self.per_step_values(coefficients, len(fields))
         whole = {name: _stack(v) if per_step else v for name, (v, per_step) in values.items()}
-        rows = [b.unbind(0) if torch.is_tensor(b) and b.dim() > 0 else [b] * len(fields)
+        rows = [b.unbind(0) if torch.is_tensor(b) and b.dim() > 0 else Repeat(b, len(fields))
                 for b in self.sigma(whole)[1:]]
         past, m = (() if state is None else tuple(state)), self.history - 1
         u, path = u0, [u0] if return_path else None

@@ -6,7 +6,7 @@ import contextlib
 import torch
 from torch.autograd.function import once_differentiable
 
-from .base import DivergenceError, time_grid
+from .base import DivergenceError, distinct, time_grid
 
 
 def _modules(field):
@@ -32,9 +32,10 @@ def params_known(part) -> bool:
 
 
 def _module_params(fields):
-    """Parameters of the fields' modules, per step, without duplicates (tied steps share)."""
-    per_step, seen, flat = [], {}, []
-    for f in fields:
+    """Parameters of the fields' modules without duplicates (tied steps share), and per distinct
+    field (by ``id``) the indices of its own: memory independent of the number of steps."""
+    per_field, seen, flat = {}, {}, []
+    for f in distinct(fields):
         ps = []
         for module in _modules(f):
             for p in module.parameters():
@@ -43,8 +44,8 @@ def _module_params(fields):
                         seen[id(p)] = len(flat)
                         flat.append(p)
                     ps.append(seen[id(p)])
-        per_step.append(ps)
-    return flat, per_step
+        per_field[id(f)] = ps
+    return flat, per_field
 
 
 @contextlib.contextmanager
@@ -55,7 +56,7 @@ def _frozen_norm_stats(fields):
     average); ``num_batches_tracked``, which BatchNorm increments regardless, is restored.
     """
     saved, seen = [], set()
-    for f in fields:
+    for f in distinct(fields):
         for module in _modules(f):
             for m in module.modules():
                 if isinstance(m, torch.nn.modules.batchnorm._NormBase) and m.training \
@@ -77,13 +78,14 @@ class _ReversibleSolve(torch.autograd.Function):
     """u_N = step_{N-1} o ... o step_0 (u_0), saving only u_N for backward."""
 
     @staticmethod
-    def forward(ctx, scheme, fields, t0, dt, per_step, check, u0, *params):
+    def forward(ctx, scheme, fields, t0, dt, per_field, check, u0, *params):
         times = time_grid(t0, dt, len(fields), u0)
         with torch.no_grad():
             u = u0
             for n, f in enumerate(fields):
                 u, _ = scheme.step(f, times[n], dt, u, None)
-        ctx.scheme, ctx.fields, ctx.times, ctx.dt, ctx.per_step = scheme, fields, times, dt, per_step
+        ctx.scheme, ctx.fields, ctx.times, ctx.dt = scheme, fields, times, dt
+        ctx.per_field = per_field  # id(field) -> indices into params (None: all of them)
         # the input, to compare with its reconstruction (a reference: the caller holds it anyway)
         ctx.u0 = u0.detach() if check else None
         ctx.params = params  # parameters (leaves), not activations: kept by reference
@@ -100,16 +102,21 @@ class _ReversibleSolve(torch.autograd.Function):
         grads = [None] * len(ctx.params)
         scheme, fields, times, dt = ctx.scheme, ctx.fields, ctx.times, ctx.dt
         autocast = torch.autocast(ctx.device_type, ctx.autocast_dtype, enabled=ctx.autocast)
+        checked = set()  # fields whose step graph was searched for unknown leaves
         with _frozen_norm_stats(fields), autocast:
             for n in reversed(range(len(fields))):
                 t = times[n]
                 with torch.no_grad():
                     u_prev = scheme.inverse(fields[n], t, dt, u)
-                idx = ctx.per_step[n]
+                idx = (range(len(ctx.params)) if ctx.per_field is None
+                       else ctx.per_field[id(fields[n])])
                 with torch.enable_grad():
                     x = u_prev.detach().requires_grad_(True)
                     y, _ = scheme.step(fields[n], t, dt, x, None)
                     inputs = (x, *(ctx.params[i] for i in idx))
+                    if id(fields[n]) not in checked:  # once per distinct field: one graph walk
+                        checked.add(id(fields[n]))
+                        _check_leaves(scheme, y, inputs)
                     g = torch.autograd.grad(y, inputs, grad_u, allow_unused=True)
                 grad_u = g[0]
                 for i, gp in zip(idx, g[1:]):
@@ -119,6 +126,29 @@ class _ReversibleSolve(torch.autograd.Function):
         if ctx.u0 is not None:
             _check_reconstruction(scheme, u, ctx.u0, ctx.autocast_dtype if ctx.autocast else u.dtype)
         return (None, None, None, None, None, None, grad_u, *grads)
+
+
+def _check_leaves(scheme, y, inputs) -> None:
+    """Raise ValueError when the recomputed step's graph reaches a tensor that requires grad
+    but is none of ``inputs`` (the state and the parameters found): a tensor the field uses
+    without registering it, e.g. a Parameter held in a plain list. Its gradient would be
+    silently lost (autograd.grad returns gradients of the inputs only)."""
+    known = {id(t) for t in inputs}
+    stack, seen = [y.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        leaf = getattr(node, "variable", None)  # AccumulateGrad: a leaf that requires grad
+        if leaf is not None and id(leaf) not in known:
+            raise ValueError(
+                f"{scheme.name}: the field uses a tensor that requires grad but is not a "
+                f"registered parameter of its modules (shape {tuple(leaf.shape)}; e.g. a "
+                f"Parameter in a plain list instead of nn.ParameterList): the memory-saving "
+                f"backward would drop its gradient; register it, pass params=, or use "
+                f"memory_efficient=False")
+        stack.extend(next_fn for next_fn, _ in node.next_functions)
 
 
 def _check_reconstruction(scheme, u_rec, u0, dtype) -> None:
@@ -141,7 +171,7 @@ def order_dependent(fields) -> bool:
     call. The memory-saving backward calls it in another order (inverse, then recompute), so a
     reversible solve must keep the plain autograd graph for such fields."""
     return any(getattr(part, "order_dependent", False)
-               for f in fields for part in (f if isinstance(f, (tuple, list)) else (f,)))
+               for f in distinct(fields) for part in (f if isinstance(f, (tuple, list)) else (f,)))
 
 
 def reversible_solve(scheme, fields, u0, t0=0.0, dt=1.0, params=None, check=None):
@@ -158,13 +188,15 @@ def reversible_solve(scheme, fields, u0, t0=0.0, dt=1.0, params=None, check=None
     function or lambda, which may capture any tensor: `params_known`), the steps run with plain
     autograd instead (correct gradients, no memory saving). Fields must be deterministic (no
     dropout); BatchNorm running statistics are updated once, in forward, not again during the
-    recomputation. Not twice differentiable.
+    recomputation. Not twice differentiable. A field using a tensor that requires grad but is not
+    among the parameters found (a Parameter in a plain list) makes backward raise a ValueError
+    (each distinct field's recomputed graph is searched once) instead of dropping its gradient.
 
     ``check`` compares the reconstructed ``u_0`` with the input at the end of backward and raises
     `DivergenceError` on drift (expansive steps that cannot be inverted in floating point); one
     host sync, so ``check=None`` does it on CPU only.
     """
-    if params is None and not all(params_known(part) for f in fields
+    if params is None and not all(params_known(part) for f in distinct(fields)
                                   for part in (f if isinstance(f, (tuple, list)) else (f,))):
         u, times = u0, time_grid(t0, dt, len(fields), u0)
         for n, f in enumerate(fields):
@@ -172,8 +204,9 @@ def reversible_solve(scheme, fields, u0, t0=0.0, dt=1.0, params=None, check=None
         return u
     check = u0.device.type == "cpu" if check is None else bool(check)
     if params is None:
-        flat, per_step = _module_params(fields)
+        flat, per_field = _module_params(fields)
     else:
         flat = [p for p in params if torch.is_tensor(p) and p.requires_grad]
-        per_step = [list(range(len(flat)))] * len(fields)
-    return _ReversibleSolve.apply(scheme, list(fields), t0, dt, per_step, check, u0, *flat)
+        per_field = None  # every step may use every one of them
+    fields = list(fields) if isinstance(fields, (list, tuple)) else fields  # Repeat: as it is
+    return _ReversibleSolve.apply(scheme, fields, t0, dt, per_field, check, u0, *flat)

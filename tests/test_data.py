@@ -196,7 +196,9 @@ def test_subset_is_fixed_and_independent_of_order():
     full = data.load_dataset("synthetic")
     s1, s2 = full.subset(300), full.subset(300)
     assert len(s1) == 300 and torch.equal(s1.images, s2.images)
-    assert full.subset(None) is full and full.subset(10 ** 6) is full
+    assert full.subset(None) is full and full.subset(len(full)) is full
+    with pytest.raises(ValueError, match=r"must lie in \[1, 5000\]"):  # never clamped silently
+        full.subset(10 ** 6)
     with pytest.raises(ValueError, match="subset"):
         full.subset(0)
 

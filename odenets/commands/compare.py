@@ -42,7 +42,7 @@ def subset_arg(text: str):
         raise argparse.ArgumentTypeError(f"expected a positive number of images or 'all', got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number of images or 'all' (the whole "
-                                         f"training set), got {value}")
+                                         f"split), got {value}")
     return value
 DESCRIPTION = ("Train several models with the same recipe and seed, then print a table comparing "
                "them. Each run is a normal run directory under --out; compare.json there holds "

@@ -3,9 +3,23 @@ solver, the option and what is allowed (torchdiffeq only warns on unknown option
 The checks are `solvers.checks`'; this module adds the fixed-step grid rule."""
 from __future__ import annotations
 
+from solvers.base import DivergenceError
 from solvers.checks import boolean, choice, function, in_range, integer, positive
 
-__all__ = ["boolean", "choice", "function", "in_range", "integer", "positive", "steps_or_dt"]
+__all__ = ["StepLimitError", "boolean", "choice", "function", "in_range", "integer", "positive",
+           "step_limit", "steps_or_dt"]
+
+
+class StepLimitError(DivergenceError):
+    """An adaptive solver reached its step limit (``max_num_steps``) before the end time."""
+
+
+def step_limit(solver: str, options: dict, rtol, atol, detail: str) -> StepLimitError:
+    """The one-line error of a solve stopped by ``max_num_steps``, naming the option."""
+    limit = options.get("max_num_steps", "its default")
+    return StepLimitError(f"{solver}: the adaptive solver took max_num_steps={limit} steps without "
+                          f"reaching the end time ({detail}); raise it (--solver-opt "
+                          f"max_num_steps=N) or loosen the tolerances (rtol={rtol}, atol={atol})")
 
 
 def steps_or_dt(solver: str, steps, dt, name: str, t0: float, t1: float) -> float:

@@ -244,11 +244,17 @@ class ODEFlow(CountsNFE, nn.Module):
         t = torch.as_tensor(self.t_span if times is None else times, dtype=t_dtype, device=u0.device)
         self.func.begin_forward()
         kwargs = dict(rtol=self.rtol, atol=self.atol, method=self.method, options=dict(self.options))
-        if self.adjoint:
-            path = torchdiffeq.odeint_adjoint(self.func, u0, t, **kwargs, **self.adjoint_kwargs,
-                                              adjoint_params=tuple(self.parameters()))
-        else:
-            path = torchdiffeq.odeint(self.func, u0, t, **kwargs)
+        try:
+            if self.adjoint:
+                path = torchdiffeq.odeint_adjoint(self.func, u0, t, **kwargs, **self.adjoint_kwargs,
+                                                  adjoint_params=tuple(self.parameters()))
+            else:
+                path = torchdiffeq.odeint(self.func, u0, t, **kwargs)
+        except AssertionError as error:  # torchdiffeq's way of saying "max_num_steps exceeded"
+            if "max_num_steps" not in str(error):
+                raise
+            raise checks.step_limit(self.solver_name, self.options, self.rtol, self.atol,
+                                    f"torchdiffeq: {error}") from None
         out = path[-1] if times is None else path
         return self.func.watch(out)
 

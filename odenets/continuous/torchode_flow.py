@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from solvers.base import DivergenceError
 from solvers.checks import t_span as check_t_span
 
 from . import checks
@@ -159,9 +160,15 @@ class TorchodeFlow(CountsNFE, nn.Module):
         failed = solution.status != 0
         if bool(failed.any()):
             code = int(solution.status[failed][0])
-            raise RuntimeError(f"{self.solver_name}: torchode stopped with status "
-                               f"{torchode.Status(code).name} on {int(failed.sum())} of {rows} "
-                               f"row(s) (rtol={self.rtol}, atol={self.atol}, options={self.options})")
+            status = torchode.Status(code).name
+            if status == "REACHED_MAX_STEPS":
+                raise checks.step_limit(self.solver_name, self.options, self.rtol, self.atol,
+                                        f"torchode: {status} on {int(failed.sum())} of {rows} "
+                                        f"row(s)")
+            raise DivergenceError(f"{self.solver_name}: torchode stopped with status {status} on "
+                                  f"{int(failed.sum())} of {rows} row(s) (rtol={self.rtol}, "
+                                  f"atol={self.atol}, options={self.options}); loosen the "
+                                  f"tolerances or check the field for NaN/inf")
         ys = solution.ys.transpose(0, 1)  # (times, rows, features)
         if times is None:
             return self.func.watch(ys[-1].reshape(u0.shape))

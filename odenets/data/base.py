@@ -60,12 +60,19 @@ class ImageData:
 
     def subset(self, n: int | None, seed: int = 0) -> "ImageData":
         """``n`` examples drawn without replacement by a fixed permutation (``seed``), so the
-        same ``n`` always gives the same subset whatever the training seed; ``None`` or ``n >=
-        len`` keeps everything."""
-        if n is None or n >= len(self):
+        same ``n`` always gives the same subset whatever the training seed; ``None`` or ``n ==
+        len`` keeps everything; ``n > len`` is refused (as a validation split that large is),
+        never silently clamped."""
+        if n is None:
             return self
         if not checks.is_int(n, 1):
             raise ValueError(f"subset must be a positive integer or None, got {n!r}")
+        if n > len(self):
+            raise ValueError(f"cannot take a subset of {n} of the {len(self)} {self.name} "
+                             f"images: --subset / --test-subset must lie in [1, {len(self)}] "
+                             f"or be 'all'")
+        if n == len(self):
+            return self
         keep = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
         keep = keep.sort().values.to(self.images.device)
         return ImageData(self.name, self.images[keep], self.labels[keep], self.num_classes,

@@ -17,6 +17,8 @@ class TwoBranch(nn.Module):
     ``euler_maruyama(noise="shake")`` the step is u + eta f1(u) + (1 - eta) f2(u), eta ~ U(0, 1).
     """
 
+    pair = "branches"  # what `branches` means (`solvers.base.PAIRS`)
+
     def __init__(self, branch1: nn.Module, branch2: nn.Module):
         super().__init__()
         self.branch1, self.branch2 = branch1, branch2
@@ -38,6 +40,8 @@ class Coupled(nn.Module):
     As one field (``forward``) it is the separable whole-state field cat(F(z), G(y)); the
     ``leapfrog`` scheme uses the pair (F, G) and updates y and z in turn, which is invertible.
     """
+
+    pair = "coupled"  # what `branches` means (`solvers.base.PAIRS`)
 
     def __init__(self, F: nn.Module, G: nn.Module):
         super().__init__()

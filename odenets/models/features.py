@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from solvers import checks
+
 from ..data.cifar import STATS as CIFAR_STATS
 from ..data.idx import MEAN as FMNIST_MEAN, STD as FMNIST_STD
 from ..data.registry import DATASETS
@@ -131,13 +133,11 @@ def check_out_indices(out_indices, n: int) -> tuple[int, ...]:
     end, as in timm); None: all points."""
     if out_indices is None:
         return tuple(range(n))
-    try:
-        values = [int(i) for i in out_indices]
-    except (TypeError, ValueError):
-        values = None
-    if (values is None or not values or any(isinstance(i, bool) for i in out_indices)
-            or any(not -n <= i < n for i in values)):
-        raise ValueError(f"out_indices must be a non-empty sequence of feature indices in "
+    # a list or tuple of integers (a str of digits or 1.0 is no index: refused, not converted)
+    values = (list(out_indices) if isinstance(out_indices, (list, tuple))
+              and all(checks.is_int(i) for i in out_indices) else None)
+    if not values or any(not -n <= i < n for i in values):
+        raise ValueError(f"out_indices must be a non-empty list or tuple of integer feature indices in "
                          f"[-{n}, {n - 1}] (0: stem, 1..{n - 1}: stages), got {out_indices!r}")
     return tuple(sorted({i % n for i in values}))
 

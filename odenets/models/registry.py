@@ -80,6 +80,10 @@ RENAMED = {"history": "'history' is now 'transition_history' (project | restart 
                       "solver_options={'history': 3}"}
 
 
+# the yes/no options of a preset: ``--model-arg tied=1`` reads 1/0 as True/False for these
+BOOL_FIELDS = {f.name for f in dataclasses.fields(NetConfig) if f.type in ("bool", bool)}
+
+
 def get_config(name: str, **overrides) -> NetConfig:
     """The `NetConfig` of preset ``name`` with ``overrides`` applied (unknown keys rejected).
 

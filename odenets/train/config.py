@@ -19,6 +19,7 @@ from .recipes import recipe_values
 
 SCHEDULES = ("step", "cosine", "onecycle", "constant")
 AMP = ("auto", "bf16", "off")
+MAX_SEED = 2**32 - 1  # numpy's range; torch.manual_seed(seed + rank) fits too
 
 
 def opt(default, help: str, **extra):
@@ -117,6 +118,9 @@ class TrainConfig:
             if not checks.is_real(v) or not math.isfinite(v):
                 raise ValueError(f"{name} must be a finite number, got {v!r}")
         positive("lr", integer=False)
+        if not checks.is_int(self.seed, 0) or self.seed > MAX_SEED:
+            raise ValueError(f"seed (--seed) must be an integer in [0, {MAX_SEED}], got "
+                             f"{self.seed!r}")
         if not checks.is_int(self.val_split, 0):
             raise ValueError(f"val_split must be an integer >= 0 (0 = no validation set), got "
                              f"{self.val_split!r}")
@@ -211,17 +215,28 @@ def read_config(path) -> "TrainConfig":
 
 # ---- command-line flags generated from the fields ---------------------------------------------
 def _literal(text: str):
+    """A Python literal, else JSON (``[true, null]``), else ``true``/``false``/``null``/``none``
+    in any case, else the text itself (model options check their own types)."""
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        pass
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        pass
+    return {"true": True, "false": False, "null": None, "none": None}.get(text.strip().lower(), text)
 
 
 def _key_value(text: str):
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     key, value = text.split("=", 1)
-    return key.strip(), _literal(value)
+    key, value = key.strip(), _literal(value)
+    if value in (0, 1) and type(value) is int:  # 1/0 typed for a preset's yes/no option
+        from ..models.registry import BOOL_FIELDS  # models import train's config lazily too
+        value = bool(value) if key in BOOL_FIELDS else value
+    return key, value
 
 
 def _optional(kind):

@@ -8,7 +8,10 @@
                      without ``train_curve`` (loss, accuracy and lr at points within the epoch)
     summary.json     written at the end (status "finished", "diverged" or "failed")
     .odenets-run     marker written when odenets creates the run (`claim`)
-    .odenets-lock    the PID of the process writing the run; flock-ed while it runs
+    .odenets-lock    the PID of the process writing the run; flock-ed while it runs. It stays
+                     after the run ends: the lock is the flock, not the file, so a file whose
+                     PID is dead is harmless (deleting it while a run holds it would let a
+                     second process lock a new file beside the first)
 
 A directory is used as a run directory only when it is new, empty, or already an odenets run
 (its marker; for runs from before the marker, a checkpoint.pt on ``--resume``), so no file of
@@ -50,7 +53,7 @@ def check_run_dir(run_dir, resume: bool) -> None:
         raise ValueError(f"--run-dir {run_dir} is a file, not a directory")
     if not run_dir.is_dir():
         return
-    entries = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK)
+    entries = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK or not _our_lock(p))
     is_run = MARKER in entries or (resume and CHECKPOINT in entries)
     if resume and entries and not is_run:
         raise ValueError(f"{run_dir} is not an odenets run directory (no {MARKER} marker or "
@@ -62,6 +65,19 @@ def check_run_dir(run_dir, resume: bool) -> None:
         shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
         raise ValueError(f"{run_dir} is not empty ({shown}) and is not an odenets run directory; "
                          "refusing to overwrite its files: choose a new or empty --run-dir")
+
+
+def _our_lock(path: Path) -> bool:
+    """Whether ``path`` (named `LOCK`) is a lock file odenets wrote: a regular file holding a
+    PID line, or empty (just created by a process about to write its PID). Anything else is a
+    file of the user's, never truncated."""
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > 32:
+            return False
+        text = path.read_bytes()
+    except OSError:
+        return False
+    return text == b"" or (text.endswith(b"\n") and text[:-1].isdigit())
 
 
 @contextlib.contextmanager
