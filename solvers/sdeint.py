@@ -38,7 +38,8 @@ import torch
 from . import checks, peers
 
 NOISE_TYPES = ("additive", "diagonal", "general", "scalar")
-MAX_STEPS = 10 ** 9
+MAX_STEPS = 10 ** 9  # Euler-Maruyama here: lazy grid, memory independent of the count
+TORCHSDE_MAX_STEPS = 10 ** 7  # handed to torchsde, which keeps per-step objects
 
 
 def sdeint(sde, y0: torch.Tensor, ts, bm=None, method: str | None = None, dt: float = 1e-3,
@@ -62,9 +63,6 @@ def sdeint(sde, y0: torch.Tensor, ts, bm=None, method: str | None = None, dt: fl
                          f"torchsde.BrownianInterval), got {bm!r}")
     theirs = dict(adaptive=adaptive, logqp=logqp, extra=extra, options=options,
                   extra_solver_state=extra_solver_state)
-    if method != "euler" or any(theirs.values()) or sde_type != "ito":
-        return _torchsde(sde, y0, ts, bm, method, dt, rtol, atol, dt_min, names, generator,
-                         **theirs)
     if not torch.is_tensor(y0) or y0.dim() != 2 or not y0.is_floating_point():
         got = tuple(y0.shape) if torch.is_tensor(y0) else type(y0).__name__
         raise ValueError(f"sdeint: y0 must be a floating-point tensor of shape (batch, d), got {got}")
@@ -72,10 +70,16 @@ def sdeint(sde, y0: torch.Tensor, ts, bm=None, method: str | None = None, dt: fl
     h = float(dt) if checks.is_real(dt) else float("nan")
     if not (math.isfinite(h) and h > 0):
         raise ValueError(f"sdeint: dt must be a finite number > 0, got {dt!r}")
+    ours = method == "euler" and not any(theirs.values()) and sde_type == "ito"
+    limit = MAX_STEPS if ours else TORCHSDE_MAX_STEPS
     n = float(times[-1] - times[0]) / h
-    if n > MAX_STEPS:
-        raise ValueError(f"sdeint: dt={dt!r} asks for {n:.3g} steps; at most {MAX_STEPS:.0e} "
-                         f"are allowed: use a larger dt")
+    if n > limit and not adaptive:
+        where = "" if ours else f" in torchsde (method {method!r}, whose memory grows with them)"
+        raise ValueError(f"sdeint: dt={dt!r} asks for {n:.3g} steps{where}; at most "
+                         f"{limit:.0e} are allowed: use a larger dt")
+    if not ours:
+        return _torchsde(sde, y0, ts, bm, method, dt, rtol, atol, dt_min, names, generator,
+                         **theirs)
     step = _Step(noise, f, g, bm, generator)
     prev_t = curr_t = times[0]
     prev_y = curr_y = y0
