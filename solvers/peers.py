@@ -5,6 +5,7 @@ warn). The peers are imported here, lazily, so ``import solvers`` stays free of 
 """
 from __future__ import annotations
 
+import importlib
 import inspect
 
 from . import checks
@@ -15,13 +16,16 @@ _POPPED_BY = {"scipy_solver": {"grid_points", "eps"}}
 _NOT_OPTIONS = {"self", "func", "y0", "rtol", "atol"}
 
 
-def torchdiffeq():
+def _require(name: str, why: str):
+    """Import the peer package ``name`` (a dependency) or say what needs it."""
     try:
-        import torchdiffeq as module
+        return importlib.import_module(name)
     except ImportError:  # pragma: no cover - a dependency
-        raise ImportError("solvers.odeint: adaptive methods need torchdiffeq "
-                          "(pip install torchdiffeq)") from None
-    return module
+        raise ImportError(f"{why} need {name} (pip install {name})") from None
+
+
+def torchdiffeq():
+    return _require("torchdiffeq", "solvers.odeint: adaptive methods")
 
 
 def torchdiffeq_methods() -> dict:
@@ -92,12 +96,7 @@ TORCHSDE_DEFAULT = {"ito": {"diagonal": "srk", "additive": "srk", "scalar": "srk
 
 
 def torchsde():
-    try:
-        import torchsde as module
-    except ImportError:  # pragma: no cover - a dependency
-        raise ImportError("solvers.sdeint: methods other than Euler-Maruyama need torchsde "
-                          "(pip install torchsde)") from None
-    return module
+    return _require("torchsde", "solvers.sdeint: methods other than Euler-Maruyama")
 
 
 def torchsde_methods() -> list[str]:
