@@ -16,7 +16,7 @@ else
 PY := $(VENV)/bin/python
 endif
 
-.PHONY: setup venv data test demo bench
+.PHONY: setup venv data timm test demo bench
 
 data:
 	@if [ ! -f $(FMNIST)/train-images-idx3-ubyte.gz ]; then \
@@ -40,7 +40,13 @@ setup: data venv
 	$(PY) -m pip install -q -e ".[dev]"
 	@echo "make: odenets is installed in $(dir $(PY)): run it as $(dir $(PY))odenets, or after \`source $(dir $(PY))activate\` as odenets"
 
-test: setup
+# timm's own model tests (tests/test_timm_models.py) run where timm imports: timm without its
+# dependencies (its torchvision pin would pull a CUDA torch), plus the light ones it needs.
+timm: setup
+	@$(PY) -m pip show -q timm >/dev/null 2>&1 || { $(PY) -m pip install -q --no-deps "timm>=1.0" && \
+		$(PY) -m pip install -q huggingface_hub safetensors pyyaml; }
+
+test: setup timm
 	$(PY) -m pytest -q tests
 
 demo: setup
