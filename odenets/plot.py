@@ -196,7 +196,8 @@ def _multistep_flows(model):
 def plot_roots(model, path, title: str | None = None) -> Path | None:
     """Learned roots of rho per block in the complex plane (see the module docstring); blocks
     are numbered n = 0, 1, ... over the whole network, as in coefficients.png."""
-    flows = [(name, flow.scheme, roots_per_step(flow.scheme, flow.coefficients()).detach().cpu())
+    # every coefficient a step reads (an unreachable one, e.g. lmm4's r3 in a 3-step flow, as 0)
+    flows = [(name, flow.scheme, roots_per_step(flow.scheme, flow.coefficient_values()).detach().cpu())
              for name, flow in _multistep_flows(model)]  # model may be on a GPU
     return _plot_roots(flows, path, title)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from odenets.campaign import Campaign, Run, collect, execute_one, pending
-from odenets.campaign import claims
+from odenets.campaign import claims, local
 from odenets.campaign.local import default_layout, run_local
 from odenets.campaign.records import read_legacy
 
@@ -115,8 +115,11 @@ def test_two_campaigns_at_once_run_each_run_exactly_once(tmp_path):
         assert json.loads(path.read_text())["test_acc"] == 0.5  # every record whole
 
 
-def test_local_layout_defaults():
+def test_local_layout_defaults(monkeypatch):
     assert default_layout(None, None)[0] >= 1
+    monkeypatch.setattr(local, "DEFAULT_CORES_PER_WORKER", 1)  # the measured default
+    cores = len(os.sched_getaffinity(0))
+    assert default_layout(None, None) == (cores, 1 if cores > 1 else None)
     assert default_layout(None, None, gpus=["0", "1", "2"]) == (3, max(1, len(os.sched_getaffinity(0)) // 3))
     assert default_layout(2, 1) == (2, 1)
 

@@ -13,7 +13,7 @@ def test_roots_figure_of_multistep_networks(name, tmp_path):
     flows = _multistep_flows(model)
     assert len(flows) == 3  # one flow per stage
     for _, flow in flows:
-        roots = roots_per_step(flow.scheme, flow.coefficients())
+        roots = roots_per_step(flow.scheme, flow.coefficient_values())
         assert roots.shape[0] == flow.steps
         assert bool((roots.abs() < 1).all())  # zero-stable: inside the unit disc
     paths = plot_model(model, tmp_path)

@@ -15,10 +15,11 @@ import time
 from .engine import Campaign, worker_loop
 from .records import RECORDS
 
-# Cores per local worker when --workers is not given. None: one worker using every core (the
-# behaviour before workers existed). Set from benchmarks/campaign_throughput.py's measurement
-# of 1 worker x 2 threads against 2 workers x 1 thread; not measured yet.
-DEFAULT_CORES_PER_WORKER: int | None = None
+# Cores per local worker when --workers is not given (None: one worker using every core). Set
+# from benchmarks/campaign_throughput.py (results/campaign_throughput_cpu.md): on 2 CPU cores,
+# 2 workers x 1 thread ran 24.2 converged-recipe runs/hour against 19.9 for 1 worker x 2
+# threads (1.22x; the step-level levers.py gave 1.29x): one worker per core.
+DEFAULT_CORES_PER_WORKER: int | None = 1
 
 
 def available_cores() -> int:
