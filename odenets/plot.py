@@ -287,6 +287,11 @@ def _check_history(history, path) -> None:
         if not isinstance(r, dict) or not all(number(r.get(k)) for k in keys):
             raise ValueError(f"{path}, record {i}: not a metrics record (needs the numbers "
                              f"{', '.join(keys)})")
+        curve = r.get("train_curve")
+        if curve is not None and not (isinstance(curve, dict) and all(
+                isinstance(v, list) and all(number(x) for x in v) for v in curve.values())):
+            raise ValueError(f"{path}, record {i}: 'train_curve' must map names to lists of "
+                             "numbers")
         c = r.get("coefficients")
         if c is not None and not (isinstance(c, dict) and all(
                 isinstance(v, list) and all(number(x) or (isinstance(x, list) and x and all(

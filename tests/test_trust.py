@@ -240,11 +240,21 @@ def test_non_finite_hyper_parameters_are_refused_up_front(tmp_path, capsys, flag
 @pytest.mark.parametrize("line", ['[1, 2]', '{"epoch": 1}', '{"epoch": 1, "train_loss": "x", '
                                   '"test_loss": 1, "train_acc": 1, "test_acc": 1}',
                                   '{"epoch": 1, "train_loss": 1, "test_loss": 1, "train_acc": 1, '
-                                  '"test_acc": 1, "coefficients": {"k": [5.0, "a"]}}'])
+                                  '"test_acc": 1, "coefficients": {"k": [5.0, "a"]}}',
+                                  '{"epoch": 1, "train_loss": 1, "test_loss": 1, "train_acc": 1, '
+                                  '"test_acc": 1, "train_curve": {"loss": 3}}',
+                                  '{"epoch": 1, "train_loss": 1, "test_loss": 1, "train_acc": 1, '
+                                  '"test_acc": 1, "train_curve": [1, 2]}'])
 def test_plot_refuses_malformed_metrics_in_one_line(tmp_path, capsys, line):
     (tmp_path / "metrics.jsonl").write_text(line + "\n")
     status, _, err = run_cli(capsys, "plot", tmp_path)
     assert status == 2 and "metrics.jsonl, record 1" in err, err
+
+
+def test_plot_names_a_metrics_file_that_is_not_utf8(tmp_path, capsys):
+    (tmp_path / "metrics.jsonl").write_bytes(b'{"epoch": 1, "train_loss": \xff}\n')
+    status, _, err = run_cli(capsys, "plot", tmp_path)
+    assert status == 2 and "metrics.jsonl: not UTF-8" in err and "Traceback" not in err, err
 
 
 def test_hostile_json_nesting_and_reserved_model_args_are_one_line_errors(tmp_path):
