@@ -128,3 +128,36 @@ def verdict(cmp: dict, scale: float = 100.0, unit: str = "points") -> str:
     else:
         word = f"not significant at n={cmp['n']}"
     return f"{head} = {diff:+.2f} {unit}, 95% CI [{lo:+.2f}, {hi:+.2f}]: {word}"
+
+
+def t_two_sided_p(t: float, df: int) -> float:
+    """P(|T| >= |t|) for Student's t with ``df`` >= 1 degrees of freedom: the regularised
+    incomplete beta I_{df/(df+t^2)}(df/2, 1/2), exact to rounding."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    if math.isinf(t):
+        return 0.0
+    return min(1.0, _betainc(df / 2.0, 0.5, df / (df + t * t)))
+
+
+def paired_p(cmp: dict) -> float | None:
+    """Two-sided p of the paired t-test of a `paired` comparison (None for n < 2; 0 or 1 when
+    every seed gives the same difference)."""
+    n, std = cmp["n"], cmp["std"]
+    if n < 2:
+        return None
+    if not std:
+        return 0.0 if cmp["mean_diff"] else 1.0
+    return t_two_sided_p(cmp["mean_diff"] / (std / math.sqrt(n)), n - 1)
+
+
+def holm(pvalues: dict) -> dict:
+    """Holm's step-down adjusted p-values of a family ``{name: p}`` (None entries are left out
+    of the family and stay None): the i-th smallest of m becomes max over j <= i of
+    min(1, (m - j + 1) p_(j))."""
+    ranked = sorted((p, name) for name, p in pvalues.items() if p is not None)
+    out, running = {name: None for name in pvalues}, 0.0
+    for i, (p, name) in enumerate(ranked):
+        running = max(running, min(1.0, (len(ranked) - i) * p))
+        out[name] = running
+    return out

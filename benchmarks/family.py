@@ -26,15 +26,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import time
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import HelpFormatter, env_info, result_path, write_json  # noqa: E402
-from _stats import mean_ci, paired  # noqa: E402
+from _stats import holm, mean_ci, paired, paired_p  # noqa: E402
 from _train_common import markdown_table, model_styles, pyplot  # noqa: E402
 
 SCHEMES = ("resnet20", "lm_resnet20", "lmm3_resnet20", "ab2_resnet20", "poly_resnet20",
@@ -49,53 +50,6 @@ ALPHA = 0.05
 
 
 # ---- statistics ---------------------------------------------------------------------------------
-def t_two_sided_p(t: float, df: int) -> float:
-    """P(|T| >= |t|) for Student's t with integer ``df`` >= 1, exact (the closed-form series in
-    theta = atan(|t| / sqrt(df)); Abramowitz & Stegun 26.7.3-4)."""
-    if df < 1:
-        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
-    if math.isinf(t):
-        return 0.0
-    theta = math.atan(abs(t) / math.sqrt(df))
-    s, c2 = math.sin(theta), math.cos(theta) ** 2
-    if df % 2:  # odd: A = 2/pi (theta + sin cos (1 + 2/3 cos^2 + 2.4/(3.5) cos^4 + ...))
-        term, total = 1.0, 1.0 if df > 1 else 0.0
-        for k in range(1, (df - 3) // 2 + 1):
-            term *= c2 * (2 * k) / (2 * k + 1)
-            total += term
-        inside = 2 / math.pi * (theta + s * math.cos(theta) * total)
-    else:  # even: A = sin (1 + 1/2 cos^2 + 1.3/(2.4) cos^4 + ...)
-        term, total = 1.0, 1.0
-        for k in range(1, (df - 2) // 2 + 1):
-            term *= c2 * (2 * k - 1) / (2 * k)
-            total += term
-        inside = s * total
-    return min(1.0, max(0.0, 1.0 - inside))
-
-
-def paired_p(cmp: dict) -> float | None:
-    """Two-sided p of the paired t-test of a `_stats.paired` comparison (None for n < 2; 0 or 1
-    when every seed gives the same difference)."""
-    n, std = cmp["n"], cmp["std"]
-    if n < 2:
-        return None
-    if not std:
-        return 0.0 if cmp["mean_diff"] else 1.0
-    return t_two_sided_p(cmp["mean_diff"] / (std / math.sqrt(n)), n - 1)
-
-
-def holm(pvalues: dict) -> dict:
-    """Holm's step-down adjusted p-values of a family ``{name: p}`` (None entries are left out
-    of the family and stay None): the i-th smallest of m becomes max over j <= i of
-    min(1, (m - j + 1) p_(j))."""
-    ranked = sorted((p, name) for name, p in pvalues.items() if p is not None)
-    m, out, running = len(ranked), {name: None for name in pvalues}, 0.0
-    for i, (p, name) in enumerate(ranked):
-        running = max(running, min(1.0, (m - i) * p))
-        out[name] = running
-    return out
-
-
 # ---- tables -------------------------------------------------------------------------------------
 def campaign_runs(payload: dict) -> dict:
     """``{model: {seed: record}}`` of the campaign's runs under its recipe key."""
@@ -114,7 +68,7 @@ def compare(runs: dict, base: str, model: str) -> dict:
     return cmp
 
 
-def needed_seeds(cmp: dict | None, have: set) -> int:
+def needed_seeds(cmp: dict | None) -> int:
     """Seeds a row should have: 3, or 5 when its difference lies within 0.3 points after 3."""
     if cmp is not None and cmp["n"] >= MIN_SEEDS and abs(cmp["mean_diff"]) < CLOSE:
         return MORE_SEEDS
@@ -155,7 +109,7 @@ def scheme_table(payload: dict, costs: dict | None = None) -> list[dict]:
                                          for r in recs.values()}),
                          relative_step_time=(costs or {}).get(m),
                          seeds=sorted(recs), comparison=cmp,
-                         seeds_needed=needed_seeds(cmp, set(recs))))
+                         seeds_needed=needed_seeds(cmp)))
     adjusted = holm({r["model"]: r["comparison"]["p"] for r in rows if r["comparison"]})
     for r in rows:
         if r["comparison"]:
@@ -181,10 +135,11 @@ def depth_sweep(payload: dict) -> list[dict]:
     return out
 
 
-def missing_runs(payload: dict) -> dict:
-    """``{model: [seeds]}`` still to train for the table (3 or 5 paired seeds) and the sweep."""
+def missing_runs(payload: dict, table: list[dict] | None = None) -> dict:
+    """``{model: [seeds]}`` still to train for the table (3 or 5 paired seeds) and the sweep;
+    ``table``: the payload's `scheme_table`, when already made."""
     runs, want = campaign_runs(payload), {}
-    rows = {r["model"]: r for r in scheme_table(payload)}
+    rows = {r["model"]: r for r in (scheme_table(payload) if table is None else table)}
     for m in SCHEMES:
         row = rows.get(m)
         n = row["seeds_needed"] if row else MIN_SEEDS
@@ -257,6 +212,32 @@ def markdown(report: dict) -> str:
                   "", f"Continue with `{report['continue']}`.", ""]
     lines += [f"![{name}]({name})" for name in report.get("plots", [])]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def readme_lines(payloads: list) -> list[str]:
+    """README lines of the family report: the accuracy-vs-cost figure, the scheme table with
+    its multiplicity note, the depth sweep and what is still running."""
+    out = []
+    for p in payloads:
+        text = markdown(p)
+        tables = [t for t in text.split("\n\n") if t.startswith("|")]
+        done = sum(1 for r in p["schemes"] if r["test_acc"]["n"] >= MIN_SEEDS)
+        out += [f"**The whole family at convergence** ({p['dataset']}, recipe `converged`, key "
+                f"{p['recipe_key']}; {done} of {len(SCHEMES)} schemes have "
+                f">= {MIN_SEEDS} paired seeds so far; the campaign goes on across sessions). "
+                "Paired differences to resnet20 (lm_preact_resnet20: to preact_resnet20) with 95% "
+                "t-intervals; the comparisons share one baseline, so each row also gives its "
+                "Holm-adjusted p (significant for the family only below 0.05). Rows with one seed "
+                "have no interval.", ""]
+        out += [f"![{name}](benchmarks/results/{name})" for name in p.get("plots", [])[:1]] + [""]
+        out += [tables[0], ""] if tables else []
+        if len(tables) > 1:
+            out += ["**Depth sweep** (ResNet vs LM-ResNet, paired per depth; the paper's CIFAR-10 "
+                    "numbers for direction only):", "", tables[1], ""]
+        if p.get("missing"):
+            out += [f"Still to run: {sum(len(s) for s in p['missing'].values())} runs "
+                    f"(`{p['continue']}`; list in RESULTS.md).", ""]
+    return out
 
 
 def continue_command(missing: dict) -> str:
@@ -357,17 +338,17 @@ def measure_costs(models, batch: int = 128, rounds: int = 7, warmup: int = 2) ->
 
 # ---- main ---------------------------------------------------------------------------------------
 def build(payload: dict, costs: dict | None = None) -> dict:
-    missing = missing_runs(payload)
+    table = scheme_table(payload, costs)
+    missing = missing_runs(payload, table)
     return dict(benchmark="family", recipe_key=payload.get("recipe_key"),
-                dataset=payload.get("recipe", {}).get("dataset"),
-                schemes=scheme_table(payload, costs), depth=depth_sweep(payload),
-                missing=missing, **{"continue": continue_command(missing)})
+                dataset=payload.get("recipe", {}).get("dataset"), schemes=table,
+                depth=depth_sweep(payload), missing=missing,
+                **{"continue": continue_command(missing)})
 
 
 def write(payload: dict, out: Path, measure: bool = False, threads: int | None = None) -> dict:
     """Write ``out`` (family_<device>.json), its markdown and figures from the campaign
     ``payload``; step costs are measured when ``measure``, else kept from the last report."""
-    import torch
     old = json.loads(out.read_text()) if out.exists() else {}
     costs, cost_env = old.get("relative_step_time"), old.get("cost_env")
     if measure:
