@@ -96,3 +96,17 @@ def saved_bytes(model, x, y=None, autocast=contextlib.nullcontext()) -> int:
         loss = loss_of(out, y) if y is not None else out.float().sum()
     del loss, out
     return sum(seen.values())
+
+
+def interleaved(cases: dict, rounds: int, warmup: int = 0, iters: int = 1) -> dict:
+    """``{name: [seconds per step, one per round]}``: ``warmup`` steps of every case, then
+    ``rounds`` rounds timing ``iters`` steps of each case in turn, the order rotated each round
+    (machine load hits every case alike; per-round ratios are paired samples)."""
+    for c in cases.values():
+        for _ in range(warmup):
+            c.step()
+    names, times = list(cases), {name: [] for name in cases}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            times[name].append(cases[name].timed(iters))
+    return times

@@ -28,7 +28,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -320,19 +319,11 @@ def measure_costs(models, batch: int = 128, rounds: int = 7, warmup: int = 2) ->
     """Training-step time of each preset relative to resnet20: one step each in turn per round
     (order rotated), median of the per-round ratios. Fashion-MNIST shapes, channels_last, fp32."""
     import odenets
-    from _case import Case
+    from _case import Case, interleaved
     names = ["resnet20"] + [m for m in models if m != "resnet20"]
     cases = {m: Case(lambda m=m: odenets.create(m, in_chans=1, num_classes=10), (1, 28, 28), batch,
                      "cpu", "eager", "fp32", True) for m in names}
-    for c in cases.values():
-        for _ in range(warmup):
-            c.step()
-    times = {m: [] for m in names}
-    for r in range(rounds):
-        for m in names[r % len(names):] + names[:r % len(names)]:
-            start = time.perf_counter()
-            cases[m].step()
-            times[m].append(time.perf_counter() - start)
+    times = interleaved(cases, rounds, warmup)
     return {m: statistics.median(a / b for a, b in zip(times[m], times["resnet20"])) for m in names}
 
 

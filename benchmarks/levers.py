@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _case import Case  # noqa: E402
+from _case import Case, interleaved  # noqa: E402
 from _common import HelpFormatter, env_info, result_path, write_json  # noqa: E402
 from _train_common import markdown_table  # noqa: E402
 
@@ -44,13 +44,7 @@ def precision_and_compile(model: str, batch: int, rounds: int, warmup: int) -> d
     """Seconds per step of each (mode, dtype) of `SETTINGS`, interleaved; ratios to fp32 eager."""
     cases = {f"{mode}/{dtype}": Case(factory(model), (1, 28, 28), batch, "cpu", mode, dtype, True)
              for mode, dtype in SETTINGS}
-    for c in cases.values():
-        for _ in range(warmup):
-            c.step()
-    names, times = list(cases), {n: [] for n in cases}
-    for r in range(rounds):
-        for n in names[r % len(names):] + names[:r % len(names)]:
-            times[n].append(cases[n].timed(1))
+    times = interleaved(cases, rounds, warmup)
     base = times["eager/fp32"]
     return {n: dict(s_per_step=statistics.median(t), img_per_s=batch / statistics.median(t),
                     ratio_to_fp32_eager=statistics.median(a / b for a, b in zip(t, base)), times_s=t)
