@@ -58,6 +58,10 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", default=None, help="directory holding the dataset files")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--amp", default=None, choices=("auto", "off", "bf16"),
+                   help="precision of every run (default: the recipe's); a bf16 campaign is "
+                   "stored apart (converged_bf16_<device>.json): runs of two precisions are "
+                   "never paired")
     add_campaign_arguments(p)
     return p.parse_args(argv)
 
@@ -211,11 +215,13 @@ def main(argv=None) -> int:
     device = resolve_device(args.device)
     dataset = default_dataset(args.dataset, args.data_dir)
     recipe = Recipe.preset(args.config, dataset=dataset, data_dir=args.data_dir,
-                           device=str(device), epochs=args.epochs)
+                           device=str(device), epochs=args.epochs, amp=args.amp)
     if args.config == "tiny":
         recipe.val_split = 32
     key = recipe_key(recipe.to_dict())
     name = NAME if args.config == "converged" else f"{NAME}_{args.config}"
+    if recipe.amp == "bf16":
+        name += "_bf16"
     path = result_path(name, device, args.out_dir)
     stored = load_summary(path, ("model", "seed"))
     header = dict(config=args.config, recipe_name=args.config, recipe=recipe.to_dict(),
