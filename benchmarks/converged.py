@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _campaign import (add_campaign_arguments, drive, load_summary,  # noqa: E402
                        parse_seeds, recipe_key, report_header, write_report)
@@ -59,9 +61,11 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--amp", default=None, choices=("auto", "off", "bf16"),
-                   help="precision of every run (default: the recipe's); a bf16 campaign is "
-                   "stored apart (converged_bf16_<device>.json): runs of two precisions are "
-                   "never paired")
+                   help="precision of every run. Default: the recipe's 'auto', resolved ONCE for "
+                   "the whole campaign by timing the first model's training step (fp32 vs bf16) "
+                   "on this machine; the precision is part of the recipe key, and a bf16 campaign "
+                   "is stored apart (converged_bf16_<device>.json): runs of two precisions are "
+                   "never paired. --report-only: auto means the fp32 file")
     add_campaign_arguments(p)
     return p.parse_args(argv)
 
@@ -208,6 +212,31 @@ def run_one(model: str, seed: int, recipe: dict, config: str) -> dict:
     return record
 
 
+def campaign_precision(model: str, recipe: Recipe, device, threads: int | None = None) -> str:
+    """'bf16' or 'off': what the start-up probe (`odenets.train.probe`) picks for ``model``'s
+    training step at the recipe's batch on this machine. A campaign resolves ``amp='auto'`` once,
+    so that all its runs share one precision (per run, machines of one campaign could differ)."""
+    from types import SimpleNamespace
+
+    import odenets
+    from odenets.data import get_spec
+    from odenets.train import probe
+
+    spec = get_spec(recipe.dataset)
+    net = odenets.create(model, in_chans=spec.input_size[0], num_classes=spec.num_classes).to(device)
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        choice, _ = probe.probe(net, SimpleNamespace(amp="auto", compile=False, channels_last=True),
+                                (recipe.batch_size, *spec.input_size), spec.num_classes, device)
+    finally:
+        torch.set_num_threads(before)
+    print(f"campaign precision: {choice['amp']} ({probe.describe(choice)}); pass --amp off or "
+          "--amp bf16 to choose it yourself", flush=True)
+    return choice["amp"]
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     set_threads(args.threads)
@@ -218,6 +247,10 @@ def main(argv=None) -> int:
                            device=str(device), epochs=args.epochs, amp=args.amp)
     if args.config == "tiny":
         recipe.val_split = 32
+    if recipe.amp == "auto":
+        recipe.amp = "off" if args.report_only else campaign_precision(
+            parse_list(args.models or DEFAULT_MODELS)[0], recipe, device,
+            getattr(args, "threads_per_worker", None) or args.threads)
     key = recipe_key(recipe.to_dict())
     name = NAME if args.config == "converged" else f"{NAME}_{args.config}"
     if recipe.amp == "bf16":

@@ -169,7 +169,8 @@ def _p(p):
 def markdown(report: dict) -> str:
     rows, sweep = report["schemes"], report["depth"]
     lines = ["# The whole family at convergence", "",
-             f"Recipe `converged` (key {report['recipe_key']}) on {report['dataset']}: every run "
+             f"Recipe `converged` in {report.get('precision', 'fp32')} (key {report['recipe_key']}) "
+             f"on {report['dataset']}: every run "
              "trains for the same epochs on the same seeds; test accuracy is the final epoch's. "
              "Paired differences are b − baseline in points with 95% t-intervals; the "
              f"{sum(1 for r in rows if r['comparison'])} comparisons of the table share resnet20 "
@@ -221,7 +222,8 @@ def readme_lines(payloads: list) -> list[str]:
         text = markdown(p)
         tables = [t for t in text.split("\n\n") if t.startswith("|")]
         done = sum(1 for r in p["schemes"] if r["test_acc"]["n"] >= MIN_SEEDS)
-        out += [f"**The whole family at convergence** ({p['dataset']}, recipe `converged`, key "
+        out += [f"**The whole family at convergence, {p.get('precision', 'fp32')}** ({p['dataset']}, "
+                f"recipe `converged`, key "
                 f"{p['recipe_key']}; {done} of {len(SCHEMES)} schemes have "
                 f">= {MIN_SEEDS} paired seeds so far; the campaign goes on across sessions). "
                 "Paired differences to resnet20 (lm_preact_resnet20: to preact_resnet20) with 95% "
@@ -239,11 +241,18 @@ def readme_lines(payloads: list) -> list[str]:
     return out
 
 
-def continue_command(missing: dict) -> str:
-    """The campaign command that trains ``missing`` (resnet20 first: converged.py pairs with it)."""
+def continue_command(missing: dict, precision: str = "fp32") -> str:
+    """The campaign command that trains ``missing`` (resnet20 first: converged.py pairs with it)
+    in ``precision`` (the campaign's: its runs are paired only with runs of the same one)."""
     models = ",".join(["resnet20"] + [m for m in missing if m != "resnet20"])
     top = max((max(s) for s in missing.values()), default=2)
-    return f"python benchmarks/converged.py --models {models} --seeds 0-{top}"
+    amp = "bf16" if precision == "bf16" else "off"
+    return f"python benchmarks/converged.py --models {models} --seeds 0-{top} --amp {amp}"
+
+
+def precision(payload: dict) -> str:
+    """'bf16' or 'fp32': the precision of the campaign's recipe (every run shares it)."""
+    return "bf16" if payload.get("recipe", {}).get("amp") == "bf16" else "fp32"
 
 
 # ---- figures ------------------------------------------------------------------------------------
@@ -332,9 +341,9 @@ def build(payload: dict, costs: dict | None = None) -> dict:
     table = scheme_table(payload, costs)
     missing = missing_runs(payload, table)
     return dict(benchmark="family", recipe_key=payload.get("recipe_key"),
-                dataset=payload.get("recipe", {}).get("dataset"), schemes=table,
-                depth=depth_sweep(payload), missing=missing,
-                **{"continue": continue_command(missing)})
+                dataset=payload.get("recipe", {}).get("dataset"), precision=precision(payload),
+                schemes=table, depth=depth_sweep(payload), missing=missing,
+                **{"continue": continue_command(missing, precision(payload))})
 
 
 def write(payload: dict, out: Path, measure: bool = False, threads: int | None = None) -> dict:
@@ -367,9 +376,13 @@ def main(argv=None) -> int:
     p.add_argument("--measure-cost", action="store_true", help="time one training step of every "
                    "scheme side by side first (a few minutes on 2 CPU cores)")
     p.add_argument("--threads", type=int, default=None, help="torch threads for --measure-cost")
+    p.add_argument("--amp", default="off", choices=("off", "bf16"), help="which campaign: fp32 "
+                   "(converged_cpu.json) or bf16 (converged_bf16_cpu.json)")
     args = p.parse_args(argv)
-    src = Path(args.campaign) if args.campaign else result_path("converged", "cpu", args.out_dir)
-    report = write(json.loads(src.read_text()), result_path("family", "cpu", args.out_dir),
+    suffix = "_bf16" if args.amp == "bf16" else ""
+    src = (Path(args.campaign) if args.campaign
+           else result_path("converged" + suffix, "cpu", args.out_dir))
+    report = write(json.loads(src.read_text()), result_path("family" + suffix, "cpu", args.out_dir),
                    args.measure_cost, args.threads)
     print(markdown(report))
     return 0

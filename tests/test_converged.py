@@ -120,7 +120,7 @@ def test_campaign_accumulates_and_skips_finished_runs(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(converged, "train_one", lambda n, s, r, **kw: calls.append((n, s)) or fake_row(n, s))
     monkeypatch.setattr(converged, "model_meta", lambda n, d: dict(params=1))
-    args = ["--config", "tiny", "--dataset", "synthetic", "--out-dir", str(tmp_path)]
+    args = ["--config", "tiny", "--dataset", "synthetic", "--out-dir", str(tmp_path), "--amp", "off"]
     converged.main(args + ["--seeds", "0-1"])
     assert calls == [("resnet20", 0), ("lm_resnet20", 0), ("resnet20", 1), ("lm_resnet20", 1)]
     converged.main(args + ["--seeds", "0-2"])  # seeds 0 and 1 are done: only seed 2 trains
@@ -143,6 +143,29 @@ def test_campaign_accumulates_and_skips_finished_runs(monkeypatch, tmp_path):
     section = report.readme_section(tmp_path)
     assert section.index("**Converged, paired seeds**") < section.index("The paper's numbers")
     assert "- lm_resnet20 − resnet20 = +0.20 points" in section
+
+
+def test_campaign_resolves_auto_precision_once_and_keys_it(monkeypatch, tmp_path):
+    """amp='auto' is resolved by one probe for the whole campaign; the precision is in the
+    recipe key, and a bf16 campaign has its own file, so no pair mixes two precisions."""
+    from odenets.train import probe
+    probed, amps = [], []
+    monkeypatch.setattr(probe, "probe", lambda net, cfg, shape, k, dev, *a:
+                        probed.append((type(net).__name__, cfg.amp, shape)) or
+                        (dict(amp="bf16", compile=False, probe={}), net))
+    monkeypatch.setattr(converged, "train_one",
+                        lambda n, s, r, **kw: amps.append(r.amp) or fake_row(n, s))
+    monkeypatch.setattr(converged, "model_meta", lambda n, d: dict(params=1))
+    args = ["--config", "tiny", "--dataset", "synthetic", "--out-dir", str(tmp_path), "--seeds", "0"]
+    converged.main(args)
+    assert len(probed) == 1 and probed[0][1] == "auto" and probed[0][2][0] == 32
+    assert amps == ["bf16", "bf16"]
+    bf16 = json.loads((tmp_path / "converged_tiny_bf16_cpu.json").read_text())
+    assert bf16["recipe"]["amp"] == "bf16" and not (tmp_path / "converged_tiny_cpu.json").exists()
+    converged.main(args + ["--amp", "off"])  # explicit: no probe, the fp32 file, another key
+    assert len(probed) == 1 and amps[2:] == ["off", "off"]
+    fp32 = json.loads((tmp_path / "converged_tiny_cpu.json").read_text())
+    assert fp32["recipe_key"] != bf16["recipe_key"] and len(fp32["runs"]) == 2
 
 
 def test_campaign_baselines_pair_each_scheme_with_its_depth():

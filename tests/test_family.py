@@ -58,6 +58,12 @@ def test_scheme_table_pairs_and_corrects():
     assert missing["lm_preact_resnet20"] == [3, 4] and missing["resnet20"] == [3, 4]
     assert "lm_resnet20" not in missing and missing["rk4_resnet20"] == [0, 1, 2]
     assert family.continue_command(missing).split()[3].startswith("resnet20,")
+    # the command keeps the campaign's precision (its runs pair only with runs of the same one)
+    assert family.build(payload)["continue"].endswith("--amp off")
+    assert family.build(payload)["precision"] == "fp32"
+    payload["recipe"]["amp"] = "bf16"
+    assert family.build(payload)["continue"].endswith("--amp bf16")
+    assert "in bf16" in family.markdown(family.build(payload))
 
 
 def test_zero_variance_difference_is_not_called_significant():
@@ -79,3 +85,22 @@ def test_report_files(tmp_path):
     assert "| lm_resnet20 |" in text and "Still to run" in text
     for name in report["plots"]:
         assert (tmp_path / name).stat().st_size > 10_000
+
+
+def test_precision_check_pairs_fp32_and_bf16_runs_by_seed(tmp_path):
+    import precision
+    fp32 = _payload({"resnet20": {0: 0.930, 1: 0.931, 2: 0.929, 3: 0.930}})
+    bf16 = _payload({"resnet20": {0: 0.931, 1: 0.931, 2: 0.930},
+                     "lm_resnet20": {0: 0.93}})  # not in the fp32 campaign: no row
+    (row,) = precision.compare(fp32, bf16)
+    assert row["comparison"]["seeds"] == [0, 1, 2] and row["comparison"]["n"] == 3
+    assert row["comparison"]["mean_diff"] == pytest.approx(0.0006667, abs=1e-6)
+    assert row["rule"] == "keeps accuracy"
+    bf16["runs"] = [dict(r, test_acc=r["test_acc"] - 0.01) for r in bf16["runs"]]
+    assert precision.compare(fp32, bf16)[0]["rule"] == "costs accuracy"
+    bf16["runs"] = [r for r in bf16["runs"] if r["seed"] == 0]
+    assert precision.compare(fp32, bf16)[0]["rule"].startswith("undecided (n=1")
+    (tmp_path / "converged_cpu.json").write_text(json.dumps(fp32))
+    (tmp_path / "converged_bf16_cpu.json").write_text(json.dumps(bf16))
+    assert precision.main(["--out-dir", str(tmp_path)]) == 0
+    assert "| resnet20 | 1 |" in (tmp_path / "precision_cpu.md").read_text()
