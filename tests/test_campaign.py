@@ -164,7 +164,8 @@ def test_the_committed_converged_campaign_continues_without_retraining(fake_conv
     committed = json.loads((BENCH / "results" / "converged_cpu.json").read_text())
     (tmp_path / "converged_cpu.json").write_text(json.dumps(committed))
     seeds = sorted({r["seed"] for r in committed["runs"]})
-    args = ["--models", "resnet20,lm_resnet20", "--device", "cpu", "--out-dir", str(tmp_path)]
+    args = ["--models", "resnet20,lm_resnet20", "--device", "cpu", "--out-dir", str(tmp_path),
+            "--amp", "off"]  # the committed campaign is fp32
     converged.main(args + ["--seeds", f"{seeds[0]}-{seeds[-1]}"])
     assert fake_converged == []  # every stored run counts: nothing retrained
     converged.main(args + ["--seeds", f"{seeds[0]}-{seeds[-1] + 1}"])
@@ -174,7 +175,7 @@ def test_the_committed_converged_campaign_continues_without_retraining(fake_conv
 
 
 # ---- issue 26, item 9: report-only changes nothing; malformed files give one-line errors ------
-TINY = ["--config", "tiny", "--dataset", "synthetic"]
+TINY = ["--config", "tiny", "--dataset", "synthetic", "--amp", "off"]
 
 
 @pytest.mark.parametrize("flags", [["--epochs", "3"], ["--data-dir", "/nonexistent"],

@@ -99,7 +99,7 @@ def slurm_cluster(tmp_path_factory, monkeypatch):
                 time.sleep(0.25)
 
 
-CAMPAIGN = ["--config", "tiny", "--dataset", "synthetic", "--models", "resnet20,lm_resnet20",
+CAMPAIGN = ["--config", "tiny", "--dataset", "synthetic", "--amp", "off", "--models", "resnet20,lm_resnet20",
             "--seeds", "0-1"]
 
 
