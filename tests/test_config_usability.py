@@ -111,7 +111,8 @@ def test_unknown_model_lists_all_presets_sorted():
         odenets.create("lm_resnt20")
 
 
-def test_timm_style_arguments():
+def test_timm_style_arguments(tmp_path, monkeypatch):
+    monkeypatch.setattr("odenets.pretrained.WEIGHTS_DIR", tmp_path)  # whatever ships: none here
     assert odenets.create("resnet20", pretrained=False).stem.conv.in_channels == 3
     with pytest.raises(ValueError, match="no pretrained weights"):
         odenets.create("resnet20", pretrained=True)

@@ -245,7 +245,8 @@ def test_features_only_traces():
 
 
 # -- list_models -------------------------------------------------------------------------------
-def test_list_models_filters_as_timm():
+def test_list_models_filters_as_timm(tmp_path, monkeypatch):
+    monkeypatch.setattr("odenets.pretrained.WEIGHTS_DIR", tmp_path)  # whatever ships: none here
     assert odenets.list_models("resnet*", exclude_filters="*1*") == ["resnet20", "resnet32",
                                                                      "resnet44", "resnet50",
                                                                      "resnet56"]
@@ -291,7 +292,8 @@ def fake_timm(monkeypatch):
     return timm
 
 
-def test_register_timm_builds_presets_through_timm(fake_timm):
+def test_register_timm_builds_presets_through_timm(fake_timm, tmp_path, monkeypatch):
+    monkeypatch.setattr("odenets.pretrained.WEIGHTS_DIR", tmp_path)  # whatever ships: none here
     names = odenets.register_timm()
     assert names == ["odenets_" + n for n in odenets.list_models()]
     assert odenets.register_timm() == names  # a second call registers nothing new

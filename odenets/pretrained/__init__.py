@@ -5,10 +5,12 @@
 ``weights.json`` beside this file is the registry, ``{preset: entry}``; an entry names its file
 (``<preset>.pt``, a plain state dict, in this folder), its ``sha256`` (checked on every load), and
 what the weights are: ``dataset``, ``num_classes``, ``in_channels``, ``model_args``,
-``recipe``, ``seed``, ``test_acc``, ``epochs``. They reach the model's ``pretrained_cfg`` (timm's
-place for them). A preset without an entry raises a ValueError naming the presets that have
-weights. Files are made from finished training runs by ``odenets export-pretrained RUN_DIR
---name NAME`` (`export`).
+``recipe`` (the training recipe), ``recipe_key``, ``seed``, ``test_acc``, ``val_acc``,
+``epochs``, ``precision`` (fp32 or bf16 training), ``git_commit``. They reach the model's
+``pretrained_cfg`` (timm's place for them). A preset without an entry raises a ValueError naming
+the presets that have weights. Files are made from finished training runs or campaign records
+by ``odenets export-pretrained RUN_DIR|RECORD.json --name NAME`` (`export`, `make`); ``odenets
+eval --pretrained NAME`` evaluates them on their dataset's test split.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ import torch
 
 WEIGHTS_DIR = Path(__file__).resolve().parent  # tests point this at a temporary folder
 REGISTRY = "weights.json"
-CFG_KEYS = ("dataset", "recipe", "seed", "test_acc", "epochs", "sha256", "file")
+CFG_KEYS = ("dataset", "recipe", "recipe_key", "seed", "test_acc", "val_acc", "epochs",
+            "precision", "git_commit", "sha256", "file")
 
 
 def registry() -> dict:
@@ -83,30 +86,20 @@ def load_into(model, name: str, num_classes: int) -> None:
                                 num_classes=info["num_classes"])
 
 
-def export(run_dir, name: str, out_dir=None) -> Path:
-    """Make ``<name>.pt`` (the last checkpoint's model weights, ~1 MB for resnet20) and its
-    registry entry in ``out_dir`` (default `WEIGHTS_DIR`) from a finished run directory."""
-    from ..train.model import load_run_model
-    from ..train.rundir import SUMMARY
+def export(source, name: str, out_dir=None, recipe_json=None) -> Path:
+    """Make ``<name>.pt`` (~1 MB for resnet20) and its registry entry in ``out_dir`` (default
+    `WEIGHTS_DIR`) from ``source``: a finished run directory, or a campaign record ``.json``
+    with its ``.pt`` beside it (``recipe_json``: the recipe, when no campaign summary is
+    beside the records folder). `odenets.pretrained.make`."""
+    from . import make
     out = Path(out_dir) if out_dir is not None else WEIGHTS_DIR
-    run_dir = Path(run_dir)
-    summary_path = run_dir / SUMMARY
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    if summary.get("status") != "finished":
-        raise ValueError(f"{run_dir}: not a finished run ({summary_path} says status "
-                         f"{summary.get('status')!r}); export the weights of finished runs only")
-    model, cfg, state = load_run_model(run_dir)
-    if ":" in cfg.model or cfg.model != name:
-        raise ValueError(f"{run_dir}: the run trained model {cfg.model!r}, not preset {name!r}")
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.pt"
-    torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, path)
-    final = summary.get("final") or {}
-    table = json.loads((out / REGISTRY).read_text()) if (out / REGISTRY).is_file() else {}
-    table[name] = dict(file=path.name, sha256=sha256(path), dataset=cfg.dataset,
-                       num_classes=model.num_classes, in_channels=model.config.in_channels,
-                       model_args=dict(cfg.model_args or {}), seed=cfg.seed,
-                       recipe=getattr(cfg, "recipe", None), epochs=state["epoch"],
-                       test_acc=final.get("test_acc"))
-    (out / REGISTRY).write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
-    return path
+    source = Path(source)
+    if source.is_dir():
+        if recipe_json is not None:
+            raise ValueError(f"{source} is a run directory, which holds its recipe: "
+                             f"--recipe-json is for campaign records only")
+        return make.from_run(source, name, out)
+    if source.suffix != ".json" or not source.is_file():
+        raise FileNotFoundError(f"{source} is neither a run directory nor a campaign record "
+                                f"(.json): nothing to export")
+    return make.from_record(source, name, out, recipe_json)
