@@ -11,7 +11,8 @@ from pathlib import Path
 
 EXAMPLES = Path(__file__).resolve().parent
 PORTS = {"ode_demo.py": "torchdiffeq `examples/ode_demo.py`",
-         "odenet_mnist.py": "torchdiffeq `examples/odenet_mnist.py`"}
+         "odenet_mnist.py": "torchdiffeq `examples/odenet_mnist.py`",
+         "latent_sde.py": "torchsde `examples/latent_sde.py`"}
 MARK = re.compile(r"^(?P<ours>.*?)\s*# peer: (?P<peer>.*)$")
 
 

@@ -95,8 +95,29 @@ TORCHSDE_DEFAULT = {"ito": {"diagonal": "srk", "additive": "srk", "scalar": "srk
                                                              "general")}}
 
 
-def torchsde():
-    return _require("torchsde", "solvers.sdeint: methods other than Euler-Maruyama")
+# torchsde's own classes, handed out by ``solvers`` as they are (``solvers.BrownianInterval``
+# is ``torchsde.BrownianInterval``), imported on first use
+TORCHSDE_NAMES = ("BaseBrownian", "BaseSDE", "BrownianInterval", "BrownianPath", "BrownianTree",
+                  "ReverseBrownian", "SDEIto", "SDEStratonovich", "brownian_interval_like")
+
+
+def torchsde(why: str = "solvers.sdeint: methods other than Euler-Maruyama"):
+    return _require("torchsde", why)
+
+
+def torchsde_name(name: str):
+    """``torchsde.<name>`` for a name of `TORCHSDE_NAMES`."""
+    return getattr(torchsde(f"solvers.{name} (torchsde's)"), name)
+
+
+def torchsde_brownian(ts, y0, m: int):
+    """The Brownian motion ``torchsde.sdeint`` makes when given no ``bm`` (for the methods that
+    need no Levy area, Euler-Maruyama among them): a ``BrownianInterval`` on
+    ``[ts[0], ts[-1]]`` of shape ``(batch, m)``, its entropy drawn from numpy's global RNG, so
+    the same ``np.random.seed`` gives the same path as in torchsde."""
+    return torchsde("solvers.sdeint: Brownian motion without bm= or generator=").BrownianInterval(
+        t0=ts[0], t1=ts[-1], size=(y0.shape[0], m), dtype=y0.dtype, device=y0.device,
+        levy_area_approximation="none")
 
 
 def torchsde_methods() -> list[str]:

@@ -15,7 +15,7 @@ def _load(name):
     return module
 
 
-@pytest.mark.parametrize("name", ["spiral_fit", "odenet_fashion_mnist", "latent_sde"])
+@pytest.mark.parametrize("name", ["spiral_fit", "odenet_fashion_mnist", "latent_sde_sines"])
 def test_example_smoke(name, capsys):
     out = _load(name).main(["--smoke"])
     values = out.get("losses") or [out["loss"]]

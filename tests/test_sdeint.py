@@ -1,4 +1,9 @@
 """solvers.sdeint: torchsde's signature; equals torchsde.sdeint(method="euler") on one path."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
@@ -175,3 +180,50 @@ def test_bad_sdes_drifts_names_and_bm_are_refused():
         solvers.sdeint(NoG(), y0, ts, method="euler")
     with pytest.raises(ValueError, match="steps"):
         solvers.sdeint(SDE("diagonal"), y0, ts, method="euler", dt=1e-12)
+
+
+@pytest.mark.parametrize("noise", ["diagonal", "general"])
+def test_without_bm_the_brownian_motion_is_torchsdes(noise):
+    """Issue 25 (latent_sde port): with neither bm nor generator, sdeint makes the
+    BrownianInterval torchsde makes (entropy from numpy's global RNG), so the same seeds give
+    torchsde's numbers; the old code drew torch.randn and differed."""
+    sde = SDE(noise)
+    y0 = torch.randn(B, D, dtype=D64, generator=torch.Generator().manual_seed(0))
+    ts = torch.tensor([0.0, 0.3, 1.0], dtype=D64)
+    outs = []
+    for sdeint in (torchsde.sdeint, solvers.sdeint):
+        np.random.seed(0)
+        torch.manual_seed(0)
+        outs.append(sdeint(sde, y0, ts, method="euler", dt=0.1, names={"diffusion": "g"}))
+    torch.testing.assert_close(outs[1], outs[0], rtol=0, atol=1e-12)
+
+
+def test_sdeint_adjoint_is_torchsdes_after_our_checks():
+    sde = SDE("diagonal")
+    y0 = torch.randn(B, D, dtype=D64, generator=torch.Generator().manual_seed(0))
+    ts = torch.tensor([0.0, 0.5, 1.0], dtype=D64)
+    outs = []
+    for sdeint_adjoint in (torchsde.sdeint_adjoint, solvers.sdeint_adjoint):
+        bm = torchsde.BrownianInterval(t0=0.0, t1=1.0, size=(B, D), dtype=D64, entropy=11)
+        ys = sdeint_adjoint(sde, y0, ts, bm=bm, method="euler", dt=0.05)
+        outs.append([ys.detach(), *torch.autograd.grad(ys.sum(), list(sde.parameters()))])
+    for ours, theirs in zip(outs[1], outs[0]):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="sdeint_adjoint: unknown names keys"):
+        solvers.sdeint_adjoint(sde, y0, ts, names={"drfit": "f"})
+    with pytest.raises(ValueError, match="unknown sdeint_adjoint adjoint_method 'eulr'"):
+        solvers.sdeint_adjoint(sde, y0, ts, adjoint_method="eulr")
+    with pytest.raises(ValueError, match=r"sdeint_adjoint: dt=1e-09 asks for 1e\+09 steps"):
+        solvers.sdeint_adjoint(sde, y0, ts, dt=1e-9)
+
+
+def test_torchsdes_classes_come_from_solvers_on_first_use():
+    """``import solvers as torchsde`` runs torchsde's examples: ``solvers.SDEIto`` and the
+    Brownian motions are torchsde's own classes, and torchsde is imported only when asked."""
+    assert solvers.SDEIto is torchsde.SDEIto
+    assert solvers.BrownianInterval is torchsde.BrownianInterval
+    with pytest.raises(AttributeError, match="no attribute 'SDEito'"):
+        solvers.SDEito
+    code = ("import sys, solvers; solvers.sdeint; assert 'torchsde' not in sys.modules; "
+            "solvers.SDEIto; assert 'torchsde' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])

@@ -58,8 +58,9 @@ def test_integrate_memory_does_not_grow_with_steps(scheme):
 
 
 def test_odeint_and_sdeint_do_not_build_the_grid():
-    """options={'steps': 10**8} and sdeint's dt=1e-9 run lazily, 10**12 steps are refused in
-    one line (the old code raised MemoryError or grew to 23.5 GB before the first step)."""
+    """options={'steps': 10**8} and sdeint's dt=1e-9 (generator= draws) run lazily, 10**12 steps
+    are refused in one line (the old code raised MemoryError or grew to 23.5 GB before the first
+    step)."""
     peak = peak_bytes(lambda: solvers.odeint(stops_after(2000), torch.ones(3),
                                              torch.tensor([0.0, 1.0]), method="euler",
                                              options={"steps": 10**8}))
@@ -75,8 +76,13 @@ def test_odeint_and_sdeint_do_not_build_the_grid():
         def g(self, t, y):
             return torch.ones_like(y)
     peak = peak_bytes(lambda: solvers.sdeint(SDE(), torch.ones(2, 3), torch.linspace(0, 1, 3),
-                                             dt=1e-9, method="euler"))
+                                             dt=1e-9, method="euler",
+                                             generator=torch.Generator().manual_seed(0)))
     assert peak < LIMIT
+    # without bm or generator the path is torchsde's BrownianInterval, which keeps every step
+    with pytest.raises(ValueError, match=r"1e\+09 steps on torchsde's Brownian motion .*"
+                                         r"generator=.*at most 1e\+07"):
+        solvers.sdeint(SDE(), torch.ones(2, 3), torch.linspace(0, 1, 3), dt=1e-9, method="euler")
     # torchsde's methods keep per-step objects: a count no one can mean is refused up front
     with pytest.raises(ValueError, match=r"asks for 1e\+09 steps in torchsde .*at most 1e\+07"):
         solvers.sdeint(SDE(), torch.ones(2, 3), torch.linspace(0, 1, 3), dt=1e-9)
