@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -83,6 +84,7 @@ def main(argv=None) -> dict:
     if args.smoke:
         args.iters, args.batch, args.T, args.dt = 5, 8, 6, 0.1
     torch.manual_seed(0)
+    np.random.seed(0)  # sdeint without bm= uses torchsde's BrownianInterval, seeded from numpy
     gen = torch.Generator().manual_seed(0)
     ts, xs = make_data(args.batch * 4, args.T, gen)
     model = LatentSDE()
