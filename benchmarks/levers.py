@@ -52,26 +52,60 @@ def precision_and_compile(model: str, batch: int, rounds: int, warmup: int) -> d
 
 
 def _worker(model: str, batch: int, steps: int, warmup: int) -> None:
-    """Child process: time ``steps`` fp32 eager steps; print images/s as JSON."""
+    """Child process: time ``steps`` fp32 eager steps; print images/s and the wall and CPU
+    (user + system, all threads) seconds per step as JSON."""
     c = Case(factory(model), (1, 28, 28), batch, "cpu", "eager", "fp32", True)
     for _ in range(warmup):
         c.step()
-    start = time.perf_counter()
+    cpu, start = time.process_time(), time.perf_counter()
     for _ in range(steps):
         c.step()
-    print(json.dumps(dict(img_per_s=batch * steps / (time.perf_counter() - start))))
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    print(json.dumps(dict(img_per_s=batch * steps / wall, wall_s=wall / steps, cpu_s=cpu / steps)))
 
 
-def _spawn(n: int, threads: int, args) -> float:
-    """Images/s summed over ``n`` processes of ``threads`` threads each, started together."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+def _spawn(n: int, threads: int, args, env: dict | None = None, steps: int | None = None) -> list[dict]:
+    """The records of ``n`` worker processes of ``threads`` threads each, started together;
+    ``env``: variables to set (value None: to remove) in their environment."""
+    env_all = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    for k, v in (env or {}).items():
+        env_all.pop(k, None) if v is None else env_all.__setitem__(k, v)
     cmd = [sys.executable, __file__, "--worker", "--model", args.model, "--batch", str(args.batch),
-           "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(threads)]
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True) for _ in range(n)]
+           "--steps", str(steps or args.steps), "--warmup", str(args.warmup), "--threads", str(threads)]
+    procs = [subprocess.Popen(cmd, env=env_all, stdout=subprocess.PIPE, text=True) for _ in range(n)]
     outs = [p.communicate()[0] for p in procs]
     if any(p.returncode for p in procs):
         raise RuntimeError(f"a worker of {n} x {threads} threads failed")
-    return sum(json.loads(o.strip().splitlines()[-1])["img_per_s"] for o in outs)
+    return [json.loads(o.strip().splitlines()[-1]) for o in outs]
+
+
+# OpenMP wait policies on a shared machine: the child's OMP_WAIT_POLICY (None: unset, libgomp's
+# default of spinning a while at each barrier) and threads.
+WAIT_SETTINGS = (("all threads, OMP_WAIT_POLICY unset", None, 0), ("all threads, PASSIVE", "PASSIVE", 0),
+                 ("1 thread", None, 1))
+
+
+def shared_machine(args) -> dict:
+    """Wall and CPU seconds per training step under each of `WAIT_SETTINGS`, with the machine
+    idle and with as many CPU-bound competitors (busy loops) as cores, interleaved in rounds."""
+    cores = len(os.sched_getaffinity(0))
+    out = {}
+    for load in (0, cores):
+        hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(load)]
+        try:
+            rows = {name: [] for name, _, _ in WAIT_SETTINGS}
+            for _ in range(args.repeats):
+                for name, policy, threads in WAIT_SETTINGS:
+                    rows[name] += _spawn(1, threads or cores, args, dict(OMP_WAIT_POLICY=policy),
+                                         steps=args.wait_steps)
+        finally:
+            for h in hogs:
+                h.kill()
+        out[f"{load} competitors"] = {
+            name: dict(wall_ms=1e3 * statistics.median(r["wall_s"] for r in recs),
+                       cpu_ms=1e3 * statistics.median(r["cpu_s"] for r in recs), runs=recs)
+            for name, recs in rows.items()}
+    return dict(cores=cores, loads=out)
 
 
 def filling_cores(args) -> dict:
@@ -81,8 +115,8 @@ def filling_cores(args) -> dict:
         return dict(cores=cores, note="one core available: nothing to fill")
     out = {f"1x{cores}": [], f"{cores}x1": []}
     for _ in range(args.repeats):
-        out[f"1x{cores}"].append(_spawn(1, cores, args))
-        out[f"{cores}x1"].append(_spawn(cores, 1, args))
+        out[f"1x{cores}"].append(sum(r["img_per_s"] for r in _spawn(1, cores, args)))
+        out[f"{cores}x1"].append(sum(r["img_per_s"] for r in _spawn(cores, 1, args)))
     med = {k: statistics.median(v) for k, v in out.items()}
     return dict(cores=cores, img_per_s=out, median_img_per_s=med,
                 throughput_ratio=med[f"{cores}x1"] / med[f"1x{cores}"])
@@ -94,9 +128,11 @@ def markdown(p: dict) -> str:
              f"{env['device']}, torch {env['torch']}, {p['threads']} threads for the first table; "
              f"{p['rounds']} interleaved rounds after {p['warmup']} warm-up steps each. "
              f"CPU capability {p['cpu_capability']}. Command: `{env['command']}`.", ""]
-    lines += [markdown_table(("setting", "ms / step (median)", "img/s", "ratio to fp32 eager (median of rounds)"),
-                             [(n, f"{r['s_per_step'] * 1e3:.1f}", f"{r['img_per_s']:.0f}",
-                               f"{r['ratio_to_fp32_eager']:.3f}") for n, r in p["precision"].items()]), ""]
+    if p.get("precision"):
+        lines += [markdown_table(("setting", "ms / step (median)", "img/s",
+                                  "ratio to fp32 eager (median of rounds)"),
+                                 [(n, f"{r['s_per_step'] * 1e3:.1f}", f"{r['img_per_s']:.0f}",
+                                   f"{r['ratio_to_fp32_eager']:.3f}") for n, r in p["precision"].items()]), ""]
     f = p.get("cores")
     if f and "note" in f:
         lines += [f"Filling cores: not measured ({f['note']}).", ""]
@@ -106,6 +142,14 @@ def markdown(p: dict) -> str:
                   f"{len(f['img_per_s'][a])} alternations): {a} (processes x threads) "
                   f"{va:.0f} img/s, {b} {vb:.0f} img/s: {b} gives {f['throughput_ratio']:.2f}x "
                   "the throughput.", ""]
+    w = p.get("shared_machine")
+    if w:
+        lines += [f"Shared machine (fp32 eager, {p['wait_steps']} steps per process, "
+                  f"{p['repeats']} interleaved rounds, competitors: CPU-bound busy loops, one per "
+                  f"core of {w['cores']}); wall and CPU (all threads) ms per step, medians:", ""]
+        lines += [markdown_table(("load", "setting", "wall ms / step", "CPU ms / step"),
+                                 [(load, name, f"{r['wall_ms']:.0f}", f"{r['cpu_ms']:.0f}")
+                                  for load, rows in w["loads"].items() for name, r in rows.items()]), ""]
     return "\n".join(lines)
 
 
@@ -119,6 +163,10 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=2, help="alternations of the cores test")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--skip-cores", action="store_true", help="skip the processes x threads test")
+    p.add_argument("--skip-precision", action="store_true", help="skip the precision/compile table")
+    p.add_argument("--wait-policy", action="store_true", help="also time the OpenMP wait policies "
+                   "on an idle machine and beside one busy process per core")
+    p.add_argument("--wait-steps", type=int, default=10, help="timed steps per process (wait policy)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--out-dir", default=None)
     args = p.parse_args(argv)
@@ -130,9 +178,13 @@ def main(argv=None) -> int:
     payload = dict(benchmark="levers", model=args.model, batch=args.batch, rounds=args.rounds,
                    warmup=args.warmup, steps=args.steps, threads=torch.get_num_threads(),
                    cpu_capability=torch.backends.cpu.get_cpu_capability(), env=env_info("cpu", seed=0))
-    payload["precision"] = precision_and_compile(args.model, args.batch, args.rounds, args.warmup)
+    if not args.skip_precision:
+        payload["precision"] = precision_and_compile(args.model, args.batch, args.rounds, args.warmup)
     if not args.skip_cores:
         payload["cores"] = filling_cores(args)
+    if args.wait_policy:
+        payload.update(shared_machine=shared_machine(args), wait_steps=args.wait_steps,
+                       repeats=args.repeats)
     path = result_path("levers", "cpu", args.out_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, payload)

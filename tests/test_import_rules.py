@@ -98,3 +98,19 @@ def test_readme_layout_names_every_module():
     long = {str(p.relative_to(ROOT)): n for p in [*ROOT.glob("solvers/*.py"), *ROOT.glob("odenets/**/*.py")]
             if (n := len(p.read_text().splitlines())) > 400}
     assert long == {}
+
+
+@pytest.mark.parametrize("code,env,expected", [
+    ("import odenets", {}, "PASSIVE"),                          # odenets loads torch: passive
+    ("import odenets", {"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE"),  # the user's choice stays
+    ("import torch, odenets", {}, None),                        # too late to matter: untouched
+])
+def test_openmp_threads_sleep_at_barriers_unless_told_otherwise(code, env, expected):
+    """Spinning OpenMP threads cost 4-6x the CPU time on a busy machine (levers_cpu.md): odenets
+    sets OMP_WAIT_POLICY=PASSIVE when it is the one that loads torch (libgomp reads it then)."""
+    import os
+    base = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", f"{code}; import os; print(os.environ.get('OMP_WAIT_POLICY'))"],
+                         env={**base, **env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                         check=True).stdout.split()[-1]
+    assert out == str(expected)
