@@ -133,6 +133,11 @@ def build(field, solver="euler", steps: int | None = None, tied: bool | None = N
     if momentum not in (True, False) or isinstance(momentum, (int, float)) and \
             not isinstance(momentum, bool):
         raise ValueError(f"momentum must be True or False, got {momentum!r}")
+    if tied is not None and not isinstance(tied, bool):
+        raise ValueError(f"tied must be True, False or None, got {tied!r}")
+    if channels is not None and not checks.is_int(channels, 1):
+        raise ValueError(f"channels must be None or an integer >= 1 (the size of dim 1 of u), "
+                         f"got {channels!r}")
     if momentum or damping != 0.0:
         if momentum is not True:
             raise ValueError(f"damping={damping!r} applies to momentum flows; pass momentum=True "

@@ -58,6 +58,9 @@ def sdeint(sde, y0: torch.Tensor, ts, bm=None, method: str | None = None, dt: fl
     f, g = _methods(sde, names)
     if method is None:
         method = peers.TORCHSDE_DEFAULT[sde_type][noise]
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"sdeint: generator must be None or a torch.Generator (e.g. "
+                         f"torch.Generator().manual_seed(0)), got {generator!r}")
     if bm is not None and not callable(bm):
         raise ValueError(f"sdeint: bm must be a Brownian motion called as bm(t_a, t_b) (e.g. "
                          f"torchsde.BrownianInterval), got {bm!r}")

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import write_atomic, write_text
+
 WEIGHTS_DIR = Path(__file__).resolve().parent  # tests point this at a temporary folder
 REGISTRY = "weights.json"
 CFG_KEYS = ("dataset", "recipe", "seed", "test_acc", "epochs", "sha256", "file")
@@ -91,7 +93,7 @@ def export(run_dir, name: str, out_dir=None) -> Path:
     out = Path(out_dir) if out_dir is not None else WEIGHTS_DIR
     run_dir = Path(run_dir)
     summary_path = run_dir / SUMMARY
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary = _read_json(summary_path) if summary_path.is_file() else {}
     if summary.get("status") != "finished":
         raise ValueError(f"{run_dir}: not a finished run ({summary_path} says status "
                          f"{summary.get('status')!r}); export the weights of finished runs only")
@@ -100,13 +102,23 @@ def export(run_dir, name: str, out_dir=None) -> Path:
         raise ValueError(f"{run_dir}: the run trained model {cfg.model!r}, not preset {name!r}")
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.pt"
-    torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, path)
+    weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     final = summary.get("final") or {}
-    table = json.loads((out / REGISTRY).read_text()) if (out / REGISTRY).is_file() else {}
+    table = _read_json(out / REGISTRY) if (out / REGISTRY).is_file() else {}
+    if not isinstance(table, dict):
+        raise ValueError(f"{out / REGISTRY} is not a registry (a JSON object of entries)")
+    write_atomic(path, lambda f: torch.save(weights, f), binary=True)  # a full disk: old file kept
     table[name] = dict(file=path.name, sha256=sha256(path), dataset=cfg.dataset,
                        num_classes=model.num_classes, in_channels=model.config.in_channels,
                        model_args=dict(cfg.model_args or {}), seed=cfg.seed,
                        recipe=getattr(cfg, "recipe", None), epochs=state["epoch"],
                        test_acc=final.get("test_acc"))
-    (out / REGISTRY).write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+    write_text(out / REGISTRY, json.dumps(table, indent=1, sort_keys=True) + "\n")
     return path
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e})") from None
