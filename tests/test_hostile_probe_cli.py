@@ -4,9 +4,6 @@ checkpoints and metrics; benchmarks/converged.py --report-only on malformed resu
 disks. Every attempt must end in its expected class (tests/fixtures/hostile.py); attempts that
 must not touch stored files list them in ``keep`` (a change is data lost). The Python API:
 tests/test_hostile_probe.py."""
-import builtins
-import errno
-import io
 import itertools
 import json
 import re
@@ -17,7 +14,7 @@ from unittest import mock
 
 import pytest
 
-from fixtures.hostile import Attempt, Err, Ok, classify, run_cli, tally
+from fixtures.hostile import Attempt, Err, Ok, classify, disk_full_under, run_cli, tally
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +109,15 @@ TRAIN = [
             Err(r"config.json"), keep=kept("checkpoint.pt", "config.json", run="bad_config")),
     Attempt("train over a run without --resume", cli("train", "--model", "resnet20", *TINY, "--run-dir", "{run}"),
             Err(r"resume"), keep=kept(*RUN_FILES)),
-    Attempt("train --run-dir a file", cli("train", "--model", "resnet20", *TINY, "--run-dir", "{afile}"), Err(r"afile"),
+    Attempt("train --resume --epochs 0", cli("train", "--resume", "{run}", "--epochs", "0"), Err(r"epochs"),
+            keep=kept(*RUN_FILES)),
+    Attempt("train --resume config epochs 'ten'", cli("train", "--resume", "{text_epochs}"), Err(r"epochs"),
+            keep=kept("checkpoint.pt", "config.json", run="text_epochs")),
+    Attempt("train --resume --model another", cli("train", "--resume", "{run}", "--model", "lm_resnet20"),
+            Err(r"model"),
+            keep=kept(*RUN_FILES)),
+    Attempt("train --run-dir a file", cli("train", "--model", "resnet20", *TINY, "--run-dir", "{afile}"),
+            Err(r"afile"),
             keep=lambda: [W["afile"]]),
     Attempt("train --run-dir under a file", cli("train", "--model", "resnet20", *TINY, "--run-dir", "{afile}/x"),
             Err(r"afile")),
@@ -133,9 +138,11 @@ EVAL = [
     Attempt("eval config a list", cli("eval", "{list_config}"), Err(r"config.json")),
     Attempt("eval config without model", cli("eval", "{nomodel_config}"), Err(r"config.json|model")),
     Attempt("eval --solver rk5", cli("eval", "{run}", "--solver", "rk5"), Err(r"rk5")),
-    Attempt("eval --solver-opt noequals", cli("eval", "{run}", "--solver", "rk4", "--solver-opt", "k"), Err(r"KEY=VALUE|solver-opt")),
+    Attempt("eval --solver-opt noequals", cli("eval", "{run}", "--solver", "rk4", "--solver-opt", "k"),
+            Err(r"KEY=VALUE|solver-opt")),
     Attempt("eval --solver-opt k=", cli("eval", "{run}", "--solver", "lm", "--solver-opt", "k="), Err(r"\bk\b")),
-    Attempt("eval --solver-opt bogus=1", cli("eval", "{run}", "--solver", "rk4", "--solver-opt", "bogus=1"), Err(r"bogus")),
+    Attempt("eval --solver-opt bogus=1", cli("eval", "{run}", "--solver", "rk4", "--solver-opt", "bogus=1"),
+            Err(r"bogus")),
     Attempt("eval --solver-opt k=5", cli("eval", "{run}", "--solver", "lm", "--solver-opt", "k=5"), Err(r"k=5")),
     Attempt("eval backward_euler iterations=10**9", cli("eval", "{run}", "--solver", "backward_euler", "--solver-opt",
                                                         "iterations=1000000000"), Err(r"iterations")),
@@ -151,6 +158,18 @@ EVAL = [
     Attempt("eval --steps 10**8", cli("eval", "{tied}", "--steps", str(10**8)), Err(r"steps")),
     Attempt("eval --steps on untied run", cli("eval", "{run}", "--steps", "4"), Err(r"steps|tied")),
     Attempt("eval tied --steps 4 correct", cli("eval", "{tied}", "--steps", "4", "--json"),
+            Ok(lambda r: 0 <= json.loads(r.out)["acc"] <= 1)),
+    Attempt("eval tied --solver rk4 --steps 3", cli("eval", "{tied}", "--solver", "rk4", "--steps", "3", "--json"),
+            Ok(lambda r: 0 <= json.loads(r.out)["acc"] <= 1)),
+    Attempt("eval tied dopri5 rtol=-1", cli("eval", "{tied}", "--solver", "dopri5", "--solver-opt", "rtol=-1"),
+            Err(r"rtol")),
+    Attempt("eval tied dopri5 max_num_steps=0",
+            cli("eval", "{tied}", "--solver", "dopri5", "--solver-opt", "max_num_steps=0"),
+            Err(r"max_num_steps")),
+    Attempt("eval tied rk4 steps=2 as option", cli("eval", "{tied}", "--solver", "rk4", "--solver-opt", "steps=2"),
+            Err(r"steps")),
+    Attempt("eval checkpoint of another model", cli("eval", "{swapped_ckpt}"), Err(r"checkpoint")),
+    Attempt("eval without summary.json", cli("eval", "{no_summary}", "--json"),
             Ok(lambda r: 0 <= json.loads(r.out)["acc"] <= 1)),
     Attempt("eval --subset 0", cli("eval", "{run}", "--subset", "0"), Err(r"subset")),
     Attempt("eval --subset -1", cli("eval", "{run}", "--subset", "-1"), Err(r"subset")),
@@ -173,17 +192,25 @@ PLOT = [
     Attempt("plot metrics a JSON list", cli("plot", "{list_metrics}", "--out", "{tmp}/p3"), Err(r"metrics.jsonl")),
     Attempt("plot metrics NaN loss", cli("plot", "{nan_metrics}", "--out", "{tmp}/p4"),
             Ok(lambda r: any(Path(W["tmp"], "p4").glob("*.png")))),
+    Attempt("plot metrics cut mid-line", cli("plot", "{cut_metrics}", "--out", "{tmp}/p5"), Err(r"metrics.jsonl")),
+    Attempt("plot metrics without test_acc", cli("plot", "{partial_metrics}", "--out", "{tmp}/p6"),
+            Err(r"metrics.jsonl")),
     Attempt("plot --out a file", cli("plot", "{run}", "--out", "{afile}"), Err(r"afile"), keep=lambda: [W["afile"]]),
     Attempt("plot --out under a file", cli("plot", "{run}", "--out", "{afile}/x"), Err(r"afile")),
     Attempt("analyze --out a file", cli("analyze", "--out", "{afile}"), Err(r"afile"), keep=lambda: [W["afile"]]),
     Attempt("analyze --run missing", cli("analyze", "--out", "{tmp}/an", "--run", "{tmp}/missing"), Err(r"missing")),
     Attempt("analyze --run garbage checkpoint", cli("analyze", "--out", "{tmp}/an", "--run", "{garbage_ckpt}"),
             Err(r"checkpoint")),
-    Attempt("analyze --run bad config", cli("analyze", "--out", "{tmp}/an", "--run", "{bad_config}"), Err(r"config.json")),
+    Attempt("analyze --run bad config", cli("analyze", "--out", "{tmp}/an", "--run", "{bad_config}"),
+            Err(r"config.json")),
     Attempt("info unknown", cli("info", "resnet21"), Err(r"resnet21")),
     Attempt("info --dataset nope", cli("info", "resnet20", "--dataset", "nope"), Err(r"nope")),
     Attempt("info --solver rk5", cli("info", "resnet20", "--solver", "rk5"), Err(r"rk5")),
-    Attempt("info correct", cli("info", "resnet20", "--json"), Ok(lambda r: json.loads(r.out)["params"] == 269722 == sum(
+    Attempt("info --solver dopri5 untied", cli("info", "resnet20", "--solver", "dopri5"), Err(r"tied|dopri5")),
+    Attempt("info lm_resnet20 correct", cli("info", "lm_resnet20", "--json"),
+            Ok(lambda r: json.loads(r.out)["coefficients"] > 0)),
+    Attempt("info correct", cli("info", "resnet20", "--json"),
+            Ok(lambda r: json.loads(r.out)["params"] == 269722 == sum(
         p.numel() for p in __import__("odenets").create("resnet20").parameters()))),
     Attempt("list bad kind", cli("list", "schemes"), Err(r"schemes")),
     Attempt("list --pattern no match", cli("list", "models", "--pattern", "zzz*"), Err(r"zzz")),
@@ -224,11 +251,13 @@ def stored(content=None):
 
 def _stored_runs():
     saved = json.loads(Path(W["tmp"], "conv", "converged_tiny_cpu.json").read_text())
-    return saved["recipe_key"], [{k: r[k] for k in record()} for r in saved["runs"]]
+    return saved["recipe_key"], [{k: r[k] for k in record(seconds=None) if k in r} for r in saved["runs"]]
 
 
 def record(**changes):
-    return {"model": "resnet20", "seed": 0, "test_acc": 0.5, "recipe_key": "k", **changes}
+    """A run record (None: the key left out)."""
+    made = {"model": "resnet20", "seed": 0, "test_acc": 0.5, "seconds": 60.0, "recipe_key": "k", **changes}
+    return {k: v for k, v in made.items() if v is not None}
 
 
 GOOD = {"recipe_key": "k", "runs": []}
@@ -242,14 +271,20 @@ CONVERGED = [
     Attempt("converged record a list", converged(), Err(r"runs\[0\]"), keep=stored({**GOOD, "runs": [[1, 2]]})),
     Attempt("converged test_acc NaN", converged(), Err(r"test_acc"),
             keep=stored({**GOOD, "runs": [record(test_acc=float("nan"))]})),
-    Attempt("converged test_acc 1.5", converged(), Err(r"test_acc"), keep=stored({**GOOD, "runs": [record(test_acc=1.5)]})),
+    Attempt("converged test_acc 1.5", converged(), Err(r"test_acc"),
+            keep=stored({**GOOD, "runs": [record(test_acc=1.5)]})),
     Attempt("converged seed a string", converged(), Err(r"seed"), keep=stored({**GOOD, "runs": [record(seed="0")]})),
     Attempt("converged no model", converged(), Err(r"model"),
-            keep=stored({**GOOD, "runs": [{"seed": 0, "test_acc": 0.5, "recipe_key": "k"}]})),
+            keep=stored({**GOOD, "runs": [record(model=None)]})),
     # a record without 'seconds' (older campaigns): reported, the run and its recipe kept
-    Attempt("converged no seconds", lambda: (stored({**GOOD, "runs": [record()]})(), converged()())[1],
-            Ok(lambda r: r == 0 and _stored_runs() == ("k", [record()]))),
-    Attempt("converged recipe_key a list", converged(), Err(r"recipe_key"), keep=stored({**GOOD, "recipe_key": ["k"]})),
+    Attempt("converged no seconds", lambda: (stored({**GOOD, "runs": [record(seconds=None)]})(), converged()())[1],
+            Ok(lambda r: r == 0 and _stored_runs() == ("k", [record(seconds=None)]))),
+    Attempt("converged seconds -1", converged(), Err(r"seconds"),
+            keep=stored({**GOOD, "runs": [record(seconds=-1.0)]})),
+    Attempt("converged test_acc as percent", converged(), Err(r"test_acc"),
+            keep=stored({**GOOD, "runs": [record(test_acc=93.5)]})),
+    Attempt("converged recipe_key a list", converged(), Err(r"recipe_key"),
+            keep=stored({**GOOD, "recipe_key": ["k"]})),
     Attempt("converged script prints one line", lambda: _script_result(), Err(r"not valid JSON")),
 ]
 
@@ -269,41 +304,9 @@ def _script_result():
 
 
 # ---- full disks: a write under {tmp}/full takes 16 bytes, then fails with ENOSPC ----------------
-class _FullFile:
-    def __init__(self, f, room=16):
-        self._f, self._room = f, room
-
-    def write(self, data):
-        if len(data) > self._room:
-            self._f.write(data[:self._room])
-            self._room = 0
-            raise OSError(errno.ENOSPC, "No space left on device")
-        self._room -= len(data)
-        return self._f.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self._f, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._f.close()
-
-
 def full_disk(fn, where="full"):
     """``fn()`` while files opened for writing under ``{tmp}/WHERE`` meet a full disk."""
-    def attempt():
-        real = builtins.open
-        root = str(Path(W["tmp"], where))
-
-        def fake_open(file, mode="r", *args, **kwargs):
-            f = real(file, mode, *args, **kwargs)
-            inside = isinstance(file, (str, Path)) and str(file).startswith(root)
-            return _FullFile(f) if inside and any(c in mode for c in "wax") else f
-        with mock.patch.object(builtins, "open", fake_open), mock.patch.object(io, "open", fake_open):
-            return fn()
-    return attempt
+    return lambda: disk_full_under(Path(W["tmp"], where), fn)
 
 
 def _copy_run(name):
@@ -347,7 +350,8 @@ DISK = [
         Err(r"cannot write .*resnet20.pt.*disk full"), keep=_full_kept("weights", "resnet20.pt", "weights.json")),
     Attempt("export-pretrained corrupt summary", cli("export-pretrained", "{bad_summary}", "--name", "resnet20",
                                                      "--out", "{tmp}/w2"), Err(r"summary.json")),
-    Attempt("export-pretrained corrupt registry", cli("export-pretrained", "{run}", "--name", "resnet20", "--out", "{badreg}"),
+    Attempt("export-pretrained corrupt registry",
+            cli("export-pretrained", "{run}", "--name", "resnet20", "--out", "{badreg}"),
             Err(r"weights.json"), keep=lambda: [path("badreg", "weights.json")]),
     Attempt("full disk: converged --report-only", full_disk(_report_full), Err(r"disk full"),
             keep=_full_kept("campaign", "converged_tiny_cpu.json")),
@@ -377,7 +381,13 @@ def workspace(tmp_path_factory):
                "list_metrics": ("metrics.jsonl", b"[1, 2]\n"),
                "nan_metrics": ("metrics.jsonl", b'{"epoch": 1, "train_loss": NaN, "test_loss": NaN, '
                                                 b'"train_acc": 0.1, "test_acc": 0.1}\n')}
-    damaged["bad_summary"] = ("summary.json", b"{oops")
+    lines = (tmp / "run" / "metrics.jsonl").read_bytes()
+    config = json.loads((tmp / "run" / "config.json").read_text())
+    damaged.update(bad_summary=("summary.json", b"{oops"), no_summary=("summary.json", None),
+                   swapped_ckpt=("checkpoint.pt", (tmp / "tied" / "checkpoint.pt").read_bytes()),
+                   cut_metrics=("metrics.jsonl", lines[:len(lines) // 2]),
+                   partial_metrics=("metrics.jsonl", b'{"epoch": 1}\n'),
+                   text_epochs=("config.json", json.dumps({**config, "epochs": "ten"}).encode()))
     for name, (file, content) in damaged.items():
         target = _copy_run(name)
         W[name] = str(target)
