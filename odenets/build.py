@@ -222,6 +222,8 @@ def coefficients(model: nn.Module) -> dict[str, list[float]]:
     Keys are ``"<flow path>.<name>"`` (e.g. ``"stages.1.flow.k"``; just ``"k"`` for a bare
     flow), values the per-step values (per-channel coefficients averaged over channels).
     """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"coefficients takes a model (an nn.Module), got {type(model).__name__}")
     out = {}
     for path, module in model.named_modules():
         if isinstance(module, Flow):

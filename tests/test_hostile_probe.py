@@ -411,7 +411,63 @@ BUILD = [
                                                                     for _ in range(1)] * 2), Ok(bool)),
 ]
 
-ATTEMPTS = SOLVERS + BUILD
+def _grad_u0():
+    u0 = torch.ones(3, requires_grad=True)
+    solvers.integrate(neg, u0, 64, "rk4").sum().backward()
+    return u0.grad
+
+
+def _classifier_reset(num_classes):
+    model = odenets.create("resnet20", **SMALL)
+    model.reset_classifier(num_classes)
+    return model
+
+
+MORE = [
+    # ---- solvers' registry, options, dtypes and gradients ---------------------------------
+    Attempt("get lmm history=10", lambda: solvers.get("lmm", history=10), Err(r"history")),
+    Attempt("get lm per_channel 'yes'", lambda: solvers.get("lm", per_channel="yes"), Err(r"per_channel")),
+    Attempt("get None", lambda: solvers.get(None), Err(r"None")),
+    Attempt("register a non-scheme", lambda: solvers.register("my_scheme", 5), Err(r"my_scheme|Scheme")),
+    Attempt("Noise seed 'a'", lambda: solvers.Noise(seed="a"), Err(r"seed")),
+    Attempt("Noise seed 2.5", lambda: solvers.Noise(seed=2.5), Err(r"seed")),
+    # the fixed-point iteration reaches its float32 fixed point exactly: tol=1e-300 is met
+    Attempt("backward_euler tol 1e-300", integ(scheme="backward_euler", tol=1e-300, max_iterations=50),
+            Ok(close(1.25 ** -4, 1e-5))),
+    Attempt("backward_euler tol 1e-300 contractive 0.9", integ(f=lambda t, u: -9 * u, steps=10, scheme="backward_euler",
+                                                               tol=1e-300, max_iterations=5),
+            Err(r"did not reach tol", (solvers.DivergenceError,))),
+    Attempt("integrate gradient wrt u0", _grad_u0, Ok(close(E1, 1e-5))),
+    Attempt("integrate float16 state", integ(u0=torch.ones(3, dtype=torch.float16), steps=8),
+            Ok(lambda r: r.dtype == torch.float16 and close(0.875 ** 8, 1e-2)(r.float()))),
+    Attempt("integrate bfloat16 state", integ(u0=torch.ones(3, dtype=torch.bfloat16), steps=8),
+            Ok(lambda r: r.dtype == torch.bfloat16 and close(0.875 ** 8, 2e-2)(r.float()))),
+    Attempt("integrate field float32 for float64", integ(f=lambda t, u: (-u).float(), u0=torch.ones(3).double()),
+            Err(r"float32")),
+    Attempt("integrate leapfrog dim=5", integ(u0=torch.ones(2, 4), scheme="leapfrog", dim=5), Err(r"dim=5")),
+    Attempt("integrate shake single field", integ(scheme="euler_maruyama", noise="shake"), Err(r"pair")),
+    Attempt("integrate coefficients k per step wrong", integ(scheme="lm", coefficients={"k": [0.1] * 3}), Err(r"3 per-step")),
+    Attempt("reversible_solve non-reversible", lambda: solvers.reversible_solve(solvers.get("euler"), [neg] * 2, U),
+            Err(r"reversible|leapfrog|euler")),
+    # ---- odenets' helpers -----------------------------------------------------------------
+    Attempt("list_models 5", lambda: odenets.list_models(5), Err(r"pattern|5")),
+    Attempt("list_models no match", lambda: odenets.list_models("zzz*"), Ok(lambda r: r == [])),
+    Attempt("list_models lm_*", lambda: odenets.list_models("lm_*"), Ok(lambda r: r and all(n.startswith("lm_") for n in r))),
+    Attempt("info unknown", lambda: odenets.info("resnet21"), Err(r"resnet21")),
+    Attempt("info input_size 0", lambda: odenets.info("resnet20", input_size=(1, 3, 0, 0)), Err(r"input_size")),
+    Attempt("info input_size 3 values", lambda: odenets.info("resnet20", input_size=(3, 32, 32)), Err(r"input_size|\(N, 3, H, W\)")),
+    Attempt("info params", lambda: odenets.info("resnet20")["params"], Ok(lambda r: r == 269722)),
+    Attempt("coefficients of 5", lambda: odenets.coefficients(5), Err(r"5|nn.Module|model")),
+    Attempt("coefficients of lm", lambda: odenets.coefficients(odenets.create("lm_resnet20", **SMALL)),
+            Ok(lambda r: r and all(all(-1 < k < 1 for k in v) for v in r.values()))),
+    Attempt("create pretrained none shipped", create("rk4_resnet20", pretrained=True), Err(r"rk4_resnet20|pretrained|weights")),
+    Attempt("create global_pool 'mean'", create(global_pool="mean"), Err(r"global_pool")),
+    Attempt("reset_classifier -1", lambda: _classifier_reset(-1), Err(r"num_classes")),
+    Attempt("reset_classifier 5 forward", lambda: _classifier_reset(5).eval()(X), Ok(lambda r: r.shape == (2, 5))),
+    Attempt("forward empty batch", forward(x=torch.randn(0, 3, 8, 8)), Ok(lambda r: r.shape == (0, 3))),
+]
+
+ATTEMPTS = SOLVERS + BUILD + MORE
 
 
 SEEN = {}
