@@ -122,6 +122,8 @@ TRAIN = [
     Attempt("train --resume --model another", cli("train", "--resume", "{run}", "--model", "lm_resnet20"),
             Err(r"model"),
             keep=kept(*RUN_FILES)),
+    Attempt("train --resume a checkpoint of another model", cli("train", "--resume", "{swapped_ckpt}", "--epochs", "2"),
+            Err(r"checkpoint"), keep=kept(*RUN_FILES, run="swapped_ckpt")),
     Attempt("train --run-dir a file", cli("train", "--model", "resnet20", *TINY, "--run-dir", "{afile}"),
             Err(r"afile"),
             keep=lambda: [W["afile"]]),
@@ -227,6 +229,20 @@ PLOT = [
     Attempt("list --pattern no match", cli("list", "models", "--pattern", "zzz*"), Err(r"zzz")),
     Attempt("list lm_* names", cli("list", "models", "--pattern", "lm_*", "--names"),
             Ok(lambda r: r.out.split() and all(n.startswith("lm_") for n in r.out.split()))),
+    Attempt("compare --models ''", cli("compare", "--models", "", "--out", "{tmp}/cmp1"), Err(r"models")),
+    Attempt("compare --models nope", cli("compare", "--models", "resnet20,nope", "--out", "{tmp}/cmp2"), Err(r"nope")),
+    Attempt("compare --models twice", cli("compare", "--models", "resnet20,resnet20", "--out", "{tmp}/cmp3", *TINY),
+            Err(r"resnet20")),
+    Attempt("compare --out a file", cli("compare", "--models", "resnet20", "--out", "{afile}", *TINY), Err(r"afile"),
+            keep=lambda: [W["afile"]]),
+    # a comparison beside a run's files: its own run directory and compare.json, the run untouched
+    Attempt("compare --out a run", cli("compare", "--models", "resnet20", "--out", "{cmp_run}", *TINY),
+            Ok(lambda r: Path(W["cmp_run"], "compare.json").is_file()), keep=kept(*RUN_FILES, run="cmp_run")),
+    Attempt("compare --out the same again", cli("compare", "--models", "resnet20", "--out", "{cmp_run}", *TINY),
+            Err(r"resnet20|exist|resume"), keep=kept(*RUN_FILES, "compare.json", run="cmp_run")),
+    Attempt("bench nope", cli("bench", "nope"), Err(r"nope")),
+    Attempt("bench report bad results dir", cli("bench", "report", "--results", "{afile}"), Err(r"afile|results")),
+    Attempt("list datasets names", cli("list", "datasets", "--names"), Ok(lambda r: "synthetic" in r.out.split())),
     Attempt("no command", cli(), Err(r"usage|COMMAND")),
     Attempt("unknown command", cli("trian"), Err(r"trian")),
 ]
@@ -399,6 +415,7 @@ def workspace(tmp_path_factory):
                    cut_metrics=("metrics.jsonl", lines[:len(lines) // 2]),
                    partial_metrics=("metrics.jsonl", b'{"epoch": 1}\n'),
                    text_epochs=("config.json", json.dumps({**config, "epochs": "ten"}).encode()))
+    W["cmp_run"] = str(_copy_run("cmp_run"))
     for name, (file, content) in damaged.items():
         target = _copy_run(name)
         W[name] = str(target)
