@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import traceback
 from pathlib import Path
 
 from odenets.campaign import (Campaign, add_arguments, collect, git_version, read_legacy,
                               run_campaign)
-from odenets.campaign.records import read_json, write_json
+from odenets.campaign.records import read_json, write_atomic, write_json
 
 BENCH = str(Path(__file__).resolve().parent)
 
@@ -66,8 +67,13 @@ def load_summary(path: Path, identity: tuple, default_key: str | None = None) ->
     path = Path(path)
     if not path.exists():
         return {}
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file; move it away to start afresh")
     read_legacy(path, identity, default_key)
-    return read_json(path)
+    stored = read_json(path)
+    if not isinstance(stored.get("recipe_key", ""), str):
+        raise ValueError(f"{path}: recipe_key is {stored['recipe_key']!r}, expected a string")
+    return stored
 
 
 def report_header(stored: dict, header: dict, path: Path, report_only: bool) -> tuple[dict, str]:
@@ -102,12 +108,13 @@ def write_report(payload: dict, path: Path, plot_fn, markdown_fn) -> None:
     stem = Path(path).with_suffix("")
     try:
         payload["plots"] = plot_fn(payload, stem) if payload.get("runs") else []
-    except Exception as e:  # no matplotlib (a bare GPU image): the results still count
-        traceback.print_exc()
+    except Exception as e:  # no matplotlib (a bare GPU image), a full disk: the results count
+        if not isinstance(e, (OSError, ValueError)):
+            traceback.print_exc()
+        print(f"plots not written: {e}", file=sys.stderr, flush=True)
         payload["plots"], payload["plot_error"] = [], f"{type(e).__name__}: {e}"
     write_json(path, payload)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".md").write_text(markdown_fn(payload) + "\n")
+    write_atomic(stem.with_suffix(".md"), markdown_fn(payload) + "\n")
 
 
 def drive(*, path: Path, key: str, fn: str, runs: list, args, summary, identity=("model", "seed"),

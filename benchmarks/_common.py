@@ -112,3 +112,17 @@ def time_call(fn, device="cpu", clock: str = "wall") -> float:
     fn()
     synchronize(device)
     return timer() - start
+
+
+def run_main(main, argv=None) -> int:
+    """``main(argv)`` as a script's entry point: a user's error (a bad flag value, a malformed
+    or unwritable results file: ValueError, OSError) is one line, ``<script>: error: ...``,
+    exit status 2; ``ODENETS_DEBUG=1`` shows the traceback (as the ``odenets`` command does)."""
+    try:
+        status = main(argv)
+        return status if isinstance(status, int) else 0  # some mains return their results
+    except (ValueError, OSError) as e:
+        if os.environ.get("ODENETS_DEBUG") or isinstance(e, BrokenPipeError):
+            raise
+        print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
+        return 2

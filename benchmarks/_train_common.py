@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import odenets  # noqa: E402
-from odenets import data as datasets  # noqa: E402
+from odenets import atomic, data as datasets  # noqa: E402
 from odenets.train import TrainConfig, train  # noqa: E402
 from odenets.train.distributed import resolve_device  # noqa: E402
 from odenets.train.epoch import autocast  # noqa: E402
@@ -250,8 +250,10 @@ def save_figure(fig, stem: Path, suffix: str) -> list[str]:
     """Lay out, save as ``<stem>_<suffix>.png`` (110 dpi) and close ``fig``: [its file name]."""
     fig.tight_layout()
     out = stem.parent / f"{stem.name}_{suffix}.png"
-    fig.savefig(out, dpi=110)
-    pyplot().close(fig)
+    try:
+        atomic.save_figure(fig, out, dpi=110)  # a full disk leaves no 0-byte PNG
+    finally:
+        pyplot().close(fig)
     return [out.name]
 
 

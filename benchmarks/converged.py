@@ -92,7 +92,8 @@ def summarise(payload: dict, models: list[str], key: str) -> None:
     payload["models"] = {m: dict(test_acc=mean_ci(acc[m].values()),
                                  val_acc=mean_ci(r["val_acc"] for r in runs
                                                  if r["model"] == m and r.get("val_acc") is not None),
-                                 seconds=mean_ci(r["seconds"] for r in runs if r["model"] == m))
+                                 seconds=mean_ci(r["seconds"] for r in runs  # older records: none
+                                                 if r["model"] == m and r.get("seconds") is not None))
                          for m in models}
     payload["comparisons"] = []
     for m in models:
@@ -106,6 +107,10 @@ def summarise(payload: dict, models: list[str], key: str) -> None:
 # ---- markdown and plots --------------------------------------------------------------------------
 def _pct(v, digits=2):
     return "—" if v is None else f"{v * 100:.{digits}f}"
+
+
+def _minutes(seconds):
+    return "—" if seconds is None else f"{seconds / 60:.1f}"
 
 
 def markdown(payload: dict) -> str:
@@ -130,7 +135,7 @@ def markdown(payload: dict) -> str:
         rows.append((m, f"{payload['meta'].get(m, {}).get('params', 0):,}", t["n"],
                      f"{_pct(t['mean'])} ± {_pct(t['std'])}",
                      f"[{_pct(lo)}, {_pct(hi)}]" if lo is not None else "—",
-                     _pct(s["val_acc"]["mean"]), f"{s['seconds']['mean'] / 60:.1f}", per_seed))
+                     _pct(s["val_acc"]["mean"]), _minutes(s["seconds"]["mean"]), per_seed))
     lines += [markdown_table(("model", "params", "n", "test acc % (mean ± std)", "95% CI",
                               "val acc %", "min/run", "per seed (seed: test %)"), rows), ""]
     if payload["comparisons"]:
@@ -285,4 +290,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _common import run_main
+    sys.exit(run_main(main))

@@ -311,4 +311,5 @@ def run_one(k: int, seed: int, model: str, train_solver: str, recipe: dict, solv
 
 
 if __name__ == "__main__":
-    main()
+    from _common import run_main
+    sys.exit(run_main(main))

@@ -381,4 +381,5 @@ def main(argv=None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    from _common import run_main
+    sys.exit(run_main(main))

@@ -133,6 +133,11 @@ def build(field, solver="euler", steps: int | None = None, tied: bool | None = N
     if momentum not in (True, False) or isinstance(momentum, (int, float)) and \
             not isinstance(momentum, bool):
         raise ValueError(f"momentum must be True or False, got {momentum!r}")
+    if tied is not None and not isinstance(tied, bool):
+        raise ValueError(f"tied must be True, False or None, got {tied!r}")
+    if channels is not None and not checks.is_int(channels, 1):
+        raise ValueError(f"channels must be None or an integer >= 1 (the size of dim 1 of u), "
+                         f"got {channels!r}")
     if momentum or damping != 0.0:
         if momentum is not True:
             raise ValueError(f"damping={damping!r} applies to momentum flows; pass momentum=True "
@@ -217,6 +222,8 @@ def coefficients(model: nn.Module) -> dict[str, list[float]]:
     Keys are ``"<flow path>.<name>"`` (e.g. ``"stages.1.flow.k"``; just ``"k"`` for a bare
     flow), values the per-step values (per-channel coefficients averaged over channels).
     """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"coefficients takes a model (an nn.Module), got {type(model).__name__}")
     out = {}
     for path, module in model.named_modules():
         if isinstance(module, Flow):

@@ -12,8 +12,9 @@ dashes). Adding a subcommand is adding a file; nothing here changes. Command mod
 heavy dependencies inside ``run`` so that ``odenets --help`` stays fast.
 
 Errors that are the user's (bad names or values, missing data, paths that cannot be written,
-a diverged run) print one line, ``odenets CMD: error: ...``, and exit with status 2 (3 for a
-diverged run); set ODENETS_DEBUG=1 for the full traceback.
+an optional package not installed, a diverged run) print one line, ``odenets CMD: error:
+...``, and exit with status 2 (3 for a diverged run); set ODENETS_DEBUG=1 for the full
+traceback.
 """
 from __future__ import annotations
 
@@ -100,7 +101,8 @@ def _main(argv=None) -> int:
     except BrokenPipeError:  # an OSError too: `main` ends the command quietly
         raise
     except (TrainingDivergedError, DivergenceError, ValueError, FileNotFoundError, *PATH_ERRORS,
-            OSError) as e:  # DivergenceError: a solver stopped (max_num_steps, NaN); OSError: full disk
+            OSError, ImportError) as e:  # DivergenceError: a solver stopped (max_num_steps, NaN);
+        # OSError: full disk; ImportError: an optional package (torchode, tensorboard) missing
         if os.environ.get("ODENETS_DEBUG"):
             raise
         print(f"odenets {args.command}: error: {e}", file=sys.stderr)

@@ -22,6 +22,8 @@ import math
 import torch
 from torch import nn
 
+from solvers import checks
+
 from .flow import Flow
 from .momentum import Damping
 from .models import create
@@ -119,6 +121,13 @@ def info(model, input_size=(1, 3, 32, 32), **create_options) -> dict:
     `probe_input`: seeded standard-normal, not zeros, see the module docstring); for adaptive
     solvers that number depends on the input and the weights.
     """
+    if not isinstance(model, (str, nn.Module)):
+        raise ValueError(f"info takes a preset name or an nn.Module, got {type(model).__name__}")
+    images = isinstance(model, str)  # a preset takes (N, C, H, W); a module its own shape
+    sizes = isinstance(input_size, (tuple, list)) and all(checks.is_int(n, 1) for n in input_size)
+    if not sizes or len(input_size) != 4 and (images or not input_size):
+        want = "four integers >= 1, (N, C, H, W)" if images else "integers >= 1"
+        raise ValueError(f"input_size must be {want}, got {input_size!r}")
     name = model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
     if isinstance(model, str):
         if len(input_size) == 4:

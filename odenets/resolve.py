@@ -81,8 +81,9 @@ def parse_options(items) -> dict:
     out = {}
     for item in items or ():
         key, sep, text = str(item).partition("=")
-        if not sep or not key:
-            raise ValueError(f"solver option {item!r} must be KEY=VALUE, e.g. k=-0.05")
+        if not sep or not key or not text:
+            raise ValueError(f"solver option {item!r} must be KEY=VALUE (--solver-opt), e.g. "
+                             f"k=-0.05")
         try:
             out[key] = ast.literal_eval(text)
         except (ValueError, SyntaxError):

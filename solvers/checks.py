@@ -97,10 +97,13 @@ def function(where: str, name: str, value):
 
 
 def t_span(where: str, value) -> tuple[float, float]:
-    """``(t0, t1)`` as two finite, distinct floats."""
+    """``(t0, t1)`` as two finite, distinct floats (real numbers, not strings such as '1')."""
     try:
+        if isinstance(value, (str, bytes)) or not all(
+                is_real(t) or getattr(t, "numel", lambda: 0)() == 1 for t in value):
+            raise TypeError
         t0, t1 = (float(t) for t in value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RuntimeError):
         raise ValueError(f"{where}: t_span must be a pair (t0, t1) of real numbers, got "
                          f"{value!r}") from None
     if not (math.isfinite(t0) and math.isfinite(t1)) or t0 == t1:

@@ -12,6 +12,8 @@ from .base import Repeat
 from .registry import get
 from .reversible import params_known
 
+MAX_STEPS = 10 ** 9  # as solvers.odeint: a larger count is a typo, refused before any work
+
 
 def integrate(f, u0: torch.Tensor, steps: int, scheme=None, t0: float = 0.0, t1: float = 1.0,
               return_path: bool = False, coefficients: dict | None = None, training: bool = True,
@@ -46,9 +48,8 @@ def integrate(f, u0: torch.Tensor, steps: int, scheme=None, t0: float = 0.0, t1:
                  **options)
     steps = checks.integer(scheme.name, "steps", steps)
     t0, t1 = check_times(scheme.name, t0, t1)
-    if not math.isfinite((t1 - t0) / steps):
-        raise ValueError(f"{scheme.name}: the step dt = (t1 - t0) / steps overflows (t0={t0!r}, "
-                         f"t1={t1!r}, steps={steps}); use a shorter time span")
+    checks.boolean(scheme.name, "training", training)
+    checks.boolean(scheme.name, "return_path", return_path)
     check_coefficients(scheme, coefficients)
     if not torch.is_tensor(u0):
         raise ValueError(f"{scheme.name}: u0 must be a tensor, got {type(u0).__name__}")
@@ -56,6 +57,12 @@ def integrate(f, u0: torch.Tensor, steps: int, scheme=None, t0: float = 0.0, t1:
         raise ValueError(f"{scheme.name}: u0 must be a floating-point tensor, got {u0.dtype}")
     if return_path:
         check_path_size(scheme.name, steps, u0)
+    if steps > MAX_STEPS:
+        raise ValueError(f"{scheme.name}: steps={steps:.3g} is more than anyone can mean; at most "
+                         f"{MAX_STEPS:.0e} are allowed")
+    if not math.isfinite((t1 - t0) / steps):
+        raise ValueError(f"{scheme.name}: the step dt = (t1 - t0) / steps overflows (t0={t0!r}, "
+                         f"t1={t1!r}, steps={steps}); use a shorter time span")
     if isinstance(f, list) and len(f) != steps:
         raise ValueError(f"{scheme.name}: got {len(f)} per-step fields for steps={steps}")
     for field in (f if isinstance(f, list) else (f,)):
@@ -142,8 +149,12 @@ def check_coefficients(scheme, coefficients) -> None:
 
 
 def check_times(name: str, t0, t1) -> tuple[float, float]:
-    """``(t0, t1)`` as two finite, distinct floats (else a ValueError naming the problem)."""
+    """``(t0, t1)`` as two finite, distinct floats (else a ValueError naming the problem); real
+    numbers or one-element real tensors (a string such as '1' is no time)."""
     try:
+        if not all(checks.is_real(t) or (torch.is_tensor(t) and t.numel() == 1
+                                         and not t.is_complex()) for t in (t0, t1)):
+            raise TypeError
         t0, t1 = float(t0), float(t1)
     except (TypeError, ValueError, RuntimeError):
         raise ValueError(f"{name}: t0 and t1 must be real numbers, got t0={t0!r}, "

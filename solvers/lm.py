@@ -45,7 +45,7 @@ class LM(Scheme):
         lo, hi = (checks.real(self.name, "k_init", v, -1.0, 1.0, (False, False)) for v in k_init)
         if lo > hi:
             raise ValueError(f"lm: k_init must be (low, high) with low <= high, got {k_init!r}")
-        self.k_init, self.per_channel = (lo, hi), bool(per_channel)
+        self.k_init, self.per_channel = (lo, hi), checks.boolean(self.name, "per_channel", per_channel)
         self.coefficients = (Coefficient(K.name, (lo + hi) / 2, (lo, hi), K.bounds, True, K.doc),)
 
     def options(self):

@@ -54,30 +54,23 @@ CHUNK = 4096  # grid points made at a time: memory does not grow with the step c
 def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method=None, options: dict | None = None,
            event_fn=None):
     """Solve ``dy/dt = func(t, y)``, ``y(t[0]) = y0``; returns ``y`` at every time of ``t``
-    (see the module docstring). ``rtol``/``atol`` matter to adaptive methods only."""
+    (see the module docstring). ``rtol``/``atol`` (finite, >= 0) matter to adaptive methods
+    only. A torchdiffeq solve stopped by ``max_num_steps`` raises `solvers.DivergenceError`."""
     if options is not None and not isinstance(options, dict):
         raise ValueError(f"odeint: options must be a dict, got {options!r}")
     options = dict(options or {})
     method = "dopri5" if method is None else method
+    times = _check_inputs("odeint", func, y0, t, rtol, atol)
     if peers.odeint_delegated(method, options, event_fn, ours=_ours(method)):
-        return peers.torchdiffeq_odeint(func, y0, t, rtol=rtol, atol=atol, method=method,
-                                        options=options, event_fn=event_fn)
+        return peers.torchdiffeq_odeint(func, y0, _for_peer(t, times), rtol=rtol, atol=atol,
+                                        method=method, options=options, event_fn=event_fn)
     grid = {k: options.pop(k) for k in GRID_OPTIONS if k in options}
     scheme = _scheme(method, options)
     tuple_state = isinstance(y0, tuple)
     if tuple_state:
-        if not y0 or not all(torch.is_tensor(y) and y.is_floating_point() for y in y0):
-            raise ValueError(f"odeint: a tuple y0 must hold floating-point tensors, got "
-                             f"{[type(y).__name__ for y in y0]}")
         shapes = [y.shape for y in y0]
         func, y0 = _flat_func(func, shapes), torch.cat([y.reshape(-1) for y in y0])
-    elif not torch.is_tensor(y0) or not y0.is_floating_point():
-        got = y0.dtype if torch.is_tensor(y0) else type(y0).__name__
-        raise ValueError(f"odeint: y0 must be a floating-point tensor or a tuple of them, got {got}")
-    if not callable(func):
-        raise ValueError(f"odeint: func must be callable as func(t, y), got {func!r}")
     func = shape_checked(func, "odeint", "func", check_dtype=True)
-    times = _check_t(t, y0)
     reverse = len(times) > 1 and bool(times[0] > times[1])
     field = _Reversed(func) if reverse else func
     tt = -times if reverse else times
@@ -110,6 +103,17 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method=None, options=No
         raise ValueError(f"odeint_adjoint: method {method!r} is not a torchdiffeq method; the "
                          f"adjoint runs {sorted(peers.torchdiffeq_methods())}; for our schemes "
                          f"use solvers.odeint (backpropagation through the steps)")
+    times = _check_inputs("odeint_adjoint", func, y0, t, rtol, atol)
+    t = _for_peer(t, times)
+    if adjoint_params is not None:
+        given = adjoint_params
+        try:
+            adjoint_params = tuple(adjoint_params)
+        except TypeError:
+            adjoint_params = None
+        if adjoint_params is None or not all(torch.is_tensor(p) for p in adjoint_params):
+            raise ValueError(f"odeint_adjoint: adjoint_params must be an iterable of tensors (e.g. "
+                             f"tuple(func.parameters())), got {given!r}")
     if "steps" in options or "max_step" in options:
         ours = {k: options.pop(k) for k in ("steps", "max_step") if k in options}
         options["grid_constructor"] = lambda f, y, tt: _grid_tensor(f, y, tt, ours)
@@ -147,9 +151,39 @@ def _scheme(method, scheme_options) -> Scheme:
                          f"{e}; also allowed: {allowed}") from None
 
 
+def _check_inputs(where: str, func, y0, t, rtol, atol) -> torch.Tensor:
+    """Check ``func``, ``y0`` (a floating-point tensor or a non-empty tuple of them), the
+    tolerances (finite numbers >= 0) and ``t`` (`_check_t`), for our grids and torchdiffeq's
+    alike; the checked times."""
+    if isinstance(y0, tuple):
+        if not y0 or not all(torch.is_tensor(y) and y.is_floating_point() for y in y0):
+            raise ValueError(f"{where}: a tuple y0 must hold floating-point tensors, got "
+                             f"{[y.dtype if torch.is_tensor(y) else type(y).__name__ for y in y0]}")
+    elif not torch.is_tensor(y0) or not y0.is_floating_point():
+        got = y0.dtype if torch.is_tensor(y0) else type(y0).__name__
+        raise ValueError(f"{where}: y0 must be a floating-point tensor or a tuple of them, got {got}")
+    if not callable(func):
+        raise ValueError(f"{where}: func must be callable as func(t, y), got {func!r}")
+    for name, tol in (("rtol", rtol), ("atol", atol)):
+        values = tol.detach().flatten().tolist() if torch.is_tensor(tol) and not tol.is_complex() \
+            else [tol] if checks.is_real(tol) else None
+        if values is None or not all(math.isfinite(v) and v >= 0 for v in values):
+            raise ValueError(f"{where}: {name} must be a finite number >= 0, got {tol!r}")
+    return _check_t(t, y0[0] if isinstance(y0, tuple) else y0)
+
+
+def _for_peer(t, times: torch.Tensor):
+    """``t`` as torchdiffeq takes it: the tensor given (its gradient kept) when it is a
+    floating-point tensor on the state's device, else the checked times."""
+    ok = torch.is_tensor(t) and t.is_floating_point() and t.device == times.device
+    return t if ok else times
+
+
 def _check_t(t, y0) -> torch.Tensor:
     """``t`` as a detached 1-D tensor on ``y0``'s device (its own floating dtype, else the
     state's clock dtype): finite, strictly monotonic, with finite differences."""
+    if torch.is_tensor(t) and t.is_complex() or isinstance(t, complex):
+        raise ValueError(f"odeint: t must be real times, got {t!r}")
     try:
         if torch.is_tensor(t):
             tt = t.detach().to(y0.device)

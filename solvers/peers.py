@@ -9,6 +9,7 @@ import importlib
 import inspect
 
 from . import checks
+from .base import DivergenceError
 
 # options torchdiffeq's solvers take through **kwargs without naming them in a signature
 _POPPED = {"norm"}
@@ -84,8 +85,9 @@ def torchdiffeq_odeint(func, y0, t, *, rtol, atol, method, options, event_fn, ad
                                  options=options, event_fn=event_fn)
         return module.odeint_adjoint(func, y0, t, rtol=rtol, atol=atol, method=method,
                                      options=options, event_fn=event_fn, **adjoint)
-    except AssertionError as e:  # e.g. 'max_num_steps exceeded'
-        raise RuntimeError(f"odeint (torchdiffeq's {method}): {e}") from None
+    except AssertionError as e:  # 'max_num_steps exceeded', 'underflow in dt': the solve stopped
+        raise DivergenceError(f"odeint (torchdiffeq's {method}): {e} (options={options!r}, "
+                              f"rtol={rtol!r}, atol={atol!r})") from None
 
 
 # ---- torchsde -------------------------------------------------------------------------------

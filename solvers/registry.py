@@ -49,6 +49,10 @@ def register(name: str, cls: type[Scheme]) -> type[Scheme]:
     """Register a scheme class under ``name`` (raises if the name is taken)."""
     if name in SCHEMES:
         raise ValueError(f"scheme {name!r} is already registered (by {SCHEMES[name].__name__})")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a scheme name must be a non-empty string, got {name!r}")
+    if not (isinstance(cls, type) and issubclass(cls, Scheme)):
+        raise ValueError(f"register({name!r}, ...) needs a subclass of solvers.Scheme, got {cls!r}")
     SCHEMES[name] = cls
     return cls
 

@@ -196,6 +196,9 @@ def reversible_solve(scheme, fields, u0, t0=0.0, dt=1.0, params=None, check=None
     `DivergenceError` on drift (expansive steps that cannot be inverted in floating point); one
     host sync, so ``check=None`` does it on CPU only.
     """
+    if not callable(getattr(scheme, "inverse", None)):
+        raise ValueError(f"reversible_solve needs a scheme with an exact inverse (leapfrog, "
+                         f"damped_leapfrog), got {getattr(scheme, 'name', scheme)!r}")
     if params is None and not all(params_known(part) for f in distinct(fields)
                                   for part in (f if isinstance(f, (tuple, list)) else (f,))):
         u, times = u0, time_grid(t0, dt, len(fields), u0)

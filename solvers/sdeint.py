@@ -57,6 +57,9 @@ def sdeint(sde, y0: torch.Tensor, ts, bm=None, method: str | None = None, dt: fl
     noise, sde_type, f, g = _check_sde("sdeint", sde, names, bm)
     if method is None:
         method = peers.TORCHSDE_DEFAULT[sde_type][noise]
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"sdeint: generator must be None or a torch.Generator (e.g. "
+                         f"torch.Generator().manual_seed(0)), got {generator!r}")
     theirs = dict(adaptive=adaptive, logqp=logqp, extra=extra, options=options,
                   extra_solver_state=extra_solver_state)
     times, h = _check_solve("sdeint", y0, ts, dt)

@@ -16,6 +16,7 @@ Merging the results of several machines is copying their ``records/`` files into
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import socket
@@ -102,6 +103,9 @@ def write_atomic(path: Path, text: str | None = None, obj=None) -> Path:
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:  # a full disk: one line naming the file, the old file kept
+        raise ValueError(f"cannot write {path} (disk full or not writable?): "
+                         f"{e.strerror or e}") from None
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -130,6 +134,13 @@ def check_record(record, where: str, need_key: bool = True) -> dict:
             raise ValueError(f"{where}: {field} is {value!r} ({type(value).__name__}), expected a number")
         if isinstance(value, bool):
             raise ValueError(f"{where}: {field} is {value!r}, expected a number")
+        if isinstance(value, (int, float)) and not (
+                math.isfinite(value) and value >= 0 and (field == "seconds" or value <= 1)):
+            bound = ">= 0" if field == "seconds" else "in [0, 1]"
+            raise ValueError(f"{where}: {field} is {value!r}, expected a finite number {bound}")
+    if "seed" in record and not (isinstance(record["seed"], int) and not isinstance(record["seed"], bool)):
+        raise ValueError(f"{where}: seed is {record['seed']!r} ({type(record['seed']).__name__}), "
+                         f"expected an integer")
     return record
 
 
@@ -183,6 +194,8 @@ def read_legacy(path: Path, identity: tuple, default_key: str | None = None) -> 
         for field in identity:
             if field not in run:
                 raise ValueError(f"{where} has no {field!r}")
+            if not isinstance(run[field], (str, int, float)):  # a name or a number, hashable
+                raise ValueError(f"{where}: {field} is {run[field]!r}, expected a name or a number")
         ident = tuple(run[f] for f in identity) + (run["recipe_key"],)
         if ident in seen:
             named = ", ".join(f"{f} {run[f]}" for f in identity)

@@ -83,7 +83,7 @@ class ImageData:
         validation set that is the same for every training seed and model."""
         if not checks.is_int(n) or not 0 < n < len(self):
             raise ValueError(f"cannot hold out {n!r} of the {len(self)} {self.name} training "
-                             f"images: the validation split must lie in [1, {len(self) - 1}]")
+                             f"images: the validation split must lie in [1, {len(self) - 1}] (--val-split)")
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
         held, rest = order[:n].sort().values, order[n:].sort().values
         return tuple(ImageData(self.name, self.images[i.to(self.images.device)],

@@ -48,8 +48,14 @@ def call_leaf(module: nn.Module, u, *args, **kwargs):
     return module(u, *args, **kwargs)
 
 
-def _check_images(x, in_channels: int, who: str = "Network"):
+def _check_images(x, in_channels: int, who: str = "Network", dtype=None):
     """``x`` itself, after a ValueError unless it is a batch of ``in_channels``-channel images."""
+    if not x.is_floating_point():
+        raise ValueError(f"{who} expects floating-point images, got {x.dtype} (e.g. "
+                         f"x.float() / 255, then normalise)")
+    if dtype is not None and x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+        raise ValueError(f"{who} holds {dtype} weights and got {x.dtype} images: convert one "
+                         f"(x.to({dtype}) or model.to({x.dtype}))")
     if x.dim() != 4 or x.shape[1] != in_channels:
         raise ValueError(
             f"{who} expects images of shape (N, {in_channels}, H, W), got "
@@ -61,9 +67,14 @@ def _check_images(x, in_channels: int, who: str = "Network"):
 torch.fx.wrap("_check_images")  # traced as one call: the check stays in the traced graph
 
 
-def check_images(x, in_channels: int, who: str = "Network"):
+def weights_dtype(module: nn.Module):
+    """The dtype of ``module``'s first floating-point parameter (None: it has none)."""
+    return next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
+
+
+def check_images(x, in_channels: int, who: str = "Network", dtype=None):
     """`_check_images`, a traced call under torch.fx (its shape tests need real tensors)."""
-    return _check_images(x, in_channels, who)
+    return _check_images(x, in_channels, who, dtype)
 
 
 def feature_info(cfg) -> list[dict]:
@@ -139,7 +150,11 @@ def check_out_indices(out_indices, n: int) -> tuple[int, ...]:
     if not values or any(not -n <= i < n for i in values):
         raise ValueError(f"out_indices must be a non-empty list or tuple of integer feature indices in "
                          f"[-{n}, {n - 1}] (0: stem, 1..{n - 1}: stages), got {out_indices!r}")
-    return tuple(sorted({i % n for i in values}))
+    indices = [i % n for i in values]
+    if len(set(indices)) != len(indices):
+        raise ValueError(f"out_indices must name each feature map once (negatives count from the "
+                         f"end: -1 is {n - 1}), got {out_indices!r}")
+    return tuple(sorted(indices))
 
 
 class FeatureNet(nn.Module):
@@ -167,7 +182,8 @@ class FeatureNet(nn.Module):
         return self.pretrained_cfg
 
     def forward(self, x):
-        u, out = check_images(x, self.config.in_channels, type(self).__name__), []
+        u = check_images(x, self.config.in_channels, type(self).__name__, weights_dtype(self.stem))
+        out = []
         for name, layer in self.stem.named_children():
             u = layer(u)
             if f"stem.{name}" == self._stem_point and 0 in self.out_indices:

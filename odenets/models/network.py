@@ -29,7 +29,7 @@ from solvers import checks
 from ..build import build_stage
 from ..flow import Flow
 from ..fields import BLOCKS, Coupled, TwoBranch, make_block
-from .features import call_leaf, check_images, feature_info, pretrained_cfg
+from .features import call_leaf, check_images, feature_info, pretrained_cfg, weights_dtype
 from .head import ClassifierHead, check_head
 from .transitions import HISTORIES, SHORTCUTS, Transition, make_shortcut
 
@@ -295,7 +295,8 @@ class Network(nn.Module):
 
     def forward_features(self, x):
         """Images (N, in_channels, H, W) -> the last stage's feature map (N, num_features, h, w)."""
-        u, state = self.stem(check_images(x, self.config.in_channels, type(self).__name__)), None
+        u, state = self.stem(check_images(x, self.config.in_channels, type(self).__name__,
+                                            weights_dtype(self.stem))), None
         for stage in self.stages:
             u, state = self._run_stage(stage, u, state)
         return u
@@ -328,7 +329,8 @@ class Network(nn.Module):
         if output_fmt != "NCHW":
             raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
         take = _take_indices(len(self.stages), indices)
-        u, state = self.stem(check_images(x, self.config.in_channels, type(self).__name__)), None
+        u, state = self.stem(check_images(x, self.config.in_channels, type(self).__name__,
+                                            weights_dtype(self.stem))), None
         out = []
         for i, stage in enumerate(self.stages):
             u, state = self._run_stage(stage, u, state)

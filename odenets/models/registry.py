@@ -145,6 +145,8 @@ def create(name: str, num_classes: int = DEFAULT, in_channels: int = DEFAULT,
             raise ValueError(f"in_chans={in_chans!r} (timm's name for in_channels) and "
                              f"in_channels={in_channels!r} disagree; pass only in_channels")
         in_channels = in_chans
+    if features_only not in (False, True):
+        raise ValueError(f"features_only must be True or False, got {features_only!r}")
     if out_indices is not None and not features_only:
         raise ValueError(f"out_indices={out_indices!r} selects feature maps: it needs "
                          f"features_only=True")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import write_atomic, write_text
 from ..data import get_spec
 from ..models import create
 from ..train.model import load_run_model
@@ -30,7 +31,7 @@ RECORD_FIELDS = ("seed", "test_acc", "val_acc", "epochs", "recipe_key", "git_com
 def from_run(run_dir: Path, name: str, out: Path) -> Path:
     """Weights and entry from a finished run directory (`odenets.train`)."""
     summary_path = run_dir / SUMMARY
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary = _read_object(summary_path, "run summary") if summary_path.is_file() else {}
     if summary.get("status") != "finished":
         raise ValueError(f"{run_dir}: not a finished run ({summary_path} says status "
                          f"{summary.get('status')!r}); export the weights of finished runs only")
@@ -88,11 +89,12 @@ def write(out: Path, name: str, model, info: dict) -> Path:
     plus file, sha256, num_classes, in_channels) in ``out/weights.json``."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.pt"
-    torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, path)
-    table = json.loads((out / REGISTRY).read_text()) if (out / REGISTRY).is_file() else {}
+    weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    table = _read_object(out / REGISTRY, "registry") if (out / REGISTRY).is_file() else {}
+    write_atomic(path, lambda f: torch.save(weights, f), binary=True)  # a full disk: old file kept
     table[name] = dict(info, file=path.name, sha256=sha256(path), num_classes=model.num_classes,
                        in_channels=model.config.in_channels)
-    (out / REGISTRY).write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+    write_text(out / REGISTRY, json.dumps(table, indent=1, sort_keys=True) + "\n")
     return path
 
 

@@ -150,6 +150,9 @@ class TrainConfig:
             raise ValueError(f"warmup_epochs must be >= 0 (0 = no warm-up), got {self.warmup_epochs}")
         if any(not 0 < m < 1 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
             raise ValueError(f"milestones must be increasing fractions in (0, 1), got {self.milestones}")
+        if self.schedule == "step" and not self.milestones:
+            raise ValueError("milestones (--milestones) is empty: the step schedule would never "
+                             "lower the rate; name fractions such as 0.5,0.75, or use --schedule constant")
         return self
 
     def to_dict(self) -> dict:
