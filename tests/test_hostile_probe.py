@@ -287,8 +287,9 @@ SOLVERS = [
     Attempt("sdeint dt -0.1", sde(dt=-0.1), Err(r"dt")),
     Attempt("sdeint dt '0.1'", sde(dt="0.1"), Err(r"dt")),
     Attempt("sdeint dt 1e-12", sde(dt=1e-12), Err(r"at most")),
-    Attempt("sdeint dt 1e-8 (lazy)", lazily(lambda f: solvers.sdeint(SDE(drift=f), Y2, TS, dt=1e-8, method="euler")),
-            Ok()),
+    Attempt("sdeint dt 1e-8 generator (lazy)", lazily(lambda f: solvers.sdeint(
+        SDE(drift=f), Y2, TS, dt=1e-8, method="euler", generator=torch.Generator().manual_seed(0))), Ok()),
+    Attempt("sdeint dt 1e-8 no bm (torchsde's interval)", sde(dt=1e-8), Err(r"generator=.*at most")),
     Attempt("sdeint srk dt 1e-9", sde(method="srk", dt=1e-9), Err(r"at most")),
     Attempt("sdeint method unknown", sde(method="rk4"), Err(r"rk4")),
     Attempt("sdeint generator=0", sde(generator=0), Err(r"generator")),

@@ -438,7 +438,8 @@ def workspace(tmp_path_factory):
     with mock.patch.object(script, "train_one", lambda n, s, r, **kw: (dict(row), None)), \
             mock.patch.object(script, "model_meta", lambda n, d: dict(params=1)), \
             mock.patch.object(local, "DEFAULT_CORES_PER_WORKER", None):
-        script.main(["--config", "tiny", "--dataset", "synthetic", "--seeds", "0-1", "--out-dir", str(campaign)])
+        script.main(["--config", "tiny", "--dataset", "synthetic", "--seeds", "0-1", "--amp", "off",
+                     "--out-dir", str(campaign)])
     W["campaign"] = str(campaign)
     return W
 
