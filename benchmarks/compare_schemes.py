@@ -333,4 +333,5 @@ def exit_status(payload: dict) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(exit_status(main()))
+    from _common import run_main
+    sys.exit(run_main(lambda argv: exit_status(main(argv))))

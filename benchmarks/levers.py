@@ -194,4 +194,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _common import run_main
+    sys.exit(run_main(main))
