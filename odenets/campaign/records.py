@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from .. import atomic
+
 RECORDS, CLAIMS = "records", "claims"
 NUMBER_FIELDS = ("test_acc", "val_acc", "seconds", "accuracy", "trained_acc")
 
@@ -89,26 +91,12 @@ def stem(name: str, key: str) -> str:
 
 
 def write_atomic(path: Path, text: str | None = None, obj=None) -> Path:
-    """Write ``text`` (or ``torch.save(obj)``) to ``path`` via a unique temporary file and
-    ``os.replace``: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
-    try:
-        if obj is not None:
-            torch.save(obj, tmp)
-        else:
-            with open(tmp, "w") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:  # a full disk: one line naming the file, the old file kept
-        raise ValueError(f"cannot write {path} (disk full or not writable?): "
-                         f"{e.strerror or e}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    """Write ``text`` (or ``torch.save(obj)``) to ``path`` atomically and synced (`odenets.atomic`):
+    readers on any host never see half a file; a full disk is one line, the old file kept."""
+    if obj is not None:
+        return atomic.write_atomic(path, lambda f: torch.save(obj, f), binary=True, sync=True,
+                                   parents=True)
+    return atomic.write_atomic(path, lambda f: f.write(text), sync=True, parents=True)
 
 
 def write_json(path: Path, payload) -> Path:
