@@ -2,42 +2,18 @@
 `odenets analyze` write no 0-byte PNG, `train --resume` no `.config.json.<pid>.tmp`, and after a
 failed checkpoint save summary.json, the checkpoint and the metrics agree on the epochs done."""
 import builtins
-import errno
 import io
 import json
 from pathlib import Path
 
 import pytest
 
+from fixtures.hostile import FullFile
 from odenets import cli
 from odenets.train import checkpoint, rundir
 
 TINY = ["--model", "fixtures.tiny_models:tiny", "--dataset", "synthetic", "--subset", "64",
         "--test-subset", "32", "--batch-size", "32", "--no-progress"]
-
-
-class _FullFile:
-    """A file that takes ``room`` bytes, then fails as a full disk does."""
-
-    def __init__(self, f, room):
-        self._f, self._room = f, room
-
-    def write(self, data):
-        if len(data) > self._room:
-            self._f.write(data[:self._room])
-            self._room = 0
-            raise OSError(errno.ENOSPC, "No space left on device")
-        self._room -= len(data)
-        return self._f.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self._f, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._f.close()
 
 
 @pytest.fixture
@@ -48,7 +24,7 @@ def full_disk(monkeypatch, tmp_path):
     def fake_open(file, mode="r", *args, **kwargs):
         f = real(file, mode, *args, **kwargs)
         inside = isinstance(file, (str, Path)) and str(file).startswith(str(tmp_path / "out"))
-        return _FullFile(f, 16) if inside and any(c in mode for c in "wax") else f
+        return FullFile(f, 16) if inside and any(c in mode for c in "wax") else f
 
     monkeypatch.setattr(builtins, "open", fake_open)
     monkeypatch.setattr(io, "open", fake_open)
@@ -91,7 +67,7 @@ def test_a_failed_json_write_leaves_the_old_file_and_no_temp(tmp_path, monkeypat
     path = tmp_path / "config.json"
     rundir.write_json(path, {"epochs": 1})
     real = builtins.open
-    monkeypatch.setattr(builtins, "open", lambda f, mode="r", *a, **k: _FullFile(real(f, mode, *a, **k), 4)
+    monkeypatch.setattr(builtins, "open", lambda f, mode="r", *a, **k: FullFile(real(f, mode, *a, **k), 4)
                         if "w" in mode else real(f, mode, *a, **k))
     monkeypatch.setattr(io, "open", builtins.open)
     with pytest.raises(ValueError, match="cannot write .*config.json .*disk full"):
