@@ -53,7 +53,7 @@ def test_matches_torchdiffeq(method, times):
     assert len(t_new) == len(t_ref) and t_new == pytest.approx(t_ref, rel=1e-5, abs=1e-5)
     torch.testing.assert_close(y_new, y_ref, rtol=1e-6, atol=1e-9)
     for a, b in zip(g_new, g_ref):
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9)
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7 * float(b.abs().max()))
 
 
 def test_step_and_jump_times_and_callbacks():

@@ -10,7 +10,7 @@ was most of a dopri5 solve (ode_resnet20's stage-0 flow), and it grows with the 
 the heavy-ball flow's state (u, v) is twice u.
 
 Here the same step is taken with the same formulas and the same float32 coefficients
-``dt b_ij``, but each combination is ``k_1 c_1 + k_2 c_2 + ... + y0`` accumulated in one
+``dt b_ij``, but each combination is ``y0 + c_1 k_1 + c_2 k_2 + ...`` accumulated in one
 fresh tensor (zero coefficients skipped), the stages are never copied, ``t_dtype`` is read
 off the dtype (torchdiffeq takes ``y0.abs()`` every step for it), and the interpolating
 polynomial of a step (``y_mid`` and five coefficient tensors, ~20 elementwise passes) is
@@ -34,22 +34,23 @@ from torchdiffeq._impl.rk_common import RKAdaptiveStepsizeODESolver, _RungeKutta
 
 
 def combine(y0, ks, coefficients):
-    """``y0 + sum_j c_j k_j`` (``y0`` may be None: the sum alone), accumulated as
-    ``((k_1 c_1 + k_2 c_2) + ...) + y0`` in one new tensor. ``coefficients``: floats, or
-    0-dim tensors where they carry a gradient; zero floats are skipped."""
+    """``y0 + sum_j c_j k_j`` (``y0`` None: the sum alone), accumulated left to right in one new
+    tensor (torchdiffeq adds ``y0`` to the finished sum: the same to rounding). ``coefficients``:
+    floats, or 0-dim tensors where they carry a gradient; zero floats are skipped."""
     out = None
     for k, c in zip(ks, coefficients):
-        if not torch.is_tensor(c) and c == 0:
+        tensor = torch.is_tensor(c)
+        if not tensor and c == 0:
             continue
-        if out is None:
+        if out is None and y0 is None:
             out = k * c
-        elif torch.is_tensor(c):
-            out = out.addcmul_(k, c)
+        elif out is None:
+            out = torch.addcmul(y0, k, c) if tensor else torch.add(y0, k, alpha=c)
         else:
-            out = out.add_(k, alpha=c)
+            out = out.addcmul_(k, c) if tensor else out.add_(k, alpha=c)
     if out is None:
-        out = torch.zeros_like(ks[0])
-    return out if y0 is None else out.add_(y0)
+        return torch.zeros_like(ks[0]) if y0 is None else y0.clone()
+    return out
 
 
 def _scaled(row, dt):
