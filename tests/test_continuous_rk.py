@@ -146,3 +146,50 @@ def test_momentum_layouts():
     assert cont.batch_split and u.shape == v.shape == x.shape
     path = cont(x, torch.tensor([0.0, 0.5, 1.0]))
     assert path.shape == (3, *x.shape)
+
+
+@pytest.mark.parametrize("method", ["dopri5", "bosh3", "rk4"])
+def test_adjoint_matches_torchdiffeq(method):
+    """The adjoint (forward and backward solves by `rk.odeint`): torchdiffeq's gradients for
+    y0, the parameters and the output times (float64)."""
+    out = []
+    for solver in (torchdiffeq.odeint_adjoint, rk.odeint_adjoint):
+        torch.manual_seed(0)
+        f = Field().double()
+        y0 = torch.randn(3, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64,
+                         requires_grad=True)
+        t = torch.tensor([0.0, 0.3, 1.0], dtype=torch.float64, requires_grad=True)
+        opts = dict(step_size=0.05) if method == "rk4" else None
+        y = solver(f, y0, t, rtol=1e-6, atol=1e-8, method=method, options=opts)
+        grads = torch.autograd.grad((y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum(),
+                                    [y0, t, *f.parameters()])
+        out.append((y.detach(), grads, len(f.times)))
+    (y_ref, g_ref, n_ref), (y_new, g_new, n_new) = out
+    assert n_new == n_ref  # forward and adjoint evaluations
+    torch.testing.assert_close(y_new, y_ref, rtol=1e-6, atol=1e-9)
+    for a, b in zip(g_new, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7 * float(b.abs().max()))
+
+
+def test_adjoint_stage_flow_equals_before(monkeypatch):
+    """hbode_resnet20's stage flow with adjoint=True: gradients as with torchdiffeq's adjoint
+    and the channel layout, within torchdiffeq's own spread (module docstring)."""
+    x = torch.randn(2, 16, 8, 8, generator=torch.Generator().manual_seed(3))
+    out = {}
+    for old in (True, False):
+        flow = _flows("hbode_resnet20", old)
+        flow.flow.adjoint = True
+        xx = x.clone().requires_grad_(True)
+        with monkeypatch.context() as m:
+            if old:
+                m.setattr(rk, "odeint_adjoint", torchdiffeq.odeint_adjoint)
+            flow.reset_nfe()
+            y = flow(xx)
+            grads = torch.autograd.grad((y * torch.cos(torch.arange(y.numel()).view_as(y))).sum(),
+                                        [xx, *flow.parameters()])
+        out[old] = y.detach(), grads, dict(flow.nfe)
+    (y_old, g_old, n_old), (y_new, g_new, n_new) = out[True], out[False]
+    assert n_new["forward"] == n_old["forward"] and n_new["backward"] > 0
+    torch.testing.assert_close(y_new, y_old, rtol=0, atol=2e-5 * float(y_old.abs().max()))
+    for a, b in zip(g_new, g_old):
+        torch.testing.assert_close(a, b, rtol=0, atol=5e-2 * float(b.abs().max()))

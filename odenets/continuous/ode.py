@@ -247,8 +247,8 @@ class ODEFlow(CountsNFE, nn.Module):
         kwargs = dict(rtol=self.rtol, atol=self.atol, method=self.method, options=dict(self.options))
         try:
             if self.adjoint:
-                path = torchdiffeq.odeint_adjoint(self.func, u0, t, **kwargs, **self.adjoint_kwargs,
-                                                  adjoint_params=tuple(self.parameters()))
+                path = rk.odeint_adjoint(self.func, u0, t, **kwargs, **self.adjoint_kwargs,
+                                         adjoint_params=tuple(self.parameters()))
             else:
                 path = rk.odeint(self.func, u0, t, **kwargs)  # torchdiffeq's, lighter RK stages
         except AssertionError as error:  # torchdiffeq's way of saying "max_num_steps exceeded"

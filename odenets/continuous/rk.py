@@ -16,8 +16,10 @@ off the dtype (torchdiffeq takes ``y0.abs()`` every step for it), and the interp
 polynomial of a step (``y_mid`` and five coefficient tensors, ~20 elementwise passes) is
 fitted only when an output time falls inside that step. Results equal torchdiffeq's to
 rounding (the summation order of a combination differs); the step-size control, the
-asserts, ``step_t``/``jump_t``, callbacks, events and perturbation are torchdiffeq's own.
-Where ``dt`` carries a gradient (torchdiffeq's first step size depends on ``y0`` and
+asserts, ``step_t``/``jump_t``, callbacks and perturbation are torchdiffeq's own (no ``event_fn``).
+`odeint_adjoint` is torchdiffeq's adjoint with these solves, forward and backward (the
+augmented state (t, y, a, params) flattened into one vector, as torchdiffeq does). Where
+``dt`` carries a gradient (torchdiffeq's first step size depends on ``y0`` and
 ``f(y0)``), the coefficients stay tensors so that gradient is kept.
 """
 from __future__ import annotations
@@ -25,10 +27,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torchdiffeq._impl.adjoint import find_parameters, handle_adjoint_norm_
 from torchdiffeq._impl.interp import _interp_fit
-from torchdiffeq._impl.misc import (Perturb, _all_callback_names, _check_inputs,
-                                    _compute_error_ratio, _nextafter, _optimal_step_size,
-                                    _PerturbFunc, _rms_norm)
+from torchdiffeq._impl.misc import (Perturb, _all_adjoint_callback_names, _all_callback_names,
+                                    _check_inputs, _compute_error_ratio, _flat_to_shape,
+                                    _nextafter, _optimal_step_size, _PerturbFunc, _rms_norm)
 from torchdiffeq._impl.odeint import SOLVERS
 from torchdiffeq._impl.rk_common import RKAdaptiveStepsizeODESolver, _RungeKuttaState
 
@@ -176,16 +179,108 @@ FAST = {name: type(cls.__name__, (ListStages, cls), {"__doc__": cls.__doc__})
 
 
 def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method=None, options=None):
-    """``torchdiffeq.odeint`` (tensor ``y0``, no events) with `FAST`'s solver for the adaptive
-    Runge-Kutta methods; every other method is torchdiffeq's own."""
+    """``torchdiffeq.odeint`` (no events) with `FAST`'s solver for the adaptive Runge-Kutta
+    methods; every other method is torchdiffeq's own. A tuple state is flattened, as there."""
     shapes, func, y0, t, rtol, atol, method, options, _, _ = _check_inputs(
         func, y0, t, rtol, atol, method, options, None, SOLVERS)
-    if shapes is not None:  # a tuple state: torchdiffeq's path
-        raise ValueError("odenets.continuous.rk.odeint takes a tensor state, not a tuple")
-    if method in FAST:
-        func = _LightPerturb.of(func)
+    return _solve(shapes, _LightPerturb.of(func), y0, t, rtol, atol, method, options)
+
+
+def _solve(shapes, func, y0, t, rtol, atol, method, options):
     solver = FAST.get(method, SOLVERS[method])(func=func, y0=y0, rtol=rtol, atol=atol, **options)
-    return solver.integrate(t)
+    solution = solver.integrate(t)
+    return solution if shapes is None else _flat_to_shape(solution, (len(t),), shapes)
+
+
+def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method=None, options=None,
+                   adjoint_rtol=None, adjoint_atol=None, adjoint_method=None,
+                   adjoint_options=None, adjoint_params=None):
+    """``torchdiffeq.odeint_adjoint`` (0.2.5, no events) whose forward and adjoint solves are
+    `odeint`'s: the backward solves a' = -a^T df/dy, with the parameter and time gradients, on
+    the augmented state (t, y, a, params) backwards, as torchdiffeq does."""
+    if adjoint_params is None and not isinstance(func, torch.nn.Module):
+        raise ValueError("odeint_adjoint: func must be an nn.Module, or give adjoint_params")
+    adjoint_rtol = rtol if adjoint_rtol is None else adjoint_rtol
+    adjoint_atol = atol if adjoint_atol is None else adjoint_atol
+    adjoint_method = method if adjoint_method is None else adjoint_method
+    if adjoint_method != method and options is not None and adjoint_options is None:
+        raise ValueError("odeint_adjoint: adjoint_method != method needs adjoint_options")
+    if adjoint_options is None:
+        adjoint_options = {k: v for k, v in (options or {}).items() if k != "norm"}
+    else:
+        adjoint_options = dict(adjoint_options)
+    params = tuple(find_parameters(func) if adjoint_params is None else adjoint_params)
+    params = tuple(p for p in params if p.requires_grad)
+    shapes, func, y0, t, rtol, atol, method, options, _, _ = _check_inputs(
+        func, y0, t, rtol, atol, method, options, None, SOLVERS)
+    handle_adjoint_norm_(adjoint_options, shapes, options["norm"])
+    light = _LightPerturb.of(func)
+    ans = _Adjoint.apply(shapes, light, y0, t, rtol, atol, method, options, adjoint_rtol,
+                         adjoint_atol, adjoint_method, adjoint_options, t.requires_grad, *params)
+    return ans if shapes is None else _flat_to_shape(ans, (len(t),), shapes)
+
+
+class _Adjoint(torch.autograd.Function):
+    """torchdiffeq's ``OdeintAdjointMethod`` (events left out) with `odeint` for its solves."""
+
+    @staticmethod
+    def forward(ctx, shapes, func, y0, t, rtol, atol, method, options, adjoint_rtol, adjoint_atol,
+                adjoint_method, adjoint_options, t_requires_grad, *adjoint_params):
+        ctx.func, ctx.t_requires_grad = func, t_requires_grad
+        ctx.adjoint = dict(rtol=adjoint_rtol, atol=adjoint_atol, method=adjoint_method,
+                           options=adjoint_options)
+        with torch.no_grad():
+            y = _solve(None, func, y0, t, rtol, atol, method, options)
+            ctx.save_for_backward(t, y, *adjoint_params)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        with torch.no_grad():
+            func, t_requires_grad = ctx.func, ctx.t_requires_grad
+            t, y, *params = ctx.saved_tensors
+            params = tuple(params)
+            aug_state = [torch.zeros((), dtype=y.dtype, device=y.device), y[-1], grad_y[-1]]
+            aug_state.extend(torch.zeros_like(p) for p in params)  # (vjp_t, y, vjp_y, vjp_params)
+
+            def augmented_dynamics(t, y_aug):
+                y, adj_y = y_aug[1], y_aug[2]
+                with torch.enable_grad():
+                    t_ = t.detach()
+                    t = t_.requires_grad_(True)
+                    y = y.detach().requires_grad_(True)
+                    func_eval = func(t if t_requires_grad else t_, y)
+                    _t = torch.as_strided(t, (), ())  # noqa: F841 (torchdiffeq's: a graph edge)
+                    _y = torch.as_strided(y, (), ())  # noqa: F841
+                    _params = tuple(torch.as_strided(p, (), ()) for p in params)  # noqa: F841
+                    vjp_t, vjp_y, *vjp_params = torch.autograd.grad(
+                        func_eval, (t, y) + params, -adj_y, allow_unused=True, retain_graph=True)
+                vjp_t = torch.zeros_like(t) if vjp_t is None else vjp_t
+                vjp_y = torch.zeros_like(y) if vjp_y is None else vjp_y
+                vjp_params = [torch.zeros_like(p) if v is None else v
+                              for p, v in zip(params, vjp_params)]
+                return (vjp_t, func_eval, vjp_y, *vjp_params)
+
+            for name, adjoint_name in zip(_all_callback_names, _all_adjoint_callback_names):
+                callback = getattr(func, adjoint_name, None)
+                if callback is not None:
+                    setattr(augmented_dynamics, name, callback)
+            time_vjps = torch.empty(len(t), dtype=t.dtype, device=t.device) \
+                if t_requires_grad else None
+            for i in range(len(t) - 1, 0, -1):
+                if t_requires_grad:
+                    dl_dt = func(t[i], y[i]).reshape(-1).dot(grad_y[i].reshape(-1))
+                    aug_state[0] -= dl_dt
+                    time_vjps[i] = dl_dt
+                aug_state = odeint(augmented_dynamics, tuple(aug_state), t[i - 1:i + 1].flip(0),
+                                   **ctx.adjoint)
+                aug_state = [a[1] for a in aug_state]  # the value at t[i - 1]
+                aug_state[1] = y[i - 1]  # the forward pass's state there
+                aug_state[2] += grad_y[i - 1]  # and the loss's gradient at that time
+            if t_requires_grad:
+                time_vjps[0] = aug_state[0]
+        return (None, None, aug_state[2], time_vjps, None, None, None, None, None, None, None, None,
+                None, *aug_state[3:])
 
 
 class _LightPerturb(_PerturbFunc):
