@@ -9,6 +9,17 @@ for Euler and fourth-order RK (torchdiffeq's "rk4" is Kutta's 3/8 rule = our "rk
 classical "rk4" has the same cost), in forward only (``no_grad``) and forward+backward
 (``autograd.grad`` of ``out.sum()`` w.r.t. the MLP's parameters and u0).
 
+Euler-Maruyama (``--em-steps``, default 200; Gaussian additive noise, sigma 1, seeded):
+``solvers.integrate(f, u0, N, scheme="euler_maruyama", seed=0)`` against a hand-written loop
+``u = u + dt f(t, u) + sigma sqrt(dt) randn(generator=g)`` drawing from its own seeded
+generator (goal: ours <= 1.1x the loop).
+
+Continuous flows (``--flows B``, off by default): one dopri5 forward of the stage-0 flow of
+``ode_resnet20`` and of ``hbode_resnet20`` (u'' + gamma u' = f(u), state (u, v)) on a random
+batch of B 16x32x32 activations (channels_last), per field evaluation, stepped by torchdiffeq's
+own ``odeint`` and by ours (`odenets.continuous.rk`, the one the flows use) on the same counted
+field (goal: hbode/ode <= 1.2 per evaluation).
+
 Overhead per step = (time per step) - (field evaluations per step) x (time of one field
 evaluation, measured alone the same way). Timing: warm-up calls, then ``--repeats`` rounds that
 run every method once each in turn (so machine load hits all alike); medians, minima and
@@ -22,12 +33,20 @@ Measured here (2-core CPU, torch 2.13, process clock, 1 thread, median us/step; 
 forward Euler: plain loop 17.7, integrate 15.3, torchdiffeq 29.3 (field alone 14.7), i.e.
 overhead 0.6 vs 14.6 us/step; RK4 overhead 13.8 (3/8 rule) vs 56.0 us/step; forward+backward
 RK4 overhead 47 vs 126 us/step, Euler's below the timing noise vs 19 us/step.
+Euler-Maruyama (2-core Xeon with AMX, shared with a 2-worker training campaign, 60 rotated
+rounds; results/solver_overhead_em_flows_cpu.json): ours / plain loop 0.82 forward (quartiles
+0.81-0.86), 0.90 forward+backward, overhead 8.1 vs 13.4 us/step. Flows, batch 128: per
+evaluation ours / torchdiffeq 0.27 (ode_resnet20) and 0.23 (hbode_resnet20); hbode / ode
+1.99 with torchdiffeq's step, 1.77 with ours (the goal of 1.2 is not met: the solver's passes
+over the doubled state, see docs/solver_layer.md section 6).
 
     python benchmarks/solver_overhead.py [--steps 128] [--device cuda] [--repeats 60]
+    python benchmarks/solver_overhead.py --flows 128 --flow-repeats 9   # + the dopri5 flows
 """
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -66,6 +85,16 @@ def plain_rk4(f, u0, steps):
     return u
 
 
+def plain_em(f, u0, steps, sigma=1.0, seed=0):
+    """Euler-Maruyama written out, additive noise, its own seeded generator."""
+    g = torch.Generator(device=u0.device).manual_seed(seed)
+    u, dt = u0, 1.0 / steps
+    scale = sigma * math.sqrt(dt)
+    for n in range(steps):
+        u = u + dt * f(n * dt, u) + scale * torch.randn(u.shape, generator=g, device=u.device)
+    return u
+
+
 def field_only(f, u0, steps, evals):
     """The field alone, ``evals * steps`` times on the same input: the cost every method pays."""
     out = None
@@ -97,6 +126,16 @@ def methods(steps):
     return out
 
 
+def em_methods(steps):
+    """The Euler-Maruyama comparison: name -> (callable(f, u0), field evaluations per step)."""
+    return {
+        "field_only_x1": (lambda f, u: field_only(f, u, steps, 1), 1),
+        "plain_loop_em": (lambda f, u: plain_em(f, u, steps), 1),
+        "integrate_em": (lambda f, u: solvers.integrate(f, u, steps, scheme="euler_maruyama",
+                                                        noise="gaussian", sigma=1.0, seed=0), 1),
+    }
+
+
 # -- measuring -------------------------------------------------------------------------------------
 def make_field(width, device, seed):
     torch.manual_seed(seed)
@@ -123,33 +162,33 @@ def runner(fn, f, u0, params, backward):
     return run
 
 
-def measure(args):
+def measure(args, make_methods=methods, steps=None):
+    steps = args.steps if steps is None else steps
     device = torch.device(args.device)
     net, f, calls = make_field(args.width, device, args.seed)
     u0 = torch.randn(args.batch, args.width, device=device, requires_grad=True)
     params = list(net.parameters())
     table, evals_seen = {}, {}
-    for name, (fn, evals) in methods(args.steps).items():  # check every method's evaluation count
+    for name, (fn, evals) in make_methods(steps).items():  # check every method's evaluation count
         calls[0] = 0
         with torch.no_grad():
             fn(f, u0)
-        evals_seen[name] = calls[0] / args.steps
+        evals_seen[name] = calls[0] / steps
         if abs(evals_seen[name] - evals) > 1e-9:
-            raise RuntimeError(f"{name}: {calls[0]} field calls for {args.steps} steps, expected {evals}/step")
+            raise RuntimeError(f"{name}: {calls[0]} field calls for {steps} steps, expected {evals}/step")
     for mode, backward in (("forward", False), ("forward_backward", True)):
-        runs = {name: runner(fn, f, u0, params, backward) for name, (fn, _) in methods(args.steps).items()}
+        runs = {name: runner(fn, f, u0, params, backward) for name, (fn, _) in make_methods(steps).items()}
         for run in runs.values():
             for _ in range(args.warmup):
                 run()
-        times = {name: [] for name in runs}
-        for _ in range(args.repeats):
-            for name, run in runs.items():
-                times[name].append(time_call(run, device, args.clock) / args.steps * 1e6)
+        times = {name: [1e6 * t / steps for t in ts]
+                 for name, ts in rotated_rounds(runs, args.repeats, args.clock, device).items()}
         table[mode] = {}
         for name, ts in times.items():
             q = statistics.quantiles(ts, n=4)
             table[mode][name] = {"us_per_step": statistics.median(ts), "min_us_per_step": min(ts),
-                                 "iqr_us": q[2] - q[0], "evals_per_step": evals_seen[name]}
+                                 "iqr_us": q[2] - q[0], "evals_per_step": evals_seen[name],
+                                 "us_per_round": ts}
         field = table[mode]["field_only_x1"]
         for name, row in table[mode].items():
             if not name.startswith("field_only"):
@@ -157,6 +196,64 @@ def measure(args):
                 row["overhead_min_us_per_step"] = (row["min_us_per_step"]
                                                    - row["evals_per_step"] * field["min_us_per_step"])
     return table
+
+
+def _quartiles(values) -> dict:
+    q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+    return {"median": statistics.median(values), "q1": q[0], "q3": q[2], "n": len(values)}
+
+
+def rotated_rounds(runs: dict, repeats: int, clock: str, device) -> dict:
+    """name -> seconds per call over ``repeats`` rounds, each running every case once, the
+    order rotated by one each round."""
+    names, times = list(runs), {name: [] for name in runs}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            times[name].append(time_call(runs[name], device, clock))
+    return times
+
+
+def flow_costs(args) -> dict:
+    """ms per field evaluation of one dopri5 forward (no_grad) of the stage-0 flows of
+    ode_resnet20 and hbode_resnet20, stepped by torchdiffeq and by ours (module docstring)."""
+    import torchdiffeq
+
+    import odenets
+    from odenets.continuous import rk
+    device = torch.device(args.device)
+    x = torch.randn(args.flows, 16, 32, 32, device=device,
+                    generator=torch.Generator(device).manual_seed(args.seed))
+    x = x.contiguous(memory_format=torch.channels_last)
+    runs, counters = {}, {}
+    for name in ("ode_resnet20", "hbode_resnet20"):
+        torch.manual_seed(args.seed)
+        flow = odenets.create(name).stages[0].flow.to(device, memory_format=torch.channels_last)
+        ode = flow.flow if name.startswith("hb") else flow  # MomentumFlow -> its ODEFlow
+        z0 = torch.cat((x, torch.zeros_like(x)), 0) if name.startswith("hb") else x  # (u, v)
+        t = torch.tensor(ode.t_span, dtype=torch.float32, device=device)
+        for solver, odeint_fn in (("torchdiffeq", torchdiffeq.odeint), ("ours", rk.odeint)):
+            def run(fn=odeint_fn, ode=ode, z0=z0, t=t):
+                with torch.no_grad():
+                    fn(ode.func, z0, t, rtol=ode.rtol, atol=ode.atol, method=ode.method,
+                       options=dict(ode.options))
+            runs[f"{name}/{solver}"], counters[f"{name}/{solver}"] = run, ode
+    nfe = {}
+    for key, run in runs.items():  # warm-up, and the evaluations of one forward
+        counters[key].reset_nfe()
+        run()
+        nfe[key] = counters[key].nfe["forward"]
+    times = rotated_rounds(runs, args.flow_repeats, args.clock, device)
+    per_eval = {k: [1e3 * s / nfe[k] for s in v] for k, v in times.items()}
+    out = {"batch": args.flows, "input": [args.flows, 16, 32, 32], "memory_format": "channels_last",
+           "nfe_forward": nfe, "ms_per_eval": {k: _quartiles(v) for k, v in per_eval.items()}}
+    for solver in ("torchdiffeq", "ours"):
+        out[f"hbode_over_ode_per_eval_{solver}"] = _quartiles(
+            [a / b for a, b in zip(per_eval[f"hbode_resnet20/{solver}"],
+                                   per_eval[f"ode_resnet20/{solver}"])])
+    for name in ("ode_resnet20", "hbode_resnet20"):
+        out[f"{name}_ours_over_torchdiffeq"] = _quartiles(
+            [a / b for a, b in zip(per_eval[f"{name}/ours"], per_eval[f"{name}/torchdiffeq"])])
+    return out
 
 
 def _ratio(num, den, floor):
@@ -189,6 +286,38 @@ def summarise(table):
     return out
 
 
+def summarise_em(table) -> dict:
+    """ours (`integrate`) over the plain loop: ratio of medians, and of each round's pair."""
+    out = {}
+    for mode, rows in table.items():
+        ours, plain = rows["integrate_em"], rows["plain_loop_em"]
+        out[mode] = {"em_ours_over_plain_loop_time": ours["us_per_step"] / plain["us_per_step"],
+                     "em_ours_over_plain_loop_per_round": _quartiles(
+                         [a / b for a, b in zip(ours["us_per_round"], plain["us_per_round"])]),
+                     "em_ours_overhead_us": ours["overhead_us_per_step"],
+                     "em_plain_overhead_us": plain["overhead_us_per_step"]}
+    return out
+
+
+def _print_table(table, steps, args):
+    for mode, rows in table.items():
+        print(f"\n{mode} ({steps} steps, batch {args.batch}, width {args.width}, {args.device})")
+        print(f"  {'method':20s} {'median':>8s} {'min':>8s} {'iqr':>7s} {'overhead':>9s} {'(min)':>7s}  us/step")
+        for name, row in rows.items():
+            over = "" if "overhead_us_per_step" not in row else \
+                f"{row['overhead_us_per_step']:9.2f} {row['overhead_min_us_per_step']:7.2f}"
+            print(f"  {name:20s} {row['us_per_step']:8.2f} {row['min_us_per_step']:8.2f} "
+                  f"{row['iqr_us']:7.2f} {over}")
+
+
+def _fmt(value):
+    if value is None:
+        return "n/a (below noise)"
+    if isinstance(value, dict):
+        return f"{value['median']:.3f} (quartiles {value['q1']:.3f}-{value['q3']:.3f}, n={value['n']})"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=128, help="grid steps (a power of 2 keeps "
@@ -196,6 +325,10 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=60)
+    parser.add_argument("--em-steps", type=int, default=200, help="Euler-Maruyama grid steps")
+    parser.add_argument("--flows", type=int, default=0, metavar="B",
+                        help="also time the dopri5 stage-0 flows of ode/hbode_resnet20 at batch B")
+    parser.add_argument("--flow-repeats", type=int, default=7, help="rounds of the flow timing")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0)
@@ -216,22 +349,32 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     table = measure(args)
     summary = summarise(table)
+    em = measure(args, em_methods, args.em_steps)
+    em_summary = summarise_em(em)
+    flows = flow_costs(args) if args.flows else None
     payload = {"benchmark": "solver_overhead", "env": env_info(args.device, args.seed),
                "config": vars(args), "results_us_per_step": table, "summary": summary,
+               "euler_maruyama": {"steps": args.em_steps, "results_us_per_step": em,
+                                  "summary": em_summary},
+               "flows": flows,
                "anchors": {"plain_euler_loop_us_per_step": 20.9,
                            "torchdiffeq_euler_us_per_step": 34.6,
                            "machine": "2-core CPU, torch 2.13", "source": "docs/solver_layer.md §7"}}
     path = write_json(args.out or result_path("solver_overhead", args.device), payload)
-    for mode, rows in table.items():
-        print(f"\n{mode} ({args.steps} steps, batch {args.batch}, width {args.width}, {args.device})")
-        print(f"  {'method':20s} {'median':>8s} {'min':>8s} {'iqr':>7s} {'overhead':>9s} {'(min)':>7s}  us/step")
-        for name, row in rows.items():
-            over = "" if "overhead_us_per_step" not in row else \
-                f"{row['overhead_us_per_step']:9.2f} {row['overhead_min_us_per_step']:7.2f}"
-            print(f"  {name:20s} {row['us_per_step']:8.2f} {row['min_us_per_step']:8.2f} "
-                  f"{row['iqr_us']:7.2f} {over}")
+    flows = dict(flows) if flows else None
+    _print_table(table, args.steps, args)
+    for mode in table:
         for key, value in summary[mode].items():
-            print(f"  {key}: {'n/a (below noise)' if value is None else f'{value:.2f}'}")
+            print(f"  {mode} {key}: {_fmt(value)}")
+    _print_table(em, args.em_steps, args)
+    for mode in em:
+        for key, value in em_summary[mode].items():
+            print(f"  {mode} {key}: {_fmt(value)}")
+    if flows:
+        print(f"\ndopri5 stage-0 flows, batch {args.flows}, no_grad, ms per field evaluation")
+        for key, value in {**flows.pop("ms_per_eval"), **flows}.items():
+            if key not in ("batch", "input", "memory_format"):
+                print(f"  {key}: {_fmt(value) if not isinstance(value, dict) or 'median' in value else value}")
     print(f"\nwrote {path}")
 
 

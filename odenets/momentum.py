@@ -4,7 +4,9 @@
     flow = odenets.build(field, "dopri5", momentum=True, damping=None)        # learnable gamma
     flow = odenets.build(field, "leapfrog", steps=8, momentum=True)           # reversible, O(1) memory
 
-The state is z = (u, v), u and v concatenated along dim 1 (channels; dim 0 for 1-D states), and
+The state is z = (u, v), u and v concatenated along dim 1 (channels; dim 0 for 1-D states) or,
+inside a torchdiffeq flow, along dim 0 (the batch: both halves stay contiguous in any memory
+format, so the field reads u without a copy and (v, a) joins as two block copies), and
 
     u' = v,    v' = f(t, u) - gamma v,    u(t0) = u0,   v(t0) = v0 (default 0);
 
@@ -57,9 +59,10 @@ def _takes_time(fn) -> bool:
     return len(required) >= 2
 
 
-def split_dim(z: torch.Tensor) -> int:
-    """The dim along which (u, v) are concatenated: 1 (channels), or 0 for a 1-D state."""
-    return 1 if z.dim() > 1 else 0
+def split_dim(z: torch.Tensor, batch: bool = False) -> int:
+    """The dim along which (u, v) are concatenated: 1 (channels), or 0 for a 1-D state or when
+    ``batch`` (the layout of a torchdiffeq flow, whose solver treats the state as one vector)."""
+    return 1 if z.dim() > 1 and not batch else 0
 
 
 class Damping(nn.Module):
@@ -100,6 +103,7 @@ class MomentumField(nn.Module):
 
     time_aware = True  # called f(t, z): the inner field may need t
     pair = "force_damping"  # what `branches` means (`solvers.base.PAIRS`)
+    batch_split = False  # (u, v) along dim 0 instead of 1 (`split_dim`); set by build_momentum
 
     def __init__(self, field, damping=0.0):
         super().__init__()
@@ -115,10 +119,10 @@ class MomentumField(nn.Module):
         return (self.field, self.damping)
 
     def forward(self, t, z):
-        dim = split_dim(z)
+        dim = split_dim(z, self.batch_split)
         u, v = z.chunk(2, dim)
         a = self.field(t, u) if self._field_takes_time else self.field(u)
-        return torch.cat((v, a - self.damping.value().to(v.dtype) * v), dim)
+        return torch.cat((v, torch.addcmul(a, v, self.damping.value().to(v.dtype), value=-1)), dim)
 
 
 class MomentumFlow(nn.Module):
@@ -130,9 +134,11 @@ class MomentumFlow(nn.Module):
     ``(u, v)``. ``nfe``/``reset_nfe`` (continuous) and ``scheme``/``steps``/``evals_per_forward``
     (fixed grid) are the inner flow's; `damping` gives gamma per field (one when tied)."""
 
-    def __init__(self, flow: nn.Module):
+    def __init__(self, flow: nn.Module, batch_split: bool = False):
         super().__init__()
-        self.flow = flow
+        self.flow, self.batch_split = flow, batch_split
+        for field in self._fields():
+            field.batch_split = batch_split
 
     def _fields(self):
         return [m for m in self.flow.modules() if isinstance(m, MomentumField)]
@@ -159,7 +165,7 @@ class MomentumFlow(nn.Module):
         elif not torch.is_tensor(v0) or v0.shape != u0.shape:
             raise ValueError(f"momentum: v0 must be a tensor shaped like u0 {tuple(u0.shape)}, got "
                              f"{tuple(v0.shape) if torch.is_tensor(v0) else type(v0).__name__}")
-        dim = split_dim(u0)
+        dim = split_dim(u0, self.batch_split)
         z = self.flow(torch.cat((u0, v0.to(u0.dtype)), dim)) if times is None else \
             self.flow(torch.cat((u0, v0.to(u0.dtype)), dim), times)
         u, v = z.chunk(2, dim + (z.dim() - u0.dim()))  # a path has a leading time dim
@@ -212,7 +218,8 @@ def build_momentum(build, field, solver, steps, tied, *, damping=0.0, activation
     fields = _wrap_fields(field, damping)
     flow = build(fields, solver, steps, tied, channels=None if channels is None else 2 * channels,
                  **kwargs)
-    return MomentumFlow(flow)
+    # a solver that steps the state as one vector (torchdiffeq) takes (u, v) along the batch
+    return MomentumFlow(flow, batch_split=bool(getattr(flow, "whole_state", False)))
 
 
 def lm_momentum(k, dt: float = 1.0) -> dict:

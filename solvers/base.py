@@ -327,13 +327,16 @@ class Scheme(abc.ABC):
                 if activation is not None:
                     u = activation(u)
             return u, state
-        extra = dict(extra)
+        fixed = {name: value for name, (value, per_step) in coefficients.items() if not per_step}
+        fixed.update(extra)  # the keywords of every step, made once
+        varying = [(name, value) for name, (value, per_step) in coefficients.items() if per_step]
         for n, f in enumerate(fields):
-            coeffs = {name: value[n] if per_step else value
-                      for name, (value, per_step) in coefficients.items()}
-            if stages is not None:
-                extra["stage_t"] = stages[n]
-            u, state = self.step(f, times[n], dt, u, state, **coeffs, **extra)
+            kwargs = fixed
+            if varying or stages is not None:
+                kwargs = dict(fixed, **{name: value[n] for name, value in varying})
+                if stages is not None:
+                    kwargs["stage_t"] = stages[n]
+            u, state = self.step(f, times[n], dt, u, state, **kwargs)
             if activation is not None:
                 u = activation(u)
             if return_path:

@@ -39,6 +39,7 @@ class Noise:
         self.generator = generator
         self.seed = None if seed is None else _seed(seed)
         self._generators: dict[str, torch.Generator] = {}  # device -> generator made from seed
+        self._lookup: dict = {}  # the device object of a draw -> its generator (no str per draw)
 
     @property
     def kind(self) -> str:
@@ -47,7 +48,17 @@ class Noise:
             else "global"
 
     def generator_for(self, device) -> torch.Generator | None:
-        """The generator that draws on ``device`` (``None``: torch's global RNG)."""
+        """The generator that draws on ``device`` (``None``: torch's global RNG). Looked up once
+        per device object (a solve passes its state's ``device`` every step)."""
+        try:
+            return self._lookup[device]
+        except (KeyError, TypeError):  # TypeError: an unhashable device argument
+            gen = self._generator_for(device)
+        if isinstance(device, torch.device) and (device.type == "cpu" or device.index is not None):
+            self._lookup[device] = gen  # not "cuda": which GPU that is may change
+        return gen
+
+    def _generator_for(self, device) -> torch.Generator | None:
         if self.generator is not None:
             if self.generator.device.type != torch.device(device).type:
                 raise ValueError(f"noise: the generator is on {self.generator.device} but the "
@@ -72,9 +83,10 @@ class Noise:
 
     def normal(self, shape, std: float, device="cpu", dtype=None) -> torch.Tensor:
         """N(0, std^2 I) in one pass (``randn(...) * std`` without the temporary): the same
-        normal variates as `randn` from the same state, scaled."""
-        out = torch.empty(shape, device=device, dtype=dtype)
-        return out.normal_(0.0, std, generator=self.generator_for(device))
+        normal variates as `randn` from the same state, scaled (``torch.normal`` is
+        ``empty(shape).normal_(0, std)`` in one call)."""
+        return torch.normal(0.0, std, shape, generator=self.generator_for(device), device=device,
+                            dtype=dtype)
 
     def rand(self, shape, device="cpu", dtype=None) -> torch.Tensor:
         return torch.rand(shape, generator=self.generator_for(device), device=device, dtype=dtype)
@@ -94,7 +106,7 @@ class Noise:
         if self.generator is not None:
             self.generator.manual_seed(seed)
         else:
-            self.seed, self._generators = seed, {}
+            self.seed, self._generators, self._lookup = seed, {}, {}
         return self
 
     def state_dict(self) -> dict:

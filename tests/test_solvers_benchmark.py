@@ -18,7 +18,8 @@ def test_solver_overhead_smoke(tmp_path, capsys):
     out = tmp_path / "overhead.json"
     threads = torch.get_num_threads()
     try:  # main() sets torch's thread count for the process clock: restore it for other tests
-        module.main(["--steps", "4", "--repeats", "2", "--warmup", "1", "--out", str(out)])
+        module.main(["--steps", "4", "--em-steps", "3", "--repeats", "2", "--warmup", "1",
+                     "--out", str(out)])
     finally:
         torch.set_num_threads(threads)
     payload = json.loads(out.read_text())
@@ -28,4 +29,9 @@ def test_solver_overhead_smoke(tmp_path, capsys):
     assert rows["integrate_rk4_38"]["evals_per_step"] == 4 == rows["torchdiffeq_rk4"]["evals_per_step"]
     assert rows["integrate_euler"]["evals_per_step"] == 1 == rows["torchdiffeq_euler"]["evals_per_step"]
     assert "euler_torchdiffeq_over_ours_time" in payload["summary"]["forward"]
+    em = payload["euler_maruyama"]
+    assert em["steps"] == 3 and payload["flows"] is None  # --flows off by default
+    for mode in ("forward", "forward_backward"):
+        assert em["results_us_per_step"][mode]["integrate_em"]["evals_per_step"] == 1
+        assert em["summary"][mode]["em_ours_over_plain_loop_per_round"]["n"] == 2
     assert "wrote" in capsys.readouterr().out

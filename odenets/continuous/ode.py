@@ -17,7 +17,7 @@ from torch import nn
 
 from solvers.checks import t_span as check_t_span
 
-from . import checks
+from . import checks, rk
 from .nfe import CountedField, CountsNFE
 
 try:  # torchdiffeq is a hard dependency, but keep the import error readable
@@ -154,6 +154,7 @@ class ODEFlow(CountsNFE, nn.Module):
     """
 
     continuous = True
+    whole_state = True  # one step size for the whole state: any layout of it (`odenets.momentum`)
 
     def __init__(self, field, method: str, t_span=(0.0, 1.0), steps=None, rtol=1e-5, atol=1e-6,
                  adjoint=False, adjoint_method=None, adjoint_rtol=None, adjoint_atol=None,
@@ -246,10 +247,10 @@ class ODEFlow(CountsNFE, nn.Module):
         kwargs = dict(rtol=self.rtol, atol=self.atol, method=self.method, options=dict(self.options))
         try:
             if self.adjoint:
-                path = torchdiffeq.odeint_adjoint(self.func, u0, t, **kwargs, **self.adjoint_kwargs,
-                                                  adjoint_params=tuple(self.parameters()))
+                path = rk.odeint_adjoint(self.func, u0, t, **kwargs, **self.adjoint_kwargs,
+                                         adjoint_params=tuple(self.parameters()))
             else:
-                path = torchdiffeq.odeint(self.func, u0, t, **kwargs)
+                path = rk.odeint(self.func, u0, t, **kwargs)  # torchdiffeq's, lighter RK stages
         except AssertionError as error:  # torchdiffeq's way of saying "max_num_steps exceeded"
             if "max_num_steps" not in str(error):
                 raise
