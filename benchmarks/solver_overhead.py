@@ -379,4 +379,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from _common import run_main
+    sys.exit(run_main(main))

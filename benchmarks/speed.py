@@ -356,4 +356,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from _common import run_main
+    sys.exit(run_main(main))
