@@ -8,14 +8,11 @@
 """
 __version__ = "0.1.0"
 
-import os as _os
 import sys as _sys
 
-if "torch" not in _sys.modules:  # libgomp reads this once, when torch loads it
-    # Threads waiting at an OpenMP barrier sleep instead of spinning. On a busy 2-core machine a
-    # 2-thread resnet20 training step took 4-6x the wall and CPU time while spinning, on an idle
-    # one no longer (benchmarks/results/levers_cpu.md). OMP_WAIT_POLICY=ACTIVE restores spinning.
-    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from . import _openmp
+
+_openmp.choose(_sys.modules)  # before torch loads: passive OpenMP waits on a busy machine
 
 from . import fields
 from .build import available_solvers, build, coefficients
