@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _goals  # noqa: E402
 from _common import RESULTS  # noqa: E402
 from _train_common import markdown_table, pyplot  # noqa: E402
 
@@ -344,6 +345,10 @@ def readme_section(results: Path = RESULTS) -> str:
     for p in load("speed_*.json", results):
         out += [f"**Speed goals** ({p['env']['device']}, torch {p['env']['torch']}):", "",
                 first_table(speed_markdown(p)), ""]
+    more = _goals.more_goals(results)
+    if more:
+        out += ["**More speed goals** (solver_overhead_*.json, levers_cpu.json; the machines and "
+                "settings are in their markdown):", "", _goals.markdown(more), ""]
     out += [paper_section(load("compare_schemes_*.json", results)).replace("## ", "**", 1)
             .replace("\n", "**\n", 1)]
     return "\n".join(out).rstrip() + "\n"
