@@ -77,6 +77,7 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=512)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--schemes", nargs="+", default=list(SCHEMES), choices=list(SCHEMES))
+    p.add_argument("--out-dir", default=None, help="default benchmarks/results")
     args = p.parse_args(argv)
     torch.manual_seed(0)
     t = torch.tensor([0.0, 0.5, 1.0])
@@ -105,7 +106,7 @@ def main(argv=None):
                   f"odeint_adjoint {row['odeint_adjoint_saved_MiB']:7.2f} MiB; time ratio "
                   f"{row['time_ratio_adjoint_over_odeint']:.2f}", flush=True)
     state = args.batch * args.dim * 4 / 2 ** 20
-    write_json(result_path("adjoint_memory"), {"env": env_info(seed=0), "args": vars(args),
+    return write_json(result_path("adjoint_memory", out_dir=args.out_dir), {"env": env_info(seed=0), "args": vars(args),
                                                "state_MiB": state, "rows": rows})
 
 

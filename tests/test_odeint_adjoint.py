@@ -208,3 +208,18 @@ class BN(torch.nn.Module):
 
     def forward(self, t, y):
         return self.bn(torch.tanh(self.lin(y)))
+
+
+def test_memory_benchmark_runs(tmp_path):
+    """benchmarks/adjoint_memory.py on a tiny size: odeint_adjoint saves less than odeint."""
+    import json
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import adjoint_memory
+    path = adjoint_memory.main(["--steps", "4", "8", "--dim", "4", "--width", "8", "--batch", "2",
+                                "--rounds", "1", "--schemes", "rk4", "leapfrog",
+                                "--out-dir", str(tmp_path)])
+    rows = json.loads(Path(path).read_text())["rows"]
+    assert len(rows) == 4
+    assert all(r["odeint_adjoint_saved_MiB"] < r["odeint_saved_MiB"] for r in rows)
