@@ -26,10 +26,7 @@ def solve(scheme, f, y0, t, chunks, cubic: bool, params, module, check_leaves: b
     whose BatchNorm statistics are not updated again by the recomputation. ``check_leaves``: raise
     when the field uses a tensor that requires grad and is not in ``params`` (its gradient would
     be lost)."""
-    if scheme.stochastic:
-        raise ValueError(f"odeint_adjoint: scheme {scheme.name!r} is stochastic: recomputing its "
-                         f"steps would draw new noise; use solvers.odeint or solvers.sdeint")
-    chunks = list(chunks)
+    chunks = list(chunks)  # the grid times are kept too: one number a step
     grid = torch.cat([chunks[0]] + [c[1:] for c in chunks[1:]])
     floats, t_list = grid.tolist(), t.tolist()
     dts = (grid[1:] - grid[:-1]).tolist()  # the step sizes odeint's loop computes

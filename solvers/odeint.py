@@ -75,6 +75,9 @@ def _fixed(func, y0, t, times, method, options: dict, params, check_leaves=False
     adjoint by recomputation (`adjoint.solve`, gradients to ``y0`` and ``params``)."""
     grid = {k: options.pop(k) for k in GRID_OPTIONS if k in options}
     scheme = _scheme(method, options)
+    if params is not None and scheme.stochastic:
+        raise ValueError(f"odeint_adjoint: scheme {scheme.name!r} is stochastic: recomputing its "
+                         f"steps would draw new noise; use solvers.odeint or solvers.sdeint")
     module = func
     tuple_state = isinstance(y0, tuple)
     if tuple_state:

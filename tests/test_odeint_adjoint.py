@@ -152,8 +152,9 @@ def test_saved_memory_grows_by_the_states_only(method, history, field):
 
 def test_refusals_and_torchdiffeq_methods():
     f = MLP()
-    with pytest.raises(ValueError, match="euler_maruyama.*stochastic"):
-        solvers.odeint_adjoint(f, Y0, T, method="euler_maruyama")
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad), pytest.raises(ValueError, match="maruyama.*stochastic"):
+            solvers.odeint_adjoint(f, Y0, T, method="euler_maruyama")
     with pytest.raises(ValueError, match="event_fn.*not supported"):
         solvers.odeint_adjoint(f, Y0, T, method="ab2", event_fn=lambda t, y: y.sum())
     with pytest.raises(ValueError, match="nn.Module.*adjoint_params"):
