@@ -9,6 +9,9 @@ inverse scheme ``y_n = inverse(y_{n+1})`` first) and its vector-Jacobian product
 outputs) / d(y_n, state_n, θ)`` is taken, one step's graph at a time. The gradients are those of
 backpropagation through the steps (`solvers.odeint`), to rounding: saved memory is the states
 (O(steps), no per-step activations), or O(1) for inverse schemes; the cost is one more forward.
+Only leapfrog's family has an explicit exact inverse (each half-update adds a function of the
+other half); undoing an explicit Runge-Kutta or multistep step means solving an implicit
+equation whose iteration error would enter the gradients, so those schemes keep the states.
 """
 from __future__ import annotations
 

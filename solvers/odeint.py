@@ -125,7 +125,8 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method=None, options=No
       the steps (`odeint`'s, to rounding), with only the grid points' states (and multistep
       history) saved, O(steps) states and no per-step activations. Schemes with an exact
       ``inverse`` (leapfrog, damped_leapfrog; ``memory_efficient=False`` opts out) rebuild the
-      states backwards instead: O(1) saved states. The field must be deterministic (it is
+      states backwards instead: O(1) saved states (the field must be separable, as they
+      require; on CPU an inexact rebuild raises `DivergenceError`). The field must be deterministic (it is
       evaluated again in backward); stochastic schemes, ``event_fn`` and ``adjoint_method`` /
       ``adjoint_options`` are refused; ``rtol``/``atol``/``adjoint_rtol``/``adjoint_atol`` are
       unused, as by torchdiffeq's fixed grids. Not twice differentiable."""
