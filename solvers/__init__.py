@@ -5,6 +5,7 @@
     solvers.integrate(f, u0, steps=64, scheme="rk4")
     solvers.odeint(f, y0, t, method="rk4", options={"step_size": h})   # torchdiffeq's signature
     solvers.odeint(f, y0, t)                 # dopri5 and every other torchdiffeq method: torchdiffeq's
+    solvers.odeint_adjoint(f, y0, t, method="ab2", options={"steps": n})  # states kept, no graphs
     solvers.sdeint(sde, y0, ts, dt=h, bm=bm)                 # torchsde's, Euler-Maruyama
     solvers.sdeint_adjoint(...), solvers.SDEIto, solvers.BrownianInterval, ...  # torchsde's own
     solvers.get("euler_maruyama", noise_source=solvers.Noise(seed=0))  # noise: its own object

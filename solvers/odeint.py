@@ -33,6 +33,10 @@ Gradients flow to ``y0``, to parameters the field uses, and to ``t``: dL/dt_i =
 <dL/dy_i, f(t_i, y_i)> for i >= 1 and dL/dt_0 = -<a_0, f(t_0, y_0)> with a_0 the adjoint at
 t_0 (the continuous-time derivatives, as torchdiffeq's adjoint gives; one extra field
 evaluation per output time, made only when ``t`` requires grad).
+
+``odeint_adjoint`` (torchdiffeq's signature) gives the same outputs with gradients that keep no
+per-step graph: torchdiffeq's continuous adjoint for torchdiffeq's method names, the discrete
+adjoint by recomputation (`solvers.adjoint`, the gradients above) for our schemes.
 """
 from __future__ import annotations
 
@@ -40,15 +44,14 @@ import math
 
 import torch
 
-from . import checks, peers
+from . import adjoint, checks, peers
 from .base import Scheme, clock_dtype
+from .grid import advance, grid as make_grid
 from .integrate import shape_checked
 from .registry import SCHEMES, get
 
 TORCHDIFFEQ_NAMES = {"euler": "euler", "midpoint": "midpoint", "heun2": "heun", "rk4": "rk4_38"}
 GRID_OPTIONS = ("grid_constructor", "interp", "max_step", "step_size", "steps")
-MAX_STEPS = 10 ** 9  # more steps than anyone can mean: refused before any work
-CHUNK = 4096  # grid points made at a time: memory does not grow with the step count
 
 
 def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method=None, options: dict | None = None,
@@ -64,8 +67,18 @@ def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method=None, options: dict | No
     if peers.odeint_delegated(method, options, event_fn, ours=_ours(method)):
         return peers.torchdiffeq_odeint(func, y0, _for_peer(t, times), rtol=rtol, atol=atol,
                                         method=method, options=options, event_fn=event_fn)
+    return _fixed(func, y0, t, times, method, options, None)
+
+
+def _fixed(func, y0, t, times, method, options: dict, params, check_leaves=False):
+    """Our fixed grids: backpropagation through the steps (``params`` None) or the discrete
+    adjoint by recomputation (`adjoint.solve`, gradients to ``y0`` and ``params``)."""
     grid = {k: options.pop(k) for k in GRID_OPTIONS if k in options}
     scheme = _scheme(method, options)
+    if params is not None and scheme.stochastic:
+        raise ValueError(f"odeint_adjoint: scheme {scheme.name!r} is stochastic: recomputing its "
+                         f"steps would draw new noise; use solvers.odeint or solvers.sdeint")
+    module = func
     tuple_state = isinstance(y0, tuple)
     if tuple_state:
         shapes = [y.shape for y in y0]
@@ -77,10 +90,17 @@ def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method=None, options: dict | No
     t_grad = torch.is_tensor(t) and t.requires_grad and torch.is_grad_enabled()
     start = _shift(func, y0, t, 0, -1) if t_grad else y0  # same value; carries dL/dt_0
     cubic = grid.get("interp", "linear") == "cubic"
-    path = _solve(scheme, field, start, tt, _grid(field, y0, tt, grid), cubic)
+    chunks = make_grid(field, y0, tt, grid)
+    if params is None or not (torch.is_grad_enabled() and any(
+            x.requires_grad for x in (start, *params))):  # no gradient asked: keep no states
+        path = _solve(scheme, field, start, tt, chunks, cubic)
+    else:
+        out = adjoint.solve(scheme, field, start, tt, chunks, cubic, params, module,
+                           check_leaves)
+        path = list(out.unbind(0)) if t_grad else out
     if t_grad:
         path = [path[0]] + [_shift(func, y, t, i, 1) for i, y in enumerate(path) if i]
-    out = torch.stack(path)
+    out = torch.stack(path) if isinstance(path, list) else path
     if not tuple_state:
         return out
     sizes = [math.prod(s) for s in shapes]
@@ -90,19 +110,36 @@ def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method=None, options: dict | No
 def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method=None, options=None,
                    event_fn=None, adjoint_rtol=None, adjoint_atol=None, adjoint_method=None,
                    adjoint_options=None, adjoint_params=None):
-    """``torchdiffeq.odeint_adjoint`` (its signature and defaults): the backward pass solves the
-    adjoint ODE backwards in time instead of keeping the forward graph, so memory does not grow
-    with the number of steps. torchdiffeq's methods only; our ``steps=n`` / ``max_step=h`` grid
-    options become a ``grid_constructor``. ``func`` must be an ``nn.Module`` (or give
-    ``adjoint_params``)."""
+    """``torchdiffeq.odeint_adjoint`` (its signature and defaults): gradients without keeping
+    every step's graph. ``func`` must be an ``nn.Module`` (or give ``adjoint_params``, the
+    tensors gradients flow to besides ``y0`` and ``t``).
+
+    * torchdiffeq's methods (dopri5, the default, ..., and its fixed-grid ``euler``,
+      ``midpoint``, ``heun2``, ``rk4``) go to ``torchdiffeq.odeint_adjoint``: the continuous
+      adjoint ODE solved backwards in time (memory flat in the steps; gradients those of the
+      ODE, not of the discrete steps). Our ``steps=n`` / ``max_step=h`` grid options become a
+      ``grid_constructor``.
+    * our schemes (``method=solvers.get("rk4")``, ``"rk4_38"``, ``"ab2"``, ``"lm"``, ...: a `Scheme`
+      or a registered name torchdiffeq does not have) run on ``odeint``'s grid with the discrete
+      adjoint by recomputation (`solvers.adjoint`): the gradients of backpropagation through
+      the steps (`odeint`'s, to rounding), with only the grid points' states (and multistep
+      history) saved, O(steps) states and no per-step activations. Schemes with an exact
+      ``inverse`` (leapfrog, damped_leapfrog; ``memory_efficient=False`` opts out) rebuild the
+      states backwards instead: O(1) saved states (the field must be separable, as they
+      require; on CPU an inexact rebuild raises `DivergenceError`). The field must be deterministic (it is
+      evaluated again in backward); stochastic schemes, ``event_fn`` and ``adjoint_method`` /
+      ``adjoint_options`` are refused; ``rtol``/``atol``/``adjoint_rtol``/``adjoint_atol`` are
+      unused, as by torchdiffeq's fixed grids. Not twice differentiable."""
     if options is not None and not isinstance(options, dict):
         raise ValueError(f"odeint_adjoint: options must be a dict, got {options!r}")
     options = dict(options or {})
     method = "dopri5" if method is None else method
-    if isinstance(method, Scheme) or method not in peers.torchdiffeq_methods():
-        raise ValueError(f"odeint_adjoint: method {method!r} is not a torchdiffeq method; the "
-                         f"adjoint runs {sorted(peers.torchdiffeq_methods())}; for our schemes "
-                         f"use solvers.odeint (backpropagation through the steps)")
+    peer = not isinstance(method, Scheme) and method in peers.torchdiffeq_methods()
+    if not peer and not (isinstance(method, Scheme) or method in SCHEMES):
+        raise ValueError(f"odeint_adjoint: unknown method {method!r}; torchdiffeq's (continuous "
+                         f"adjoint): {sorted(peers.torchdiffeq_methods())}; ours (discrete "
+                         f"adjoint): {sorted(set(SCHEMES) - set(peers.torchdiffeq_methods()))} or "
+                         f"any solvers.get(name)")
     times = _check_inputs("odeint_adjoint", func, y0, t, rtol, atol)
     t = _for_peer(t, times)
     if adjoint_params is not None:
@@ -114,6 +151,9 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method=None, options=No
         if adjoint_params is None or not all(torch.is_tensor(p) for p in adjoint_params):
             raise ValueError(f"odeint_adjoint: adjoint_params must be an iterable of tensors (e.g. "
                              f"tuple(func.parameters())), got {given!r}")
+    if not peer:
+        return _discrete(func, y0, t, times, method, options, event_fn, adjoint_method,
+                         adjoint_options, adjoint_params)
     if "steps" in options or "max_step" in options:
         ours = {k: options.pop(k) for k in ("steps", "max_step") if k in options}
         options["grid_constructor"] = lambda f, y, tt: _grid_tensor(f, y, tt, ours)
@@ -124,8 +164,23 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method=None, options=No
                                     options=options, event_fn=event_fn, adjoint=adjoint)
 
 
+def _discrete(func, y0, t, times, method, options, event_fn, adjoint_method, adjoint_options,
+              params):
+    """``odeint_adjoint`` with one of our schemes: the discrete adjoint (`adjoint.solve`)."""
+    extra = {k: v for k, v in (("event_fn", event_fn), ("adjoint_method", adjoint_method),
+                                ("adjoint_options", adjoint_options)) if v is not None}
+    if extra:
+        raise ValueError(f"odeint_adjoint: {sorted(extra)} are not supported with our scheme "
+                         f"{method!r} (discrete adjoint); use a torchdiffeq method")
+    if params is None and not isinstance(func, torch.nn.Module):
+        raise ValueError(f"odeint_adjoint: func must be an nn.Module to find its parameters, or "
+                         f"give adjoint_params (e.g. ()), got {func!r}")
+    return _fixed(func, y0, t, times, method, options,
+                  tuple(func.parameters()) if params is None else params, params is None)
+
+
 def _grid_tensor(func, y0, t, grid: dict) -> torch.Tensor:
-    chunks = list(_grid(func, y0, t, grid))
+    chunks = list(make_grid(func, y0, t, grid))
     return torch.cat([chunks[0]] + [c[1:] for c in chunks[1:]])
 
 
@@ -215,94 +270,6 @@ class _Reversed(torch.nn.Module):
         return -self.func(-s, y)
 
 
-def _grid(func, y0, t, grid: dict):
-    """The grid as a generator of chunks (1-D tensors in ``t``'s dtype, consecutive chunks
-    sharing their boundary point), from the grid options (module docstring)."""
-    given = [k for k in ("grid_constructor", "max_step", "step_size", "steps") if k in grid]
-    if len(given) > 1:
-        raise ValueError(f"odeint: give one of the grid options {given}, not several")
-    interp = grid.get("interp", "linear")
-    if interp not in ("linear", "cubic"):
-        raise ValueError(f"odeint: interp must be 'linear' or 'cubic', got {interp!r}")
-    if not given or len(t) < 2:
-        return [t]
-    kind, value = given[0], grid[given[0]]
-    if kind == "grid_constructor":
-        return [_constructed(func, y0, t, value)]
-    if kind == "steps":
-        n = checks.integer("odeint", "options['steps'] (steps per interval of t)", value)
-        return _per_interval(t, [n] * (len(t) - 1))
-    h = _positive(kind, value)
-    if kind == "max_step":
-        return _per_interval(t, [_count(b - a, h, t.dtype) for a, b in zip(t[:-1], t[1:])])
-    start, end = t[0], t[-1]
-    niters = float(torch.ceil((end - start) / h + 1))  # torchdiffeq's expression, in t's dtype
-    _check_count(niters - 1, kind, value)
-    return _chunks(t, int(niters), lambda k0, k1: torch.arange(
-        k0, k1, dtype=t.dtype, device=t.device) * h + start)
-
-
-def _positive(kind, value) -> float:
-    try:
-        if not (checks.is_real(value) or (torch.is_tensor(value) and value.numel() == 1)):
-            raise TypeError
-        h = float(value)
-    except (TypeError, ValueError, RuntimeError):
-        raise ValueError(f"odeint: options[{kind!r}] must be a real number > 0, "
-                         f"got {value!r}") from None
-    if not (math.isfinite(h) and h > 0):
-        raise ValueError(f"odeint: options[{kind!r}] must be a finite number > 0, got {value!r}")
-    return h
-
-
-def _check_count(n, kind, value):
-    if not math.isfinite(n) or n > MAX_STEPS:
-        raise ValueError(f"odeint: options[{kind!r}]={value!r} asks for {n:.3g} steps; at most "
-                         f"{MAX_STEPS:.0e} are allowed: use a larger step")
-
-
-def _count(span, h, dtype) -> int:
-    """``ceil(|span| / h)``, a ratio within rounding of ``dtype`` of a whole number counting as
-    that number (float32 times: 0.1 / 0.01 is 10.0000001, 10 steps, not 11)."""
-    ratio = abs(float(span)) / h
-    _check_count(ratio, "max_step", h)
-    near = round(ratio)
-    tol = 16 * torch.finfo(dtype).eps * max(1.0, ratio)
-    return max(1, near if abs(ratio - near) <= tol else math.ceil(ratio))
-
-
-def _per_interval(t, counts):
-    _check_count(sum(counts), "steps", counts[0])
-
-    def chunks():
-        for i, n in enumerate(counts):
-            a, b = t[i], t[i + 1]
-            yield from _chunks(t[i:i + 2], n + 1, lambda k0, k1: a + torch.arange(
-                k0, k1, dtype=t.dtype, device=t.device) * ((b - a) / n))
-    return chunks()
-
-
-def _chunks(t, points, make):
-    """``make(k0, k1)`` for consecutive ranges of at most CHUNK points, the last point
-    replaced by ``t[-1]`` (as torchdiffeq does)."""
-    for k0 in range(0, points - 1, CHUNK):
-        k1 = min(points, k0 + CHUNK + 1)
-        chunk = make(k0, k1)
-        if k1 == points:
-            chunk[-1] = t[-1]
-        yield chunk
-
-
-def _constructed(func, y0, t, constructor):
-    grid = constructor(func, y0, t) if callable(constructor) else None
-    if not torch.is_tensor(grid) or grid.dim() != 1 or len(grid) < 2 or not (
-            bool(grid[0] == t[0]) and bool(grid[-1] == t[-1]) and bool((grid.diff() > 0).all())):
-        raise ValueError(f"odeint: options['grid_constructor'] must be a callable fn(func, y0, "
-                         f"t) returning an increasing 1-D tensor from t[0] to t[-1], got "
-                         f"{grid if grid is not None else constructor!r}")
-    return grid.to(t.dtype)
-
-
 def _solve(scheme: Scheme, f, y0, t, chunks, cubic: bool) -> list:
     """Step over the grid; each output time ``t[j]`` in ``(t0, t1]`` is read off the step from
     ``t0`` to ``t1`` by torchdiffeq's interpolation (exact where ``t[j]`` is a grid point)."""
@@ -314,52 +281,16 @@ def _solve(scheme: Scheme, f, y0, t, chunks, cubic: bool) -> list:
     for chunk in chunks:
         points, floats = chunk.unbind(0), chunk.tolist()
         for t0, t1, b in zip(points[:-1], points[1:], floats[1:]):
-            dt_t = t1 - t0
-            dt = float(dt_t)
+            dt = float(t1 - t0)
             if scheme.past_states and dt != last_dt:
                 state = None  # a new step size: restart the multistep history
-            kwargs = dict(values)
-            if scheme.nodes:
-                kwargs["stage_t"] = tuple(t0 if c == 0 else t1 if c == 1 else t0 + dt_t * c
-                                          for c in scheme.nodes)
-            first = _First(f, t0, y) if cubic else f
-            y1, state = scheme.step(first, t0, dt, y, state, **kwargs)
-            last_dt = dt
-            while j < len(t_list) and b >= t_list[j]:
-                out.append(_interp(first, t0, t1, y, y1, t[j], cubic))
-                j += 1
-            y = y1
+            k = j
+            while k < len(t_list) and b >= t_list[k]:
+                k += 1
+            y, state, outs = advance(scheme, f, t0, t1, dt, y, state, values, t[j:k], cubic)
+            out.extend(outs)
+            j, last_dt = k, dt
     return out
-
-
-def _interp(f, t0, t1, y0, y1, t, cubic):
-    """torchdiffeq's ``_linear_interp`` (and ``_cubic_hermite_interp``, which evaluates
-    ``f(t1, y1)`` for every output, as torchdiffeq does)."""
-    if cubic:
-        f1 = f(t1, y1)
-        f0 = f.value if f.value is not None else f(t0, y0)
-        h, dt = (t - t0) / (t1 - t0), t1 - t0
-        return ((1 + 2 * h) * (1 - h) * (1 - h) * y0 + h * (1 - h) * (1 - h) * dt * f0
-                + h * h * (3 - 2 * h) * y1 + h * h * (h - 1) * dt * f1)
-    if t == t0:
-        return y0
-    if t == t1:
-        return y1
-    return y0 + (t - t0) / (t1 - t0) * (y1 - y0)
-
-
-class _First:
-    """``f`` that keeps its value at ``(t0, y0)`` when the step evaluates it there (for the
-    cubic interpolation, as torchdiffeq reuses its step's ``f0``)."""
-
-    def __init__(self, f, t0, y0):
-        self.f, self.t0, self.y0, self.value = f, t0, y0, None
-
-    def __call__(self, s, u):
-        out = self.f(s, u)
-        if self.value is None and s is self.t0 and u is self.y0:
-            self.value = out
-        return out
 
 
 def _flat_func(func, shapes):

@@ -133,22 +133,33 @@ def _check_leaves(scheme, y, inputs) -> None:
     but is none of ``inputs`` (the state and the parameters found): a tensor the field uses
     without registering it, e.g. a Parameter held in a plain list. Its gradient would be
     silently lost (autograd.grad returns gradients of the inputs only)."""
+    leaf = unknown_leaf([y], inputs)
+    if leaf is not None:
+        raise ValueError(
+            f"{scheme.name}: the field uses a tensor that requires grad but is not a "
+            f"registered parameter of its modules (shape {tuple(leaf.shape)}; e.g. a "
+            f"Parameter in a plain list instead of nn.ParameterList): the memory-saving "
+            f"backward would drop its gradient; register it, pass params=, or use "
+            f"memory_efficient=False")
+
+
+def unknown_leaf(outputs, inputs):
+    """A leaf that requires grad reached by the graphs of ``outputs`` without passing through
+    one of ``inputs`` (None if there is none): its gradient would be lost by a recomputation
+    that asks autograd.grad for the gradients of ``inputs`` only."""
     known = {id(t) for t in inputs}
-    stack, seen = [y.grad_fn], set()
+    stops = {t.grad_fn for t in inputs if t.grad_fn is not None}  # non-leaf inputs end a path
+    stack, seen = [o.grad_fn for o in outputs], set()
     while stack:
         node = stack.pop()
-        if node is None or node in seen:
+        if node is None or node in seen or node in stops:
             continue
         seen.add(node)
         leaf = getattr(node, "variable", None)  # AccumulateGrad: a leaf that requires grad
         if leaf is not None and id(leaf) not in known:
-            raise ValueError(
-                f"{scheme.name}: the field uses a tensor that requires grad but is not a "
-                f"registered parameter of its modules (shape {tuple(leaf.shape)}; e.g. a "
-                f"Parameter in a plain list instead of nn.ParameterList): the memory-saving "
-                f"backward would drop its gradient; register it, pass params=, or use "
-                f"memory_efficient=False")
+            return leaf
         stack.extend(next_fn for next_fn, _ in node.next_functions)
+    return None
 
 
 def _check_reconstruction(scheme, u_rec, u0, dtype) -> None:
