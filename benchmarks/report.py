@@ -102,12 +102,22 @@ def plot_memory(memory: dict, stem: Path) -> str:
     return path.name
 
 
+def load_note(env: dict) -> str:
+    """' Machine load ...' when other work shared the CPU during the run (1-minute load average
+    of at least half the cores), else ''."""
+    load, cores = (env.get("load_average_1_5_15min") or [None])[0], env.get("cpu_count") or 1
+    if load is None or load < cores / 2:
+        return ""
+    return (f" The machine was shared during the run (1-minute load average {load:.1f} on {cores} "
+            "cores): ratios are interleaved, absolute times less reliable.")
+
+
 def speed_markdown(payload: dict) -> str:
     env, cfg = payload["env"], payload["config"]
     lines = [f"# Training-step speed and memory ({env['device']})", "",
              f"torch {env['torch']}, {env['torch_threads']} thread(s), batch {cfg['batch']}, channels_last "
              f"{cfg['channels_last']}; {cfg['rounds']} interleaved rounds of {cfg['iters']} step(s) after "
-             f"{cfg['warmup']} warm-up steps; medians. {payload['note']}",
+             f"{cfg['warmup']} warm-up steps; medians. {payload['note']}" + load_note(env),
              f"Command: `{env['command']}`", ""]
     skipped = [k for k, v in payload["skipped"].items() if v]
     if skipped:
