@@ -78,8 +78,8 @@ def markdown(report: dict) -> str:
              f"{report['bf16_key']}); difference = bf16 − fp32 in points on the seeds both have, "
              f"with its 95% t-interval. Rule (fixed before the runs): bf16 keeps the accuracy when "
              f"the interval's lower end lies above −{MARGIN * 100:.1f} points with ≥ {MIN_PAIRS} "
-             "pairs. The two precisions ran on different machines (listed): each seed's pair "
-             "differs in precision and in the machine's rounding.", ""]
+             "pairs. The two campaigns may have run on different machines (as recorded): a seed's pair "
+             "may differ in precision and in the machine's rounding.", ""]
     rows = [(r["model"], r["comparison"]["n"], f"{_pct(r['fp32']['mean'])} ± {_pct(r['fp32']['std'])}",
              f"{_pct(r['bf16']['mean'])} ± {_pct(r['bf16']['std'])}",
              _pct(r["comparison"]["mean_diff"], True),
