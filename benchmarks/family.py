@@ -324,14 +324,15 @@ def plot_depth(sweep: list[dict], stem: Path) -> str:
 
 
 # ---- side-by-side step cost ---------------------------------------------------------------------
-def measure_costs(models, batch: int = 128, rounds: int = 7, warmup: int = 2) -> dict:
+def measure_costs(models, batch: int = 128, rounds: int = 7, warmup: int = 2, dtype: str = "fp32") -> dict:
     """Training-step time of each preset relative to resnet20: one step each in turn per round
-    (order rotated), median of the per-round ratios. Fashion-MNIST shapes, channels_last, fp32."""
+    (order rotated), median of the per-round ratios. Fashion-MNIST shapes, channels_last, eager,
+    ``dtype`` (the campaign's precision: fp32 or bf16 autocast)."""
     import odenets
     from _case import Case, interleaved
     names = ["resnet20"] + [m for m in models if m != "resnet20"]
     cases = {m: Case(lambda m=m: odenets.create(m, in_chans=1, num_classes=10), (1, 28, 28), batch,
-                     "cpu", "eager", "fp32", True) for m in names}
+                     "cpu", "eager", dtype, True) for m in names}
     times = interleaved(cases, rounds, warmup)
     return {m: statistics.median(a / b for a, b in zip(times[m], times["resnet20"])) for m in names}
 
@@ -354,8 +355,9 @@ def write(payload: dict, out: Path, measure: bool = False, threads: int | None =
     if measure:
         if threads:
             torch.set_num_threads(threads)
-        costs = measure_costs(SCHEMES)
-        cost_env = dict(env_info("cpu"), threads=torch.get_num_threads(), batch=128)
+        dtype = precision(payload)
+        costs = measure_costs(SCHEMES, dtype=dtype)
+        cost_env = dict(env_info("cpu"), threads=torch.get_num_threads(), batch=128, dtype=dtype)
     report = build(payload, costs)
     report.update(relative_step_time=costs, cost_env=cost_env)
     out.parent.mkdir(parents=True, exist_ok=True)
