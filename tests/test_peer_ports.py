@@ -18,7 +18,7 @@ TINY = {"ode_demo.py": ["--niters", "2", "--data_size", "40", "--batch_time", "5
         "odenet_mnist.py": ["--nepochs", "1", "--batch_size", "16", "--test_batch_size", "16",
                             "--data_aug", "False", "--save", "{tmp}/experiment"],
         "latent_sde.py": ["--train-dir", "{tmp}/latent_sde", "--train-iters", "3",
-                          "--batch-size", "4", "--dpi", "20", "--debug"]}
+                          "--batch-size", "4", "--dpi", "20", "--debug", "--dt", "0.1"]}
 # (example, extra arguments): each example as above, and latent_sde's other solver paths
 CASES = [pytest.param(name, [], id=name) for name in sorted(TINY)] + [
     pytest.param("latent_sde.py", ["--method", "srk", "--show-prior", "False"],  # torchsde's srk
