@@ -45,11 +45,19 @@ def _flat(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor | None:
 
 
 def _dots(g: torch.Tensor, tensors) -> list:
-    """<g, x> for each x (one read of g and x, no temporaries when the layouts match)."""
+    """<g, x> for each x (one read of g and x, no temporaries when the layouts match), summed
+    in float32 at least: torch's CPU ``dot`` on bf16 accumulates in bf16 and ran 16x slower
+    than a float32 ``dot`` of the same vectors upcast (12.2 vs 0.76 ms, 50k elements), so
+    reduced-precision inputs are upcast first."""
     out = []
     for x in tensors:
         gf, xf = _flat(g, x), _flat(x, g)
-        out.append(torch.dot(gf, xf) if gf is not None and xf is not None else (g * x).sum())
+        if gf is not None and xf is not None:
+            if gf.dtype in (torch.bfloat16, torch.float16):
+                gf, xf = gf.float(), xf.float()
+            out.append(torch.dot(gf, xf))
+        else:
+            out.append((g * x).sum(dtype=torch.promote_types(g.dtype, torch.float32)))
     return out
 
 
