@@ -333,16 +333,26 @@ def readme_section(results: Path = RESULTS) -> str:
            "[RESULTS.md](benchmarks/results/RESULTS.md)).", ""]
     out += family.readme_lines(sorted(load("family_*.json", results),  # fp32 first
                                       key=lambda p: p.get("precision") == "bf16"))
-    for p in load("converged_*.json", results):
+    for p in sorted(load("converged_*.json", results), key=lambda p: p["recipe"].get("amp") == "bf16"):
         recipe, runs = p["recipe"], p["runs"]
         minutes = sum(r["seconds"] for r in runs) / max(len(runs), 1) / 60
-        out += [f"**Converged, paired seeds** ({recipe['dataset']}, recipe `{p['recipe_name']}`: "
+        machines = " / ".join(sorted({str(r.get("device", "?")) for r in runs})) or p["env"]["device"]
+        out += [f"**Converged, paired seeds, {'bf16' if recipe.get('amp') == 'bf16' else 'fp32'}** "
+                f"({recipe['dataset']}, recipe `{p['recipe_name']}`: "
                 f"{recipe['epochs']} epochs on {runs[0]['train_images'] if runs else '?'} images, "
                 f"{recipe['val_split']} held out for validation, {recipe['schedule']} lr "
                 f"{recipe['lr']}, label smoothing {recipe['label_smoothing']}; {minutes:.1f} min per "
-                f"run on {p['env']['device']}, torch {p['env']['torch']}; final-epoch test "
+                f"run on {machines}, torch {p['env']['torch']}; final-epoch test "
                 f"accuracy):", "", first_table(converged.markdown(p)), ""]
         out += [f"- {c['verdict']}" for c in p.get("comparisons", [])] + [""]
+    for p in load("precision_*.json", results):
+        out += ["**bf16 against fp32** (the same seeds in both campaigns; rule fixed before the "
+                f"bf16 runs: bf16 keeps the accuracy when the 95% interval of bf16 − fp32 lies "
+                f"above −{p['margin'] * 100:.1f} points): " + "; ".join(
+                    f"{r['model']} {r['comparison']['mean_diff'] * 100:+.2f} points "
+                    f"[{r['comparison']['ci95'][0] * 100:+.2f}, {r['comparison']['ci95'][1] * 100:+.2f}], "
+                    f"n={r['comparison']['n']}: {r['rule']}" for r in p["models"]
+                    if r["comparison"]["ci95"][0] is not None) + ".", ""]
     out += noise_injection_lines(load("sde_noise_converged_*.json", results))
     out += cross_solver_lines(load("cross_solver_converged_*.json", results))
     out += momentum_lines([p for p in load("momentum_flows_*.json", results)
@@ -353,7 +363,10 @@ def readme_section(results: Path = RESULTS) -> str:
                 "they show cost, not accuracy): " + ", ".join(
                     f"`{p['_file'].replace('.json', '.md')}`" for p in smoke) + " in RESULTS.md.", ""]
     for p in load("speed_*.json", results):
-        out += [f"**Speed goals** ({p['env']['device']}, torch {p['env']['torch']}):", "",
+        out += [f"**Speed goals** ({p['env']['device']}, torch {p['env']['torch']}, "
+                f"{p['env'].get('torch_threads')} thread(s), modes "
+                f"{', '.join(sorted({k.split('/')[1] for k in p['results']}))}; "
+                f"`{p['_file'].replace('.json', '.md')}`):", "",
                 first_table(speed_markdown(p)), ""]
     more = _goals.more_goals(results)
     if more:
