@@ -141,7 +141,7 @@ def test_campaign_accumulates_and_skips_finished_runs(monkeypatch, tmp_path):
     import report
     assert "Converged, paired-seed comparison" in report.build_report(tmp_path)
     section = report.readme_section(tmp_path)
-    assert section.index("**Converged, paired seeds**") < section.index("The paper's numbers")
+    assert section.index("**Converged, paired seeds, fp32**") < section.index("The paper's numbers")
     assert "- lm_resnet20 − resnet20 = +0.20 points" in section
 
 
