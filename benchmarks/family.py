@@ -263,7 +263,7 @@ def _errorbar(ax, x, stats, color, marker, label):
     ax.errorbar([x], [y], yerr=yerr, fmt=marker, color=color, capsize=4, markersize=7, label=label)
 
 
-def plot_cost(rows: list[dict], stem: Path) -> str:
+def plot_cost(rows: list[dict], stem: Path, precision: str = "fp32") -> str:
     """Test accuracy (95% CI) against step time relative to resnet20 and f evaluations/image."""
     plt = pyplot()
     styles = model_styles(r["model"] for r in rows)
@@ -283,7 +283,8 @@ def plot_cost(rows: list[dict], stem: Path) -> str:
         ax.grid(alpha=0.3)
     handles, labels = axes[1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
-    fig.suptitle("Every scheme at resnet20 size, converged recipe (bars: 95% CI; n=1 has none)",
+    fig.suptitle(f"Every scheme at resnet20 size, converged recipe in {precision} (bars: 95% CI; "
+                 "n=1 has none)",
                  fontsize=10)
     fig.tight_layout(rect=(0, 0, 0.8, 1))
     out = stem.parent / f"{stem.name}_acc_vs_cost.png"
@@ -362,7 +363,7 @@ def write(payload: dict, out: Path, measure: bool = False, threads: int | None =
     report.update(relative_step_time=costs, cost_env=cost_env)
     out.parent.mkdir(parents=True, exist_ok=True)
     stem = out.with_suffix("")
-    report["plots"] = [plot_cost(report["schemes"], stem)]
+    report["plots"] = [plot_cost(report["schemes"], stem, report["precision"])]
     if report["depth"]:
         report["plots"].append(plot_depth(report["depth"], stem))
     write_json(out, report)
