@@ -126,3 +126,13 @@ def run_main(main, argv=None) -> int:
             raise
         print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
         return 2
+
+
+def load_note(env: dict) -> str:
+    """' Machine load ...' when other work shared the CPU during the run (1-minute load average
+    of at least half the cores), else ''."""
+    load, cores = (env.get("load_average_1_5_15min") or [None])[0], env.get("cpu_count") or 1
+    if load is None or load < cores / 2:
+        return ""
+    return (f" The machine was shared during the run (1-minute load average {load:.1f} on {cores} "
+            "cores): ratios are interleaved, absolute times less reliable.")

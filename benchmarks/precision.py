@@ -93,6 +93,17 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def readme_lines(report: dict) -> list[str]:
+    """The README's sentence: each model's bf16 − fp32 difference, interval and verdict."""
+    return ["**bf16 against fp32** (the same seeds in both campaigns; rule fixed before the bf16 "
+            f"runs: bf16 keeps the accuracy when the 95% interval of bf16 − fp32 lies above "
+            f"−{report['margin'] * 100:.1f} points): " + "; ".join(
+                f"{r['model']} {r['comparison']['mean_diff'] * 100:+.2f} points "
+                f"[{r['comparison']['ci95'][0] * 100:+.2f}, {r['comparison']['ci95'][1] * 100:+.2f}], "
+                f"n={r['comparison']['n']}: {r['rule']}" for r in report["models"]
+                if r["comparison"]["ci95"][0] is not None) + ".", ""]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--out-dir", default=None, help="results directory (default benchmarks/results)")
