@@ -293,7 +293,7 @@ def plot_cost(rows: list[dict], stem: Path, precision: str = "fp32") -> str:
     return out.name
 
 
-def plot_depth(sweep: list[dict], stem: Path) -> str:
+def plot_depth(sweep: list[dict], stem: Path, precision: str = "fp32") -> str:
     """Accuracy against depth (and parameters) for both families, ours and the paper's."""
     plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.4))
@@ -309,7 +309,7 @@ def plot_depth(sweep: list[dict], stem: Path) -> str:
     ax1.set_xlim(DEPTHS[0] - 4, DEPTHS[-1] + 4)
     ax1.set_xlabel("depth (parameters)")
     ax1.set_ylabel("final test accuracy % (mean, 95% CI)")
-    ax1.set_title("Ours: Fashion-MNIST, converged recipe", fontsize=10)
+    ax1.set_title(f"Ours: Fashion-MNIST, converged recipe in {precision}", fontsize=10)
     ax2.set_xticks(list(PAPER_CIFAR10))
     ax2.set_xlabel("depth")
     ax2.set_ylabel("test accuracy %")
@@ -365,7 +365,7 @@ def write(payload: dict, out: Path, measure: bool = False, threads: int | None =
     stem = out.with_suffix("")
     report["plots"] = [plot_cost(report["schemes"], stem, report["precision"])]
     if report["depth"]:
-        report["plots"].append(plot_depth(report["depth"], stem))
+        report["plots"].append(plot_depth(report["depth"], stem, report["precision"]))
     write_json(out, report)
     stem.with_suffix(".md").write_text(markdown(report))
     return report
