@@ -25,23 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import HelpFormatter, result_path, write_json  # noqa: E402
 from _stats import mean_ci, paired, paired_p  # noqa: E402
 from _train_common import markdown_table  # noqa: E402
+from family import campaign_runs  # noqa: E402
 
 MARGIN = 0.002  # accuracy (0.2 points): the non-inferiority margin of the rule above
 MIN_PAIRS = 3
-
-
-def accuracies(payload: dict) -> dict:
-    """``{model: {seed: test_acc}}`` of the runs under the campaign's recipe key."""
-    out: dict = {}
-    for r in payload.get("runs", []):
-        if r.get("recipe_key") == payload.get("recipe_key"):
-            out.setdefault(r["model"], {})[r["seed"]] = r["test_acc"]
-    return out
-
-
-def machines(payload: dict, model: str) -> list[str]:
-    return sorted({r.get("device", "?") for r in payload.get("runs", [])
-                   if r.get("model") == model and r.get("recipe_key") == payload.get("recipe_key")})
 
 
 def rule(cmp: dict) -> str:
@@ -57,14 +44,20 @@ def rule(cmp: dict) -> str:
 
 
 def compare(fp32: dict, bf16: dict) -> list[dict]:
-    a, b = accuracies(fp32), accuracies(bf16)
+    """Per model in both campaigns: the paired bf16 − fp32 difference, its rule and machines."""
+    runs = {"fp32": campaign_runs(fp32), "bf16": campaign_runs(bf16)}
+    acc = {p: {m: {s: r["test_acc"] for s, r in per.items()} for m, per in r.items()}
+           for p, r in runs.items()}
+    a, b = acc["fp32"], acc["bf16"]
     rows = []
     for model in [m for m in b if m in a]:
         cmp = paired(a[model], b[model], "fp32", "bf16")
         rows.append(dict(model=model, fp32=mean_ci(a[model][s] for s in cmp["seeds"]),
                          bf16=mean_ci(b[model][s] for s in cmp["seeds"]), comparison=cmp,
-                         p=paired_p(cmp), rule=rule(cmp), fp32_machines=machines(fp32, model),
-                         bf16_machines=machines(bf16, model)))
+                         p=paired_p(cmp), rule=rule(cmp),
+                         **{f"{p}_machines": sorted({str(r.get("device", "?"))
+                                                     for r in runs[p][model].values()})
+                            for p in runs}))
     return rows
 
 
