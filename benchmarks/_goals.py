@@ -1,6 +1,7 @@
-"""Speed goals measured outside speed.py: the solver layer's Euler–Maruyama step and the
-heavy-ball flows (solver_overhead.py), and training on a shared machine (levers.py). Each goal
-reads its committed JSON; a file that is missing gives no row."""
+"""Speed goals: the table every speed report prints (`markdown`), and the goals measured
+outside speed.py — the solver layer's Euler–Maruyama step and the heavy-ball flows
+(solver_overhead.py), training on a shared machine (levers.py). Each goal reads its committed
+JSON; a file that is missing gives no row."""
 from __future__ import annotations
 
 import json

@@ -112,9 +112,7 @@ def speed_markdown(payload: dict) -> str:
     skipped = [k for k, v in payload["skipped"].items() if v]
     if skipped:
         lines += [f"Skipped (not installed): {', '.join(skipped)}.", ""]
-    lines += ["## Goals", "", markdown_table(["goal", "setting", "measured", "met"],
-              [[g["goal"], g["setting"], g["measured"], "yes" if g["met"] else "**no**"]
-               for g in payload["goals"]]), ""]
+    lines += ["## Goals", "", _goals.markdown(payload["goals"]), ""]
     for key, rows in payload["results"].items():
         gpu = any(r.get("peak_allocated_bytes") for r in rows.values())
         errors = {name: r["error"] for name, r in rows.items() if "error" in r}
