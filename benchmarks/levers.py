@@ -69,7 +69,10 @@ def _spawn(n: int, threads: int, args, env: dict | None = None, steps: int | Non
     ``env``: variables to set (value None: to remove) in their environment."""
     env_all = dict(os.environ, OMP_NUM_THREADS=str(threads))
     for k, v in (env or {}).items():
-        env_all.pop(k, None) if v is None else env_all.__setitem__(k, v)
+        if v is None:
+            env_all.pop(k, None)
+        else:
+            env_all[k] = v
     cmd = [sys.executable, __file__, "--worker", "--model", args.model, "--batch", str(args.batch),
            "--steps", str(steps or args.steps), "--warmup", str(args.warmup), "--threads", str(threads)]
     procs = [subprocess.Popen(cmd, env=env_all, stdout=subprocess.PIPE, text=True) for _ in range(n)]
