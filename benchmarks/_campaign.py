@@ -6,7 +6,10 @@ chosen executor and writes one record per run under ``<results>/<name>_<device>/
 this module rebuilds ``<name>_<device>.json`` (the summary, with every record in ``runs``:
 the format report.py, README and RESULTS.md read), its markdown and plots from the records
 after each new one. A summary written before records existed counts as the records it holds
-(legacy import), so an older campaign continues without re-running anything.
+(legacy import), so an older campaign continues without re-running anything. A resumable
+campaign (``drive(resumable=True)``: converged.py) trains each run in
+``<results>/<name>_<device>/partial/<run>__<key>/`` with a checkpoint every epoch: started
+again after a kill, the same command continues every unfinished run from its last checkpoint.
 
     python benchmarks/converged.py --models resnet20,lm_resnet20 --seeds 0-2 --workers 2
     python benchmarks/converged.py --executor slurm --slurm-partition gpu --slurm-time 60
@@ -119,16 +122,17 @@ def write_report(payload: dict, path: Path, plot_fn, markdown_fn) -> None:
 
 def drive(*, path: Path, key: str, fn: str, runs: list, args, summary, identity=("model", "seed"),
           device: str = "cpu", legacy_key: str | None = None, keep_weights: bool = False,
-          report_only: bool = False, max_runs: int | None = None, label: str = "campaign") -> list:
+          resumable: bool = False, report_only: bool = False, max_runs: int | None = None, label: str = "campaign") -> list:
     """Run ``runs`` (`odenets.campaign.Run`) of ``fn`` ("module:function" in benchmarks/)
     under recipe ``key`` on the executor of ``args``, rewriting the summary at ``path`` with
     ``summary(records, failures of this key)`` after each new record and at the end; ``(records,
     failures)``. ``legacy_key``: the key of stored runs without one (files checked whole
-    by `check_setup`)."""
+    by `check_setup`). ``resumable``: ``fn`` takes ``work_dir`` and continues a killed run there
+    (``<results>/<name>_<device>/partial/<run>__<key>/``, removed once the record is written)."""
     path = Path(path)
     campaign = Campaign(directory=str(path.with_suffix("")), key=key, fn=fn, runs=runs,
                         identity=tuple(identity), path=[BENCH], legacy=str(path),
-                        legacy_key=legacy_key, keep_weights=keep_weights,
+                        legacy_key=legacy_key, keep_weights=keep_weights, resumable=resumable,
                         stamp=dict(device=device, **git_version(BENCH)))
 
     def refresh() -> tuple[list, list]:

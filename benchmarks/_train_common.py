@@ -5,7 +5,9 @@
     stats = mean_std([r["test_acc"] for r in rows])
 
 Every run goes through `odenets.train.train` (same loader, optimiser, schedule and evaluation
-as ``odenets train``) in a temporary run directory that is deleted afterwards. The model is
+as ``odenets train``) in a temporary run directory that is deleted afterwards, or, given
+``work_dir`` (a resumable campaign's ``partial/<run>__<key>/``), in a persistent one that a
+killed run continues from its last checkpoint (`_partial`). The model is
 built here, after ``torch.manual_seed(seed)``, exactly as `train` would build it, so that
 callers can evaluate it further (e.g. under input noise) once training is done.
 """
@@ -27,6 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import _partial  # noqa: E402
 import odenets  # noqa: E402
 from odenets import atomic, data as datasets  # noqa: E402
 from odenets.train import TrainConfig, train  # noqa: E402
@@ -146,7 +149,8 @@ def set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
-def train_one(name: str, seed: int, recipe: Recipe, overrides: dict | None = None, keep_model=False):
+def train_one(name: str, seed: int, recipe: Recipe, overrides: dict | None = None, keep_model=False,
+              work_dir: str | None = None):
     """Train preset ``name`` (with `NetConfig` ``overrides``) once; returns ``(row, model)``.
 
     row: test_acc, train_seconds (training epochs only), wall_seconds (data, training and
@@ -155,11 +159,18 @@ def train_one(name: str, seed: int, recipe: Recipe, overrides: dict | None = Non
     compile_used, and, for models with continuous flows, nfe_per_step (per epoch: forward and
     backward field evaluations per training step). ``model`` is the
     trained module (eval mode, on the training device) when ``keep_model``, else None.
+
+    With ``work_dir`` the run checkpoints there after every epoch and continues from the last
+    checkpoint when called again (`_partial.prepare`); the caller removes ``work_dir`` once the
+    result is stored. The row then also holds ``resumed_from_epoch``, ``pieces`` (each
+    ``from_epoch``, ``to_epoch``, ``seconds``) and ``discarded``; ``wall_seconds`` is this
+    piece's, and ``train_seconds`` (from the per-epoch history) covers every piece.
     """
     overrides = dict(overrides or {})
     spec = datasets.get_spec(recipe.dataset)
-    tmp = Path(tempfile.mkdtemp(prefix="odenets-bench-"))
-    cfg = TrainConfig(**recipe.to_dict(), model=name, seed=seed, run_dir=str(tmp / "run"),
+    tmp = None if work_dir else Path(tempfile.mkdtemp(prefix="odenets-bench-"))
+    run_dir = Path(work_dir) / _partial.RUN if work_dir else tmp / "run"
+    cfg = TrainConfig(**recipe.to_dict(), model=name, seed=seed, run_dir=str(run_dir),
                       progress=False, model_args=overrides, log_every=50)
     start = time.perf_counter()
     if recipe.compile:  # drop earlier runs' compiled code: dynamo's limit of 8 compilations per code
@@ -168,9 +179,12 @@ def train_one(name: str, seed: int, recipe: Recipe, overrides: dict | None = Non
     try:
         torch.manual_seed(seed)
         model = build_model(cfg, spec.num_classes, spec.input_size[0])
-        summary = train(cfg, model=model)
+        resume, pieces = (_partial.prepare(work_dir, cfg.to_dict(), model, f"{name} seed {seed}")
+                          if work_dir else (False, None))
+        summary = train(cfg, model=model, resume=resume)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     wall = time.perf_counter() - start
     final = summary["final"]
     images = final["train_images"] * summary["epochs_done"]
@@ -187,6 +201,8 @@ def train_one(name: str, seed: int, recipe: Recipe, overrides: dict | None = Non
                compile_used=bool(recipe.compile))
     if any("nfe_per_step" in r for r in summary["history"]):  # continuous flows: NFE per epoch
         row["nfe_per_step"] = [r.get("nfe_per_step", {}) for r in summary["history"]]
+    if pieces is not None:
+        row.update(_partial.finish(pieces, summary["epochs_done"], wall))
     model.eval()
     return row, (model if keep_model else None)
 

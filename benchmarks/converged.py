@@ -14,6 +14,9 @@ commit it ran from, and its final weights beside it as a .pt state_dict), and th
 converged_<device>.json, its markdown and plots are rebuilt from the records; running the same
 command again skips the (model, seed) pairs already recorded under the same recipe. Runs go
 seed-major (every model once, then the next seed), so a campaign cut short holds whole pairs.
+Each run trains in converged_<device>/partial/<model>__s<seed>__<key>/ with a checkpoint every
+epoch: killed at any moment, it continues from its last completed epoch when the same command
+runs again (record: ``resumed_from_epoch``, ``pieces``), with the result of an uninterrupted run.
 Runs execute on local workers or as a SLURM array (`odenets.campaign`, docs/campaigns.md).
 
     python benchmarks/converged.py                                    # resnet20 vs lm_resnet20, seeds 0-4
@@ -199,19 +202,31 @@ def plot(payload: dict, stem: Path) -> list[str]:
 
 
 # ---- the campaign ----------------------------------------------------------------------------------
-def run_one(model: str, seed: int, recipe: dict, config: str) -> dict:
+def run_one(model: str, seed: int, recipe: dict, config: str, work_dir: str | None = None) -> dict:
     """Train ``model`` once with ``recipe`` (a `Recipe` as dict): the run's record, with its
-    final weights under ``state_dict`` (the engine saves them beside the record)."""
+    final weights under ``state_dict`` (the engine saves them beside the record). ``work_dir``
+    (the campaign's ``partial/<run>__<key>/``): checkpoint there every epoch and continue a run
+    killed earlier; the record then says ``resumed_from_epoch`` (0: trained in one piece) and,
+    when resumed, its ``pieces``; ``seconds`` adds up the pieces (`_partial`)."""
     start = time.perf_counter()
-    row, net = train_one(model, seed, Recipe(**recipe), keep_model=True)
+    row, net = train_one(model, seed, Recipe(**recipe), keep_model=True, work_dir=work_dir)
+    earlier = sum(p["seconds"] for p in row.get("pieces", [])[:-1])
     record = dict(model=model, seed=seed, test_acc=row["test_acc"], val_acc=row["val_acc"],
                   epochs=row["epochs"], train_images=row["train_images"],
-                  seconds=time.perf_counter() - start, train_seconds=row["train_seconds"],
+                  seconds=earlier + time.perf_counter() - start, train_seconds=row["train_seconds"],
                   img_per_s=row["img_per_s"], params=row["params"],
                   coefficients=row["coefficients"], curve=row["curve"], recipe=config,
                   amp_used=row.get("amp_used"), compile_used=row.get("compile_used"))
+    if "resumed_from_epoch" in row:
+        record["resumed_from_epoch"] = row["resumed_from_epoch"]
+        if len(row["pieces"]) > 1:
+            record["pieces"] = row["pieces"]
+        if row["discarded"]:
+            record["discarded_partial"] = row["discarded"]
     print(f"{model} seed {seed}: test {record['test_acc'] * 100:.2f}%, val "
-          f"{(record['val_acc'] or 0) * 100:.2f}%, {record['seconds'] / 60:.1f} min", flush=True)
+          f"{(record['val_acc'] or 0) * 100:.2f}%, {record['seconds'] / 60:.1f} min"
+          + (f" (resumed from epoch {row['resumed_from_epoch']})" if row.get("resumed_from_epoch")
+             else ""), flush=True)
     if net is not None:
         record["state_dict"] = net.state_dict()
     return record
@@ -283,7 +298,8 @@ def main(argv=None) -> int:
                          dict(model=m, seed=s, recipe=recipe.to_dict(), config=args.config))
             for s in seeds for m in models]
     drive(path=path, key=key, fn="converged:run_one", runs=runs, args=args, summary=summary,
-          device=header["env"]["device"], keep_weights=True, report_only=args.report_only,
+          device=header["env"]["device"], keep_weights=True, resumable=True,
+          report_only=args.report_only,
           max_runs=args.max_runs, label="converged campaign")
     print(markdown(payload))
     return 0

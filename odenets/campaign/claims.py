@@ -1,12 +1,15 @@
 """Atomic per-run claims: two campaigns over one directory never run the same run twice.
 
 A claim is a file ``claims/<run>__<key>.claim`` created with ``O_CREAT | O_EXCL`` (atomic on
-local file systems and on NFSv3+), holding ``{"host", "pid", "time", "campaign"}``. Whoever
-creates it runs the run; the others skip it. The claimant writes the record, then removes the
-claim, so whoever claims later finds the record and skips too (`engine.execute_one` checks the
-record again after claiming). A claim of a dead process on this host (crash, kill -9) is
-stale and taken over; a claim made on another host is respected (its process cannot be seen
-from here): after a crashed cluster campaign, delete ``claims/`` by hand.
+local file systems and on NFSv3+), holding ``{"host", "boot", "pid", "time", "campaign"}``.
+Whoever creates it runs the run; the others skip it. The claimant writes the record, then
+removes the claim, so whoever claims later finds the record and skips too
+(`engine.execute_one` checks the record again after claiming). A claim of a dead process on
+this host (crash, kill -9) is stale and taken over, and so is one made on this host before its
+last boot (``boot``: the kernel's boot id; a machine restarted between work sessions may reuse
+the PID); a claim made on another host is respected (its process cannot be seen from here):
+after a crashed cluster campaign, delete ``claims/`` by hand. The run then continues from its
+partial checkpoint (`engine`, resumable campaigns).
 """
 from __future__ import annotations
 
@@ -19,6 +22,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .records import CLAIMS
+
+
+def boot_id() -> str | None:
+    """The kernel's boot id (Linux; new at every boot), None where there is none."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
 
 
 def _alive(pid: int) -> bool:
@@ -44,7 +55,8 @@ def _locked(folder: Path):
 
 
 def stale(path: Path) -> bool:
-    """Whether the claim at ``path`` belongs to a dead process on this host."""
+    """Whether the claim at ``path`` belongs to a dead process on this host, or was made on
+    this host before its last boot."""
     try:
         holder = json.loads(path.read_text())
     except (OSError, ValueError):  # being written, or garbage: old garbage is stale
@@ -52,7 +64,12 @@ def stale(path: Path) -> bool:
             return time.time() - path.stat().st_mtime > 60
         except OSError:
             return False
-    return holder.get("host") == socket.gethostname() and not _alive(int(holder.get("pid", -1)))
+    if holder.get("host") != socket.gethostname():
+        return False
+    boot = boot_id()
+    if holder.get("boot") and boot and holder["boot"] != boot:
+        return True
+    return not _alive(int(holder.get("pid", -1)))
 
 
 def claim(directory: Path, name: str, campaign: str = "") -> Path | None:
@@ -68,7 +85,7 @@ def claim(directory: Path, name: str, campaign: str = "") -> Path | None:
         except FileExistsError:
             return None
         with os.fdopen(fd, "w") as f:
-            json.dump(dict(host=socket.gethostname(), pid=os.getpid(), campaign=campaign,
+            json.dump(dict(host=socket.gethostname(), boot=boot_id(), pid=os.getpid(), campaign=campaign,
                            time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())), f)
     return path
 

@@ -5,6 +5,10 @@ A campaign is (directory, recipe key, run function, runs). Each `Run` names one 
 the keyword arguments of the run function. `execute_one` claims a run (`claims`), calls the
 function, stamps the record (recipe key, provenance, host, threads) and writes it atomically
 (`records`); a run that raises leaves a ``.failed.json`` record and the campaign goes on.
+A ``resumable`` campaign also hands the run function a persistent ``work_dir``
+(``<dir>/partial/<run>__<key>/``) to checkpoint into: a run killed at any moment (SIGKILL, a
+session's end, a SLURM time limit) continues there when the campaign is started again, and the
+folder is removed once the record is written.
 Executors (`local`, `slurm`) only decide *where* `execute_one` is called; every executor,
 and every campaign started at once over the same directory, coordinates through the claims,
 so each run is done exactly once.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import shutil
 import sys
 import time
 import traceback
@@ -28,7 +33,7 @@ from pathlib import Path
 import torch
 
 from . import claims
-from .records import (RECORDS, host_info, read_legacy, read_records, save_weights, stem,
+from .records import (PARTIAL, RECORDS, host_info, read_legacy, read_records, save_weights, stem,
                       write_json)
 
 
@@ -56,10 +61,15 @@ class Campaign:
     legacy: str | None = None           # a summary file whose ``runs`` count as records
     legacy_key: str | None = None       # key of legacy runs stored without one
     keep_weights: bool = False          # save a returned ``state_dict`` beside the record
+    resumable: bool = False             # pass ``work_dir=`` (`partial_path`): runs survive a kill
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # this invocation
 
     def record_path(self, run: Run, suffix: str = ".json") -> Path:
         return Path(self.directory) / RECORDS / (stem(run.name, self.key) + suffix)
+
+    def partial_path(self, run: Run) -> Path:
+        """The work directory of an unfinished ``run`` (``resumable`` campaigns)."""
+        return Path(self.directory) / PARTIAL / stem(run.name, self.key)
 
 
 def resolve(fn: str, path: list = ()):
@@ -72,9 +82,12 @@ def resolve(fn: str, path: list = ()):
 
 
 def execute_one(campaign: Campaign, run: Run, *, workers: int = 1, executor: str = "local") -> str:
-    """Run ``run`` unless it is recorded or claimed: 'done', 'failed', 'recorded' or 'claimed'."""
+    """Run ``run`` unless it is recorded or claimed: 'done', 'failed', 'recorded' or 'claimed'.
+    A ``resumable`` campaign's run gets ``work_dir``; the folder is kept when the run fails or
+    is killed (the next attempt continues there) and removed once its record is written."""
     out = campaign.record_path(run)
     if out.exists():
+        _remove_partial(campaign, run)  # left by a process killed between record and clean-up
         return "recorded"
     claim = claims.claim(campaign.directory, stem(run.name, campaign.key), campaign.id)
     if claim is None:
@@ -83,8 +96,11 @@ def execute_one(campaign: Campaign, run: Run, *, workers: int = 1, executor: str
         if out.exists():  # finished by another process between our check and our claim
             return "recorded"
         start = time.perf_counter()
+        kwargs = dict(run.kwargs)
+        if campaign.resumable:
+            kwargs["work_dir"] = str(campaign.partial_path(run))
         try:
-            record = dict(resolve(campaign.fn, campaign.path)(**run.kwargs))
+            record = dict(resolve(campaign.fn, campaign.path)(**kwargs))
         except Exception as e:  # recorded; the campaign goes on
             traceback.print_exc()
             write_json(campaign.record_path(run, ".failed.json"), dict(
@@ -100,9 +116,21 @@ def execute_one(campaign: Campaign, run: Run, *, workers: int = 1, executor: str
             record["weights"] = campaign.record_path(run, ".pt").name
         write_json(out, record)
         campaign.record_path(run, ".failed.json").unlink(missing_ok=True)
+        _remove_partial(campaign, run)
         return "done"
     finally:
         claims.release(claim)
+
+
+def _remove_partial(campaign: Campaign, run: Run) -> None:
+    """Delete ``run``'s work directory, and ``partial/`` once it is empty."""
+    if campaign.resumable:
+        folder = campaign.partial_path(run)
+        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            folder.parent.rmdir()
+        except OSError:  # other runs' partial folders, or none
+            pass
 
 
 def collect(campaign: Campaign) -> tuple[list, list]:

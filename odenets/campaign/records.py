@@ -6,6 +6,8 @@ A campaign directory holds::
     <dir>/records/<run>__<key>.pt            its final weights (state_dict, fp32), when kept
     <dir>/records/<run>__<key>.failed.json   the last failure of that run (retried next time)
     <dir>/claims/<run>__<key>.claim          held while some process runs it (`claims`)
+    <dir>/partial/<run>__<key>/              an unfinished run's checkpoints (resumable campaigns;
+                                             removed once its record is written)
 
 A record is a flat dict: the experiment's numbers plus ``recipe_key``, the run's identity
 (e.g. ``model``, ``seed``) and its provenance (`provenance`). Files are written to a
@@ -28,7 +30,7 @@ import torch
 
 from .. import atomic
 
-RECORDS, CLAIMS = "records", "claims"
+RECORDS, CLAIMS, PARTIAL = "records", "claims", "partial"
 NUMBER_FIELDS = ("test_acc", "val_acc", "seconds", "accuracy", "trained_acc")
 
 

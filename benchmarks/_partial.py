@@ -1,0 +1,138 @@
+"""A benchmark run that survives being killed: a persistent work directory, continued later.
+
+A resumable campaign (`odenets.campaign`, ``Campaign(resumable=True)``) gives each run a work
+directory ``<campaign>/partial/<run>__<key>/``; `_train_common.train_one` trains there::
+
+    <work_dir>/run/          an odenets run directory: checkpoint.pt after every epoch (atomic,
+                             with the RNG states), config.json, metrics.jsonl
+    <work_dir>/pieces.json   {"pieces": [{"from_epoch", "to_epoch", "seconds", "host", "started"}],
+                              "discarded": [why an unusable partial run was thrown away]}
+
+When the same run starts again (a later session, another node after a stale claim), `prepare`
+checks the checkpoint (zip CRC-32 and keys, `odenets.train.checkpoint.load`; the config it was
+written with; the model's parameter names and shapes) and continues from it: `train(resume=True)`
+restores weights, optimiser, schedule position and RNG states, so on the deterministic CPU path
+the finished run is bit-identical to an uninterrupted one. An unusable checkpoint or
+pieces.json is named in one line and the run restarts from epoch 0.
+
+Seconds: a piece counts from its start to its last checkpoint (the file's mtime); the work a
+killed piece did after its last checkpoint is lost and cannot be timed afterwards, so it is not
+counted. The epochs' own ``train_seconds`` live in the checkpoint's history and add up exactly.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import torch
+
+from odenets import atomic
+from odenets.train import checkpoint
+
+RUN, PIECES = "run", "pieces.json"
+# config fields that may differ between the pieces of one run (where it runs, how it reports)
+MAY_DIFFER = ("run_dir", "device", "data_dir", "threads", "progress", "log_every", "tensorboard")
+
+
+def _config_difference(saved, cfg: dict) -> str | None:
+    """'epochs: 2 there, 3 now' for the first fields that differ, else None."""
+    if not isinstance(saved, dict):
+        return "it holds no config"
+    differs = [f"{k}: {saved.get(k)!r} there, {v!r} now" for k, v in cfg.items()
+               if k not in MAY_DIFFER and json.loads(json.dumps(saved.get(k))) != json.loads(json.dumps(v))]
+    return "its config differs (" + "; ".join(differs[:3]) + ")" if differs else None
+
+
+def _model_difference(saved: dict, model: torch.nn.Module) -> str | None:
+    own = model.state_dict()
+    if set(saved) != set(own):
+        return f"its weights name other parameters ({len(set(saved) ^ set(own))} names differ)"
+    shapes = [k for k in own if tuple(saved[k].shape) != tuple(own[k].shape)]
+    return f"its weights have other shapes ({', '.join(shapes[:3])})" if shapes else None
+
+
+def checkpoint_problem(run_dir: Path, cfg: dict, model: torch.nn.Module) -> tuple[int, str | None]:
+    """``(completed epochs, None)`` for a usable checkpoint in ``run_dir``, ``(0, None)`` when
+    there is none, ``(0, why)`` when it cannot be continued."""
+    path = Path(run_dir) / checkpoint.NAME
+    if not path.is_file():
+        return 0, None
+    try:
+        state = checkpoint.load(path, keys=checkpoint.KEYS)
+    except ValueError as e:
+        return 0, str(e)
+    why = (_config_difference(state.get("config"), cfg) or _model_difference(state["model"], model)
+           or (f"it holds {state['epoch']} epochs, more than the recipe's {cfg['epochs']}"
+               if state["epoch"] > cfg["epochs"] else None))
+    return (0, why) if why else (state["epoch"], None)
+
+
+def read_pieces(work_dir: Path) -> tuple[dict, str | None]:
+    """The stored ``{"pieces", "discarded"}`` (empty when absent) and why it is unusable."""
+    path = Path(work_dir) / PIECES
+    empty = dict(pieces=[], discarded=[])
+    if not path.exists():
+        return empty, None
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        return empty, f"{path} is unreadable ({type(e).__name__})"
+    if not (isinstance(stored, dict) and isinstance(stored.get("pieces"), list)
+            and all(isinstance(p, dict) and isinstance(p.get("from_epoch"), int)
+                    for p in stored["pieces"])):
+        return empty, f"{path} is not a pieces record"
+    return dict(empty, **stored), None
+
+
+def close_piece(piece: dict, epoch: int, ckpt: Path) -> dict:
+    """A piece killed earlier, closed at its last checkpoint (``epoch`` completed epochs)."""
+    if "to_epoch" in piece:
+        return piece
+    if epoch <= piece["from_epoch"]:  # no checkpoint of its own: it kept nothing
+        return dict(piece, to_epoch=piece["from_epoch"], seconds=0.0)
+    seconds = max(0.0, ckpt.stat().st_mtime - piece.get("started", ckpt.stat().st_mtime))
+    return dict(piece, to_epoch=epoch, seconds=seconds)
+
+
+def prepare(work_dir, cfg: dict, model: torch.nn.Module, label: str) -> tuple[bool, dict]:
+    """Make ``work_dir`` ready for the next piece of run ``label``: ``(resume, state)``, state
+    being the pieces record with this piece opened (written to pieces.json). A checkpoint or
+    pieces.json that cannot be continued is reported in one line and the run restarts."""
+    work_dir = Path(work_dir)
+    run_dir = work_dir / RUN
+    epoch, why = checkpoint_problem(run_dir, cfg, model)
+    state, pieces_why = read_pieces(work_dir)
+    why = why or (pieces_why if epoch else None)
+    if why:
+        print(f"{label}: partial run in {work_dir} cannot be continued: {why}; restarting this run "
+              "from epoch 0", flush=True)
+        state = dict(pieces=[], discarded=state["discarded"] + [why])
+        epoch = 0
+    if not epoch:  # nothing to continue (none yet, killed in epoch 1, or unusable): start afresh
+        shutil.rmtree(run_dir, ignore_errors=True)
+        state["pieces"] = []
+    else:
+        print(f"{label}: continuing from the checkpoint of epoch {epoch}/{cfg['epochs']} in "
+              f"{run_dir}", flush=True)
+    closed = [close_piece(p, epoch, run_dir / checkpoint.NAME) for p in state["pieces"]]
+    state["pieces"] = [p for p in closed if p["to_epoch"] > p["from_epoch"]] + [
+        dict(from_epoch=epoch, host=socket.gethostname(), pid=os.getpid(), started=time.time())]
+    atomic.write_atomic(work_dir / PIECES, lambda f: f.write(json.dumps(state, indent=1)),
+                        sync=True, parents=True)
+    return bool(epoch), state
+
+
+def finish(state: dict, epochs_done: int, seconds: float) -> dict:
+    """The record's view of the pieces: ``resumed_from_epoch`` (where the last piece started;
+    0: never interrupted), ``pieces`` (each ``from_epoch``, ``to_epoch``, ``seconds``, ``host``)
+    with the current one closed after ``seconds``, and ``discarded`` partial runs."""
+    pieces = [dict(p) for p in state["pieces"]]
+    pieces[-1].update(to_epoch=epochs_done, seconds=seconds)
+    pieces = [{k: p[k] for k in ("from_epoch", "to_epoch", "seconds", "host") if k in p}
+              for p in pieces]
+    return dict(resumed_from_epoch=pieces[-1]["from_epoch"], pieces=pieces,
+                discarded=list(state.get("discarded", [])))
