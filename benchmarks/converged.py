@@ -19,12 +19,16 @@ epoch: killed at any moment, it continues from its last completed epoch when the
 runs again (record: ``resumed_from_epoch``, ``pieces``), with the result of an uninterrupted run.
 Runs execute on local workers or as a SLURM array (`odenets.campaign`, docs/campaigns.md).
 
+``--config long`` is the converged recipe over 60 epochs (`odenets.train.recipes`), written to
+its own files (converged_long_<device>.json) and never mixed into the 10-epoch tables.
+
     python benchmarks/converged.py                                    # resnet20 vs lm_resnet20, seeds 0-4
     python benchmarks/converged.py --models resnet20,lm_resnet20,lmm3_resnet20 --seeds 0-4
     python benchmarks/converged.py --models resnet32,lm_resnet32 --seeds 0-2
     nohup python benchmarks/converged.py > converged.log 2>&1 &       # a long campaign
     python benchmarks/converged.py --workers 4 --gpus 0,1,2,3         # 4 GPUs, one run each
     python benchmarks/converged.py --executor slurm --slurm-time 60   # a SLURM job array
+    python benchmarks/converged.py --config long --models resnet20,lm_resnet20 --seeds 0 --amp off
 """
 from __future__ import annotations
 
@@ -57,8 +61,10 @@ def parse_args(argv=None):
                    f"{DEFAULT_MODELS}; --report-only: the stored ones); each is compared with its "
                    "baseline (`pair_baseline`) when that is in the list, else with the first model")
     p.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 or 0,2,5")
-    p.add_argument("--config", default="converged", choices=("converged", "tiny"),
-                   help="converged: the recipe of the committed results; tiny: a smoke test")
+    p.add_argument("--config", default="converged", choices=("converged", "long", "tiny"),
+                   help="converged: the recipe of the committed results (10 epochs); long: the "
+                   "same recipe over 60 epochs (issue 22 item 5; its own files, converged_long_"
+                   "<device>.json, never in the 10-epoch tables); tiny: a smoke test")
     p.add_argument("--dataset", default=None, help="default fashion-mnist (cifar10 with --data-dir)")
     p.add_argument("--data-dir", default=None, help="directory holding the dataset files")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")

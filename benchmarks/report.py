@@ -186,6 +186,13 @@ def load(pattern: str, results: Path) -> list[dict]:
     return out
 
 
+def campaign_order(payload: dict) -> tuple:
+    """The 10-epoch converged campaigns first (fp32, then bf16), then other recipes (``long``):
+    each campaign is its own table, never merged with another recipe's runs."""
+    return (payload.get("recipe_name", "converged") != "converged",
+            payload["recipe"].get("amp") == "bf16")
+
+
 def demote(text: str) -> str:
     """Lower every markdown heading one level (sections inside RESULTS.md)."""
     return "\n".join("#" + line if line.startswith("#") else line for line in text.splitlines())
@@ -216,7 +223,7 @@ def build_report(results: Path = RESULTS) -> str:
         lines += [demote(family.markdown(p)), ""]
     for p in load("precision_*.json", results):
         lines += [demote(precision.markdown(p)), ""]
-    for p in load("converged_*.json", results):
+    for p in sorted(load("converged_*.json", results), key=lambda p: campaign_order(p)[0]):
         lines += [demote(converged.markdown(p)), ""]
         lines += [f"![{name}]({name})" for name in p.get("plots", [])] + [""]
     if compare:
@@ -322,11 +329,13 @@ def readme_section(results: Path = RESULTS) -> str:
            "[RESULTS.md](benchmarks/results/RESULTS.md)).", ""]
     out += family.readme_lines(sorted(load("family_*.json", results),  # fp32 first
                                       key=lambda p: p.get("precision") == "bf16"))
-    for p in sorted(load("converged_*.json", results), key=lambda p: p["recipe"].get("amp") == "bf16"):
+    for p in sorted(load("converged_*.json", results), key=campaign_order):
         recipe, runs = p["recipe"], p["runs"]
         minutes = sum(r["seconds"] for r in runs) / max(len(runs), 1) / 60
         machines = " / ".join(sorted({str(r.get("device", "?")) for r in runs})) or p["env"]["device"]
-        out += [f"**Converged, paired seeds, {'bf16' if recipe.get('amp') == 'bf16' else 'fp32'}** "
+        name = p.get("recipe_name", "converged")
+        title = "Converged" if name == "converged" else f"{name.capitalize()} recipe ({recipe['epochs']} epochs)"
+        out += [f"**{title}, paired seeds, {'bf16' if recipe.get('amp') == 'bf16' else 'fp32'}** "
                 f"({recipe['dataset']}, recipe `{p['recipe_name']}`: "
                 f"{recipe['epochs']} epochs on {runs[0]['train_images'] if runs else '?'} images, "
                 f"{recipe['val_split']} held out for validation, {recipe['schedule']} lr "

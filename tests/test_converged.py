@@ -105,7 +105,7 @@ def test_recipe_sets_values_and_flags_win():
     for key, value in RECIPES["converged"].items():
         if key != "epochs":
             assert getattr(cfg, key) == value, key
-    with pytest.raises(ValueError, match="unknown recipe 'fast'; available: converged, paper"):
+    with pytest.raises(ValueError, match="unknown recipe 'fast'; available: converged, long, paper"):
         config_from_args(parse(["--recipe", "fast"]))
 
 

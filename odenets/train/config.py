@@ -37,7 +37,7 @@ class TrainConfig:
 
     # -- what to train on -------------------------------------------------------------------
     recipe: typing.Optional[str] = opt(None, "start from a named recipe's values (paper, "
-                                       "converged; see odenets/train/recipes.py); flags given "
+                                       "converged, long; see odenets/train/recipes.py); flags given "
                                        "override them")
     model: str = opt("lm_resnet20", "model preset (see `odenets list`) or 'module:function' "
                      "returning an nn.Module from (num_classes=, in_channels=)")

@@ -12,6 +12,18 @@ start-up probe times it faster, `odenets/train/probe.py`: bf16 was 1.38x slower 
 avx512_bf16 and no AMX, 12.7x slower on an AVX2-only AMD, 1.53x faster on an AMD with
 avx512_bf16), BatchNorm statistics recomputed on 32 batches before
 each evaluation.
+
+``long`` is ``converged`` trained 6x longer, 60 epochs, and nothing else changed (issue 22, item
+5: how far the 10-epoch accuracy is from fully trained, and whether the LM - ResNet difference
+moves with training length). Same schedule family: one-cycle stretched over the whole run, so
+the rate still reaches 0 at the end and both lengths finish annealed (a comparison of lengths,
+not of an unfinished schedule); the warm-up stays 2 epochs, since it guards the first steps at
+lr 0.2 and that need does not grow with the run. 60 is the low end of the 60-100 epochs the
+issue asks for: at 6x the cost of a converged run (12-17 min per fp32 resnet20 run on 2 threads
+in converged_cpu.md, hours on one shared core), it is what fits 2 models x 1-2 seeds beside the
+main campaign; that it is long enough is to be read from its curve, not assumed. The 95.6% of
+the published ResNet-20 on Fashion-MNIST (Zhong et al., "Random Erasing Data Augmentation",
+4.39% error without erasing) came from that paper's own, longer schedule.
 """
 from __future__ import annotations
 
@@ -21,6 +33,7 @@ RECIPES: dict[str, dict] = {
                       weight_decay=5e-4, label_smoothing=0.1, compile=True, amp="auto",
                       channels_last=True, val_split=5000, precise_bn=32),
 }
+RECIPES["long"] = dict(RECIPES["converged"], epochs=60)
 
 
 def recipe_values(name: str) -> dict:
