@@ -62,14 +62,14 @@ def assert_same_training(record, weights, reference) -> None:
     assert all(torch.equal(weights[k], ref_weights[k]) for k in weights)  # bitwise
 
 
-def stop_after_first_epoch(monkeypatch) -> None:
-    """The run raises right after its epoch-1 checkpoint is written (as if killed there)."""
+def stop_after_epoch(monkeypatch, stop: int = 1) -> None:
+    """The run raises right after its checkpoint of epoch ``stop`` is written (as if killed)."""
     original = loop._checkpoint
 
     def checkpoint_then_die(run, epoch, record, history):
         original(run, epoch, record, history)
-        if epoch == 0:
-            raise RuntimeError("killed after epoch 1")
+        if epoch + 1 == stop:
+            raise RuntimeError(f"killed after epoch {stop}")
     monkeypatch.setattr(loop, "_checkpoint", checkpoint_then_die)
 
 
@@ -86,7 +86,7 @@ def uninterrupted(tmp_path_factory):
 def test_a_run_stopped_after_epoch_1_continues_and_matches_an_uninterrupted_run(
         uninterrupted, tmp_path, monkeypatch, capsys):
     with monkeypatch.context() as m:
-        stop_after_first_epoch(m)
+        stop_after_epoch(m, 1)
         run_campaign(tmp_path)
     run = partial_run(tmp_path)
     assert (run / "checkpoint.pt").is_file()
@@ -105,6 +105,21 @@ def test_a_run_stopped_after_epoch_1_continues_and_matches_an_uninterrupted_run(
     assert not list((tmp_path / FOLDER / "records").glob("*.failed.json"))
     summary = json.loads((tmp_path / "converged_tiny_cpu.json").read_text())
     assert [r["resumed_from_epoch"] for r in summary["runs"]] == [1]
+
+
+def test_a_run_stopped_after_its_last_epoch_is_recorded_without_training_again(
+        uninterrupted, tmp_path, monkeypatch):
+    with monkeypatch.context() as m:
+        stop_after_epoch(m, 2)  # killed before its record was written
+        run_campaign(tmp_path)
+    trained = []
+    original = loop._train_epoch
+    monkeypatch.setattr(loop, "_train_epoch", lambda *a: trained.append(a[1]) or original(*a))
+    run_campaign(tmp_path)
+    assert trained == []
+    record, weights = result(tmp_path)
+    assert_same_training(record, weights, uninterrupted)
+    assert record["resumed_from_epoch"] == 2 and record["pieces"][0]["to_epoch"] == 2
 
 
 def test_a_run_killed_with_sigkill_is_taken_over_and_resumed(uninterrupted, tmp_path):
@@ -132,7 +147,7 @@ def test_a_run_killed_with_sigkill_is_taken_over_and_resumed(uninterrupted, tmp_
 def test_an_unusable_partial_run_is_named_and_restarted(uninterrupted, tmp_path, monkeypatch,
                                                         capsys, damage):
     with monkeypatch.context() as m:
-        stop_after_first_epoch(m)
+        stop_after_epoch(m, 1)
         run_campaign(tmp_path)
     run = partial_run(tmp_path)
     ckpt = run / "checkpoint.pt"
