@@ -10,7 +10,8 @@ directory ``<campaign>/partial/<run>__<key>/``; `_train_common.train_one` trains
 
 When the same run starts again (a later session, another node after a stale claim), `prepare`
 checks the checkpoint (zip CRC-32 and keys, `odenets.train.checkpoint.load`; the config it was
-written with; the model's parameter names and shapes) and continues from it: `train(resume=True)`
+written with; weights, optimiser and noise generators loaded into a copy of the model) and
+continues from it: `train(resume=True)`
 restores weights, optimiser, schedule position and RNG states, so on the deterministic CPU path
 the finished run is bit-identical to an uninterrupted one. An unusable checkpoint or
 pieces.json is named in one line and the run restarts from epoch 0.
@@ -21,6 +22,7 @@ counted. The epochs' own ``train_seconds`` live in the checkpoint's history and 
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -32,6 +34,7 @@ import torch
 
 from odenets import atomic
 from odenets.train import checkpoint
+from odenets.train.optim import build_optimizer
 
 RUN, PIECES = "run", "pieces.json"
 # config fields that may differ between the pieces of one run (where it runs, how it reports)
@@ -47,17 +50,29 @@ def _config_difference(saved, cfg: dict) -> str | None:
     return "its config differs (" + "; ".join(differs[:3]) + ")" if differs else None
 
 
-def _model_difference(saved: dict, model: torch.nn.Module) -> str | None:
-    own = model.state_dict()
-    if set(saved) != set(own):
-        return f"its weights name other parameters ({len(set(saved) ^ set(own))} names differ)"
-    shapes = [k for k in own if tuple(saved[k].shape) != tuple(own[k].shape)]
-    return f"its weights have other shapes ({', '.join(shapes[:3])})" if shapes else None
+def _restore_difference(state: dict, cfg, model: torch.nn.Module, path: Path) -> str | None:
+    """Why `train(resume=True)` could not restore ``state`` into ``model`` (weights, optimiser,
+    noise generators), tried on a copy so that ``model`` and the RNGs stay untouched."""
+    trial = copy.deepcopy(model)
+    try:
+        checkpoint.load_model_state(trial, state["model"], path)
+        build_optimizer(trial, cfg).load_state_dict(state["optimizer"])
+    except ValueError as e:
+        return str(e)
+    except (KeyError, TypeError, RuntimeError) as e:
+        return f"its optimizer state does not fit this model's optimizer ({type(e).__name__})"
+    rng = state["rng"][0] if isinstance(state["rng"], list) and state["rng"] else None
+    if not isinstance(rng, dict) or "cpu" not in rng:
+        return "it holds no RNG state"
+    if "noise" in rng and len(rng["noise"]) != len(checkpoint.noise_sources(trial)):
+        return "it holds the states of another number of noise generators"
+    return None
 
 
-def checkpoint_problem(run_dir: Path, cfg: dict, model: torch.nn.Module) -> tuple[int, str | None]:
-    """``(completed epochs, None)`` for a usable checkpoint in ``run_dir``, ``(0, None)`` when
-    there is none, ``(0, why)`` when it cannot be continued."""
+def checkpoint_problem(run_dir: Path, cfg, model: torch.nn.Module) -> tuple[int, str | None]:
+    """``(completed epochs, None)`` for a checkpoint in ``run_dir`` that run ``cfg`` (a
+    `TrainConfig`) can continue, ``(0, None)`` when there is none, ``(0, why)`` when it cannot
+    be continued."""
     path = Path(run_dir) / checkpoint.NAME
     if not path.is_file():
         return 0, None
@@ -65,9 +80,10 @@ def checkpoint_problem(run_dir: Path, cfg: dict, model: torch.nn.Module) -> tupl
         state = checkpoint.load(path, keys=checkpoint.KEYS)
     except ValueError as e:
         return 0, str(e)
-    why = (_config_difference(state.get("config"), cfg) or _model_difference(state["model"], model)
-           or (f"it holds {state['epoch']} epochs, more than the recipe's {cfg['epochs']}"
-               if state["epoch"] > cfg["epochs"] else None))
+    why = (_config_difference(state.get("config"), cfg.to_dict())
+           or (f"it holds {state['epoch']} epochs, more than the recipe's {cfg.epochs}"
+               if state["epoch"] > cfg.epochs else None)
+           or _restore_difference(state, cfg, model, path))
     return (0, why) if why else (state["epoch"], None)
 
 
@@ -98,8 +114,9 @@ def close_piece(piece: dict, epoch: int, ckpt: Path) -> dict:
     return dict(piece, to_epoch=epoch, seconds=seconds)
 
 
-def prepare(work_dir, cfg: dict, model: torch.nn.Module, label: str) -> tuple[bool, dict]:
-    """Make ``work_dir`` ready for the next piece of run ``label``: ``(resume, state)``, state
+def prepare(work_dir, cfg, model: torch.nn.Module, label: str) -> tuple[bool, dict]:
+    """Make ``work_dir`` ready for the next piece of run ``label`` (``cfg``: its `TrainConfig`,
+    ``model``: built, not yet trained): ``(resume, state)``, state
     being the pieces record with this piece opened (written to pieces.json). A checkpoint or
     pieces.json that cannot be continued is reported in one line and the run restarts."""
     work_dir = Path(work_dir)
@@ -116,7 +133,7 @@ def prepare(work_dir, cfg: dict, model: torch.nn.Module, label: str) -> tuple[bo
         shutil.rmtree(run_dir, ignore_errors=True)
         state["pieces"] = []
     else:
-        print(f"{label}: continuing from the checkpoint of epoch {epoch}/{cfg['epochs']} in "
+        print(f"{label}: continuing from the checkpoint of epoch {epoch}/{cfg.epochs} in "
               f"{run_dir}", flush=True)
     closed = [close_piece(p, epoch, run_dir / checkpoint.NAME) for p in state["pieces"]]
     state["pieces"] = [p for p in closed if p["to_epoch"] > p["from_epoch"]] + [

@@ -181,7 +181,7 @@ def train_one(name: str, seed: int, recipe: Recipe, overrides: dict | None = Non
     try:
         torch.manual_seed(seed)
         model = build_model(cfg, spec.num_classes, spec.input_size[0])
-        resume, pieces = (_partial.prepare(work_dir, cfg.to_dict(), model, f"{name} seed {seed}")
+        resume, pieces = (_partial.prepare(work_dir, cfg, model, f"{name} seed {seed}")
                           if work_dir else (False, None))
         summary = train(cfg, model=model, resume=resume)
     finally:

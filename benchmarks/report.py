@@ -186,11 +186,18 @@ def load(pattern: str, results: Path) -> list[dict]:
     return out
 
 
+def other_recipe(payload: dict) -> str | None:
+    """The named training recipe (`odenets.train.recipes`) of a converged.py campaign other
+    than ``converged`` itself (``long``), else None."""
+    from odenets.train.recipes import RECIPES
+    name = payload.get("recipe_name")
+    return name if name in RECIPES and name != "converged" else None
+
+
 def campaign_order(payload: dict) -> tuple:
     """The 10-epoch converged campaigns first (fp32, then bf16), then other recipes (``long``):
     each campaign is its own table, never merged with another recipe's runs."""
-    return (payload.get("recipe_name", "converged") != "converged",
-            payload["recipe"].get("amp") == "bf16")
+    return (other_recipe(payload) is not None, payload["recipe"].get("amp") == "bf16")
 
 
 def demote(text: str) -> str:
@@ -333,8 +340,8 @@ def readme_section(results: Path = RESULTS) -> str:
         recipe, runs = p["recipe"], p["runs"]
         minutes = sum(r["seconds"] for r in runs) / max(len(runs), 1) / 60
         machines = " / ".join(sorted({str(r.get("device", "?")) for r in runs})) or p["env"]["device"]
-        name = p.get("recipe_name", "converged")
-        title = "Converged" if name == "converged" else f"{name.capitalize()} recipe ({recipe['epochs']} epochs)"
+        name = other_recipe(p)
+        title = f"{name.capitalize()} recipe ({recipe['epochs']} epochs)" if name else "Converged"
         out += [f"**{title}, paired seeds, {'bf16' if recipe.get('amp') == 'bf16' else 'fp32'}** "
                 f"({recipe['dataset']}, recipe `{p['recipe_name']}`: "
                 f"{recipe['epochs']} epochs on {runs[0]['train_images'] if runs else '?'} images, "

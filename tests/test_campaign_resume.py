@@ -2,6 +2,7 @@
 between epochs continues from its partial checkpoint when the campaign is started again and
 ends bit-identical to an uninterrupted run; an unusable partial run is named and restarted;
 claims made before the host's last boot are stale."""
+import dataclasses
 import json
 import os
 import signal
@@ -187,13 +188,15 @@ def test_a_partial_run_of_another_config_is_not_continued(tmp_path, capsys):
                                       in_chans=spec.input_size[0])
     model = net("resnet20")
     train(cfg, model=model)
-    assert checkpoint_problem(tmp_path / "run", cfg.to_dict(), model) == (1, None)
-    epoch, why = checkpoint_problem(tmp_path / "run", dict(cfg.to_dict(), lr=0.3), model)
+    assert checkpoint_problem(tmp_path / "run", cfg, model) == (1, None)
+    epoch, why = checkpoint_problem(tmp_path / "run", dataclasses.replace(cfg, lr=0.3), model)
     assert epoch == 0 and "lr: 0.1 there, 0.3 now" in why
-    epoch, why = checkpoint_problem(tmp_path / "run", dict(cfg.to_dict(), epochs=3), model)
+    epoch, why = checkpoint_problem(tmp_path / "run", dataclasses.replace(cfg, epochs=3), model)
     assert epoch == 0 and "epochs: 1 there, 3 now" in why
-    epoch, why = checkpoint_problem(tmp_path / "run", cfg.to_dict(), net("resnet32"))
-    assert epoch == 0 and "other parameters" in why
+    epoch, why = checkpoint_problem(tmp_path / "run", cfg, net("resnet32"))
+    assert epoch == 0 and "does not fit the model" in why
+    epoch, why = checkpoint_problem(tmp_path / "run", cfg, net("sd_resnet20"))  # + a noise stream
+    assert epoch == 0 and why
 
 
 def test_a_claim_from_before_the_last_boot_is_stale(tmp_path):
