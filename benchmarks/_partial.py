@@ -98,6 +98,7 @@ def read_pieces(work_dir: Path) -> tuple[dict, str | None]:
     except (OSError, ValueError) as e:
         return empty, f"{path} is unreadable ({type(e).__name__})"
     if not (isinstance(stored, dict) and isinstance(stored.get("pieces"), list)
+            and isinstance(stored.get("discarded", []), list)
             and all(isinstance(p, dict) and isinstance(p.get("from_epoch"), int)
                     for p in stored["pieces"])):
         return empty, f"{path} is not a pieces record"
@@ -115,10 +116,10 @@ def close_piece(piece: dict, epoch: int, ckpt: Path) -> dict:
 
 
 def prepare(work_dir, cfg, model: torch.nn.Module, label: str) -> tuple[bool, dict]:
-    """Make ``work_dir`` ready for the next piece of run ``label`` (``cfg``: its `TrainConfig`,
-    ``model``: built, not yet trained): ``(resume, state)``, state
-    being the pieces record with this piece opened (written to pieces.json). A checkpoint or
-    pieces.json that cannot be continued is reported in one line and the run restarts."""
+    """Make ``work_dir`` ready for the next piece of run ``label`` (``cfg``: its `TrainConfig`;
+    ``model``: built, not yet trained): ``(resume, state)``, ``state`` being the pieces record
+    with this piece opened (written to pieces.json). A checkpoint or pieces.json that cannot be
+    continued is reported in one line and the run restarts from epoch 0."""
     work_dir = Path(work_dir)
     run_dir = work_dir / RUN
     epoch, why = checkpoint_problem(run_dir, cfg, model)
