@@ -149,8 +149,8 @@ def test_compare(capsys, tmp_path, monkeypatch):
     assert status == 2 and "cannot load model factory" in err  # checked before any training
     status, out, err = run_cli(capsys, "compare", "--models", "resnet20,lm_resnet20", "--dataset",
                                "synthetic", "--subset", "64", "--test-subset", "64",
-                               "--batch-size", "32", "--epochs", "1", "--no-progress",
-                               "--out", str(tmp_path))
+                               "--batch-size", "32", "--epochs", "1", "--no-progress", "--amp", "off",
+                               "--out", str(tmp_path))  # --amp off: no start-up probe per model
     assert status == 0, err
     table = json.loads((tmp_path / "compare.json").read_text())
     assert [r["model"] for r in table["rows"]] == ["resnet20", "lm_resnet20"]
