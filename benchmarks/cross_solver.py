@@ -233,6 +233,9 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--subset", type=int, default=None)
     p.add_argument("--test-subset", type=int, default=None)
+    p.add_argument("--amp", default=None, choices=("auto", "off", "bf16"),
+                   help="mixed precision of every run (default: the recipe's, auto: a start-up probe "
+                   "per run times bf16 against fp32)")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
     add_campaign_arguments(p, report=False)
     return p.parse_args(argv)
@@ -254,7 +257,7 @@ def main(argv=None) -> dict:
         raise ValueError(f"--train-steps and --eval-steps must be >= 1, got {ks}, {steps_list}")
     dataset = default_dataset(args.dataset, args.data_dir)
     recipe = Recipe.preset(args.config, dataset, data_dir=args.data_dir, epochs=args.epochs,
-                           subset=args.subset, test_subset=args.test_subset, device=args.device)
+                           subset=args.subset, test_subset=args.test_subset, device=args.device, amp=args.amp)
     device = resolve_device(recipe.device)
     eval_subset = subset_default if args.eval_subset is None else (args.eval_subset or None)
     test = datasets.load_dataset(dataset, "test", args.data_dir, eval_subset)

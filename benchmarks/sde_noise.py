@@ -212,6 +212,9 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     p.add_argument("--subset", type=int, default=None, help="override the recipe's training subset")
     p.add_argument("--test-subset", type=int, default=None, help="override the recipe's test subset")
+    p.add_argument("--amp", default=None, choices=("auto", "off", "bf16"),
+                   help="mixed precision of every run (default: the recipe's, auto: a start-up probe "
+                   "per run times bf16 against fp32)")
     p.add_argument("--sd-samples", type=int, default=4000, help="samples of the SD equivalence check (0: skip)")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
     add_campaign_arguments(p, report=False)
@@ -263,7 +266,7 @@ def main(argv=None) -> dict:
     dataset = default_dataset(args.dataset, args.data_dir)
     recipe = Recipe.preset(args.config, dataset, data_dir=args.data_dir, epochs=args.epochs,
                            subset=args.subset or (5120 if args.config == "quick" else None),
-                           test_subset=args.test_subset, device=args.device)
+                           test_subset=args.test_subset, device=args.device, amp=args.amp)
     seeds, levels = parse_list(args.seeds, int), parse_list(args.input_noise, float)
     if any(lv < 0 for lv in levels):
         raise ValueError(f"--input-noise levels must be >= 0, got {levels}")

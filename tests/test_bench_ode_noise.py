@@ -16,7 +16,7 @@ from odenets import cli  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CROSS = ["--config", "tiny", "--dataset", "synthetic", "--train-steps", "1", "--eval-steps", "1,3",
-         "--eval-solvers", "euler,rk4", "--eval-subset", "32"]
+         "--eval-solvers", "euler,rk4", "--eval-subset", "32", "--amp", "off"]  # no per-run amp probe
 
 
 def test_cross_solver_tiny_and_resumable(tmp_path, capsys):
@@ -60,7 +60,7 @@ def sde_args(out_dir, seeds="0"):
     return ["--config", "tiny", "--dataset", "synthetic", "--seeds", seeds, "--variants",
             "gauss_add_0.1", "--additive-sigmas", "0.1", "--input-noise", "0,0.2",
             "--attack-eps", "0.05", "--pgd-steps", "2", "--attack-subset", "16", "--sd-samples",
-            "0", "--out-dir", str(out_dir)]
+            "0", "--amp", "off", "--out-dir", str(out_dir)]  # --amp off: no per-run probe
 
 
 def test_sde_noise_attacks_pairs_and_resumes(tmp_path, capsys):

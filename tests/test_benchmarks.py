@@ -44,7 +44,8 @@ def check_env(env):
 @pytest.fixture(scope="module")
 def schemes_payload(out_dir):
     return compare_schemes.main(["--tiny", "--dataset", "synthetic", "--schemes", "resnet,lm_resnet",
-                                 "--sweep-depths", "20", "--seeds", "0,1", "--out-dir", str(out_dir)])
+                                 "--sweep-depths", "20", "--seeds", "0,1", "--amp", "off",
+                                 "--out-dir", str(out_dir)])  # --amp off: no start-up probe per run
 
 
 def test_compare_schemes_tiny(schemes_payload, out_dir):
@@ -119,7 +120,8 @@ def test_speed_rejects_bad_options():
 def test_sde_noise_tiny(out_dir):
     sde_noise.main(["--tiny", "--dataset", "synthetic", "--seeds", "0", "--additive-sigmas", "0.1",
                     "--field-sigmas", "0.5", "--input-noise", "0,0.2", "--sd-samples", "200",
-                    "--attacks", "none", "--out-dir", str(out_dir)])  # attacks: test_bench_ode_noise
+                    "--attacks", "none", "--amp", "off",  # attacks: test_bench_ode_noise; no amp probe
+                    "--out-dir", str(out_dir)])
     saved = json.loads((out_dir / "sde_noise_tiny_cpu.json").read_text())
     check_env(saved["env"])
     assert list(saved["variants"]) == ["none", "gauss_add_0.1", "gauss_field_0.5", "stochastic_depth",
@@ -342,7 +344,8 @@ def test_gpu_suite_script_runs_on_cpu(tmp_path):
                SPEED_ARGS="--groups ode --ode-steps 2 --batch 2 --rounds 2 --warmup 1 --iters 1 "
                           "--memory-depths 20 --threads 1",
                COMPARE_ARGS="--tiny --schemes resnet --sweep-depths none --seeds 0 --batch-size 32 "
-                            "--epochs 1 --threads 1")
+                            "--epochs 1 --threads 1 --amp off")  # no start-up amp probe (its bf16 step
+    # measured ~8x a fp32 step on the 2-core dev CPU; test_speed_probe.py tests the probe)
     out = subprocess.run(["bash", str(BENCH / "gpu_suite.sh")], env=env, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -149,8 +149,8 @@ def test_compare(capsys, tmp_path, monkeypatch):
     assert status == 2 and "cannot load model factory" in err  # checked before any training
     status, out, err = run_cli(capsys, "compare", "--models", "resnet20,lm_resnet20", "--dataset",
                                "synthetic", "--subset", "64", "--test-subset", "64",
-                               "--batch-size", "32", "--epochs", "1", "--no-progress",
-                               "--out", str(tmp_path))
+                               "--batch-size", "32", "--epochs", "1", "--no-progress", "--amp", "off",
+                               "--out", str(tmp_path))  # --amp off: no start-up probe per model
     assert status == 0, err
     table = json.loads((tmp_path / "compare.json").read_text())
     assert [r["model"] for r in table["rows"]] == ["resnet20", "lm_resnet20"]
@@ -202,6 +202,34 @@ def test_compare_refuses_an_existing_run_before_training_anything(capsys, tmp_pa
                              "synthetic", "--epochs", "1", "--no-progress", "--out", str(tmp_path))
     assert status == 2 and "lm_resnet20 already holds a run" in err
     assert not (tmp_path / "resnet20").exists()  # nothing was trained
+
+
+@pytest.mark.parametrize("files", [(".odenets-run",), ("checkpoint.pt",),
+                                   ("config.json", "metrics.jsonl"), ("config.json", "summary.json")])
+def test_compare_refuses_an_out_that_is_a_training_run(capsys, tmp_path, files):
+    """--out RUN_DIR (or a folder inside one) would put the comparison among another run's
+    files: one-line error, exit 2, nothing written."""
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in files:
+        (run / name).write_text("{}")
+    before = sorted(p.name for p in run.iterdir())
+    for out in (run, run / "cmp"):
+        status, _, err = run_cli(capsys, "compare", "--models", "resnet20", "--dataset", "synthetic",
+                                 "--subset", "64", "--test-subset", "64", "--batch-size", "32",
+                                 "--epochs", "1", "--no-progress", "--out", str(out))
+        assert status == 2 and len(err.strip().splitlines()) == 1, err
+        assert err.startswith(f"odenets compare: error: --out {out} ")
+        assert f"a training run directory (it holds {files[0]})" in err and "new or empty" in err
+        assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_run_marker_needs_more_than_a_lone_config(tmp_path):
+    from odenets.train.rundir import run_marker
+    (tmp_path / "config.json").write_text("{}")  # a user's own config file: not a run
+    assert run_marker(tmp_path) is None and run_marker(tmp_path / "missing") is None
+    (tmp_path / "metrics.jsonl").write_text("")
+    assert run_marker(tmp_path) == "config.json"
 
 
 def test_bench_loads_its_script_even_if_another_module_has_the_name(monkeypatch):

@@ -78,7 +78,8 @@ def test_split_holds_out_a_fixed_disjoint_set():
 
 def test_training_with_a_validation_split_records_and_selects_on_it(tmp_path):
     cfg = TrainConfig(model="resnet20", dataset="synthetic", subset=64, test_subset=32, val_split=40,
-                      epochs=2, batch_size=32, progress=False, run_dir=str(tmp_path / "r"))
+                      epochs=2, batch_size=32, progress=False, run_dir=str(tmp_path / "r"),
+                      amp="off")  # no start-up probe: not under test
     summary = train(cfg)
     assert summary["val_images"] == 40 and summary["train_images"] == 64
     assert all("val_acc" in r for r in summary["history"])

@@ -1,12 +1,10 @@
 """The hostile probe, command line and files (issue 26's last 'done when'): `odenets` train /
-eval / plot / analyze / info / list with bad flags and missing or corrupt run directories,
-checkpoints and metrics; benchmarks/converged.py --report-only on malformed results files; full
-disks. Every attempt must end in its expected class (tests/fixtures/hostile.py); attempts that
-must not touch stored files list them in ``keep`` (a change is data lost). The Python API:
-tests/test_hostile_probe.py."""
-import itertools
+eval / plot / analyze / info / list / compare with bad flags and missing or corrupt run
+directories, checkpoints and metrics (their attempts: tests/fixtures/hostile_cli.py);
+benchmarks/converged.py --report-only on malformed results files; full disks. Every attempt must
+end in its expected class (tests/fixtures/hostile.py); attempts that must not touch stored files
+list them in ``keep`` (a change is data lost). The Python API: tests/test_hostile_probe.py."""
 import json
-import re
 import shutil
 import sys
 from pathlib import Path
@@ -15,237 +13,11 @@ from unittest import mock
 import pytest
 
 from fixtures.hostile import Attempt, Err, Ok, classify, disk_full_under, run_cli, tally
+from fixtures.hostile_cli import EVAL, PLOT, TINY, TRAIN, W, cli, path
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-TINY = ["--dataset", "synthetic", "--subset", "32", "--test-subset", "16", "--batch-size", "16",
-        "--no-progress", "--amp", "off", "--epochs", "1", "--model-arg", "depths=(1,1,1)",
-        "--model-arg", "widths=(4,8,8)"]
-W = {}  # paths of the workspace (fixture `workspace`), read when an attempt runs
-
-
-def path(key, *parts) -> str:
-    return str(Path(W[key], *parts))
-
-
-def cli(*argv):
-    """``odenets ARGV``, ``{key}`` in an argument replaced by the workspace path ``W[key]``."""
-    return lambda: run_cli(*(re.sub(r"\{(\w+)\}", lambda m: W.get(m[1], m[0]), a) for a in argv))
-
-
-def train(*flags, model="resnet20"):
-    """``odenets train`` into a new run directory of its own."""
-    return cli("train", "--model", model, *TINY, "--run-dir", f"{{tmp}}/new{next(NEW)}", *flags)
-
-
-NEW = itertools.count()
-
-
-def kept(*names, run="run"):
-    return lambda: [path(run, n) for n in names]
-
-
-RUN_FILES = ("checkpoint.pt", "config.json", "metrics.jsonl", "summary.json")
-
-
-def one_line(r) -> bool:
-    return "Traceback" not in r.err
-
-
-TRAIN = [
-    Attempt("train --epochs 0", train("--epochs", "0"), Err(r"epochs")),
-    Attempt("train --epochs -1", train("--epochs", "-1"), Err(r"epochs")),
-    Attempt("train --epochs 1.5", train("--epochs", "1.5"), Err(r"--epochs.*1.5")),
-    Attempt("train --lr -0.1", train("--lr", "-0.1"), Err(r"lr")),
-    Attempt("train --momentum 1.5", train("--momentum", "1.5"), Err(r"momentum")),
-    Attempt("train --weight-decay -1", train("--weight-decay", "-1"), Err(r"weight.decay")),
-    Attempt("train --gamma 0", train("--gamma", "0"), Err(r"gamma")),
-    Attempt("train --label-smoothing 1", train("--label-smoothing", "1"), Err(r"label.smoothing")),
-    Attempt("train --warmup-epochs -1", train("--warmup-epochs", "-1"), Err(r"warmup")),
-    Attempt("train --milestones 0.5,abc", train("--milestones", "0.5,abc"), Err(r"milestones")),
-    Attempt("train --milestones 1.5", train("--milestones", "1.5"), Err(r"milestones")),
-    Attempt("train --milestones 0.9,0.1", train("--milestones", "0.9,0.1"), Err(r"milestones")),
-    Attempt("train --schedule linear", train("--schedule", "linear"), Err(r"schedule")),
-    Attempt("train --amp fp16", train("--amp", "fp16"), Err(r"amp")),
-    Attempt("train --compile maybe", train("--compile", "maybe"), Err(r"compile")),
-    Attempt("train --threads 0", train("--threads", "0"), Err(r"threads")),
-    Attempt("train --threads -2", train("--threads", "-2"), Err(r"threads")),
-    Attempt("train --batch-size 0", train("--batch-size", "0"), Err(r"batch.size")),
-    Attempt("train --batch-size -1", train("--batch-size", "-1"), Err(r"batch.size")),
-    Attempt("train --eval-batch-size 0", train("--eval-batch-size", "0"), Err(r"eval.batch.size")),
-    Attempt("train --precise-bn -1", train("--precise-bn", "-1"), Err(r"precise.bn")),
-    Attempt("train --log-every 0", train("--log-every", "0"), Err(r"log.every")),
-    Attempt("train --device tpu", train("--device", "tpu"), Err(r"device")),
-    Attempt("train --device cuda:99", train("--device", "cuda:99"), Err(r"cuda")),
-    Attempt("train --seed -1", train("--seed", "-1"), Err(r"seed")),
-    Attempt("train --seed 2**32", train("--seed", str(2**32)), Err(r"seed")),
-    Attempt("train --subset 0", train("--subset", "0"), Err(r"subset")),
-    Attempt("train --subset -5", train("--subset", "-5"), Err(r"subset")),
-    Attempt("train --subset 10**12", train("--subset", str(10**12)), Err(r"subset")),
-    Attempt("train --test-subset 10**9", train("--test-subset", str(10**9)), Err(r"subset")),
-    Attempt("train --val-split 10**9", train("--val-split", str(10**9)), Err(r"val.split")),
-    Attempt("train --val-split -1", train("--val-split", "-1"), Err(r"val.split")),
-    Attempt("train --val-split 4968", train("--val-split", "4968"), Ok(lambda r: "32 training" in r.out)),
-    Attempt("train --model nope", train(model="nope"), Err(r"nope")),
-    Attempt("train --model os:getcwd", train(model="os:getcwd"), Err(r"os:getcwd")),
-    Attempt("train --model nomodule:fn", train(model="no_such_module_x:fn"), Err(r"no_such_module_x")),
-    Attempt("train --dataset nope", train("--dataset", "nope"), Err(r"nope")),
-    Attempt("train cifar10 missing data", train("--dataset", "cifar10", "--data-dir", "{tmp}/nodata"), Err(r"cifar")),
-    Attempt("train --solver rk5", train("--solver", "rk5"), Err(r"rk5")),
-    Attempt("train --model-arg noequals", train("--model-arg", "depths"), Err(r"KEY=VALUE|depths")),
-    Attempt("train --model-arg bogus=1", train("--model-arg", "bogus=1"), Err(r"bogus")),
-    Attempt("train --model-arg depths=[0,1,1]", train("--model-arg", "depths=[0,1,1]"), Err(r"depths")),
-    Attempt("train --model-arg widths=abc", train("--model-arg", "widths=abc"), Err(r"widths")),
-    Attempt("train --model-arg tied=maybe", train("--model-arg", "tied=maybe"), Err(r"tied")),
-    Attempt("train lm k=5", train("--model-arg", "solver_options={'k': 5}", model="lm_resnet20"), Err(r"k")),
-    Attempt("train --recipe nope", train("--recipe", "nope"), Err(r"recipe")),
-    Attempt("train --milestones ''", train("--milestones", ""), Err(r"milestones")),
-    Attempt("train --data-dir a file", train("--dataset", "fashion-mnist", "--data-dir", "{afile}"), Err(r"afile")),
-    Attempt("train --tensorboard without it", train("--tensorboard"), Err(r"tensorboard")),
-    Attempt("train --device cuda without one", train("--device", "cuda"), Err(r"cuda|CUDA")),
-    Attempt("train solver_options=5", train("--model-arg", "solver_options=5", model="lm_resnet20"), Err(r"solver_options")),
-    Attempt("train --precise-bn 10**9", train("--precise-bn", str(10**9)), Ok(lambda r: "test" in r.out)),
-    Attempt("train --resume missing", cli("train", "--resume", "{tmp}/missing"), Err(r"missing")),
-    Attempt("train --resume empty dir", cli("train", "--resume", "{empty}"), Err(r"empty|run")),
-    Attempt("train --resume a file", cli("train", "--resume", "{afile}"), Err(r"afile")),
-    Attempt("train --resume corrupt checkpoint", cli("train", "--resume", "{garbage_ckpt}", "--epochs", "2"),
-            Err(r"checkpoint"), keep=kept(*RUN_FILES, run="garbage_ckpt")),
-    Attempt("train --resume bad config", cli("train", "--resume", "{bad_config}", "--epochs", "2"),
-            Err(r"config.json"), keep=kept("checkpoint.pt", "config.json", run="bad_config")),
-    Attempt("train over a run without --resume", cli("train", "--model", "resnet20", *TINY, "--run-dir", "{run}"),
-            Err(r"resume"), keep=kept(*RUN_FILES)),
-    Attempt("train --resume --epochs 0", cli("train", "--resume", "{run}", "--epochs", "0"), Err(r"epochs"),
-            keep=kept(*RUN_FILES)),
-    Attempt("train --resume config epochs 'ten'", cli("train", "--resume", "{text_epochs}"), Err(r"epochs"),
-            keep=kept("checkpoint.pt", "config.json", run="text_epochs")),
-    Attempt("train --resume --model another", cli("train", "--resume", "{run}", "--model", "lm_resnet20"),
-            Err(r"model"),
-            keep=kept(*RUN_FILES)),
-    Attempt("train --resume a checkpoint of another model", cli("train", "--resume", "{swapped_ckpt}", "--epochs", "2"),
-            Err(r"checkpoint"), keep=kept(*RUN_FILES, run="swapped_ckpt")),
-    Attempt("train --run-dir a file", cli("train", "--model", "resnet20", *TINY, "--run-dir", "{afile}"),
-            Err(r"afile"),
-            keep=lambda: [W["afile"]]),
-    Attempt("train --run-dir under a file", cli("train", "--model", "resnet20", *TINY, "--run-dir", "{afile}/x"),
-            Err(r"afile")),
-]
-
-EVAL = [
-    Attempt("eval correct", cli("eval", "{run}", "--json"),
-            Ok(lambda r: abs(json.loads(r.out)["acc"] - json.loads(
-                Path(W["run"], "summary.json").read_text())["final"]["test_acc"]) < 1e-9)),
-    Attempt("eval missing dir", cli("eval", "{tmp}/missing"), Err(r"missing")),
-    Attempt("eval a file", cli("eval", "{afile}"), Err(r"afile")),
-    Attempt("eval empty dir", cli("eval", "{empty}"), Err(r"empty")),
-    Attempt("eval no checkpoint", cli("eval", "{no_ckpt}"), Err(r"checkpoint")),
-    Attempt("eval garbage checkpoint", cli("eval", "{garbage_ckpt}"), Err(r"checkpoint")),
-    Attempt("eval truncated checkpoint", cli("eval", "{half_ckpt}"), Err(r"checkpoint")),
-    Attempt("eval empty checkpoint", cli("eval", "{empty_ckpt}"), Err(r"checkpoint")),
-    Attempt("eval config not JSON", cli("eval", "{bad_config}"), Err(r"config.json")),
-    Attempt("eval config a list", cli("eval", "{list_config}"), Err(r"config.json")),
-    Attempt("eval config without model", cli("eval", "{nomodel_config}"), Err(r"config.json|model")),
-    Attempt("eval --solver rk5", cli("eval", "{run}", "--solver", "rk5"), Err(r"rk5")),
-    Attempt("eval --solver-opt noequals", cli("eval", "{run}", "--solver", "rk4", "--solver-opt", "k"),
-            Err(r"KEY=VALUE|solver-opt")),
-    Attempt("eval --solver-opt k=", cli("eval", "{run}", "--solver", "lm", "--solver-opt", "k="), Err(r"\bk\b")),
-    Attempt("eval --solver-opt bogus=1", cli("eval", "{run}", "--solver", "rk4", "--solver-opt", "bogus=1"),
-            Err(r"bogus")),
-    Attempt("eval --solver-opt k=5", cli("eval", "{run}", "--solver", "lm", "--solver-opt", "k=5"), Err(r"k=5")),
-    Attempt("eval backward_euler iterations=10**9", cli("eval", "{run}", "--solver", "backward_euler", "--solver-opt",
-                                                        "iterations=1000000000"), Err(r"iterations")),
-    Attempt("eval --solver-opt without --solver", cli("eval", "{run}", "--solver-opt", "k=0.1"), Err(r"solver")),
-    Attempt("eval --solver lm (not learned)", cli("eval", "{run}", "--solver", "lm"), Err(r"did not learn")),
-    Attempt("eval --solver leapfrog on resnet", cli("eval", "{run}", "--solver", "leapfrog"), Err(r"leapfrog")),
-    Attempt("eval --solver dopri5 untied", cli("eval", "{run}", "--solver", "dopri5"), Err(r"tied|dopri5")),
-    Attempt("eval shake noise on resnet", cli("eval", "{run}", "--solver", "euler_maruyama", "--solver-opt", "noise=shake"),
-            Err(r"shake|pair")),
-    Attempt("eval --steps 0", cli("eval", "{tied}", "--steps", "0"), Err(r"steps")),
-    Attempt("eval --steps -1", cli("eval", "{tied}", "--steps", "-1"), Err(r"steps")),
-    Attempt("eval --steps 10**12", cli("eval", "{tied}", "--steps", str(10**12)), Err(r"steps")),
-    Attempt("eval --steps 10**8", cli("eval", "{tied}", "--steps", str(10**8)), Err(r"steps")),
-    Attempt("eval --steps on untied run", cli("eval", "{run}", "--steps", "4"), Err(r"steps|tied")),
-    Attempt("eval tied --steps 4 correct", cli("eval", "{tied}", "--steps", "4", "--json"),
-            Ok(lambda r: 0 <= json.loads(r.out)["acc"] <= 1)),
-    Attempt("eval tied --solver rk4 --steps 3", cli("eval", "{tied}", "--solver", "rk4", "--steps", "3", "--json"),
-            Ok(lambda r: 0 <= json.loads(r.out)["acc"] <= 1)),
-    Attempt("eval tied dopri5 rtol=-1", cli("eval", "{tied}", "--solver", "dopri5", "--solver-opt", "rtol=-1"),
-            Err(r"rtol")),
-    Attempt("eval tied dopri5 max_num_steps=0",
-            cli("eval", "{tied}", "--solver", "dopri5", "--solver-opt", "max_num_steps=0"),
-            Err(r"max_num_steps")),
-    Attempt("eval tied rk4 steps=2 as option", cli("eval", "{tied}", "--solver", "rk4", "--solver-opt", "steps=2"),
-            Err(r"steps")),
-    Attempt("eval checkpoint of another model", cli("eval", "{swapped_ckpt}"), Err(r"checkpoint")),
-    Attempt("eval without summary.json", cli("eval", "{no_summary}", "--json"),
-            Ok(lambda r: 0 <= json.loads(r.out)["acc"] <= 1)),
-    Attempt("eval --device cuda without one", cli("eval", "{run}", "--device", "cuda"), Err(r"cuda|CUDA")),
-    Attempt("eval --solver torchode:dopri5 without it", cli("eval", "{tied}", "--solver", "torchode:dopri5"),
-            Err(r"torchode")),
-    Attempt("eval --solver sde:euler bad option", cli("eval", "{tied}", "--solver", "sde:euler", "--solver-opt", "dt=-1"),
-            Err(r"dt")),
-    Attempt("eval --subset 0", cli("eval", "{run}", "--subset", "0"), Err(r"subset")),
-    Attempt("eval --subset -1", cli("eval", "{run}", "--subset", "-1"), Err(r"subset")),
-    Attempt("eval --subset 10**9", cli("eval", "{run}", "--subset", str(10**9)), Err(r"subset")),
-    Attempt("eval --subset abc", cli("eval", "{run}", "--subset", "abc"), Err(r"subset")),
-    Attempt("eval --batch-size 0", cli("eval", "{run}", "--batch-size", "0"), Err(r"batch.size")),
-    Attempt("eval --split val", cli("eval", "{run}", "--split", "val"), Err(r"split")),
-    Attempt("eval --device bogus", cli("eval", "{run}", "--device", "bogus"), Err(r"device")),
-    Attempt("eval --model nope:fn", cli("eval", "{run}", "--model", "no_such_module_x:fn"), Err(r"no_such_module_x")),
-]
-
-PLOT = [
-    Attempt("plot correct", cli("plot", "{run}", "--out", "{tmp}/plots"),
-            Ok(lambda r: any(Path(W["tmp"], "plots").glob("*.png")))),
-    Attempt("plot missing dir", cli("plot", "{tmp}/missing"), Err(r"missing")),
-    Attempt("plot a file", cli("plot", "{afile}"), Err(r"afile")),
-    Attempt("plot empty dir", cli("plot", "{empty}"), Err(r"metrics")),
-    Attempt("plot metrics garbage", cli("plot", "{bad_metrics}", "--out", "{tmp}/p1"), Err(r"metrics.jsonl")),
-    Attempt("plot metrics empty", cli("plot", "{empty_metrics}", "--out", "{tmp}/p2"), Err(r"metrics")),
-    Attempt("plot metrics a JSON list", cli("plot", "{list_metrics}", "--out", "{tmp}/p3"), Err(r"metrics.jsonl")),
-    Attempt("plot metrics NaN loss", cli("plot", "{nan_metrics}", "--out", "{tmp}/p4"),
-            Ok(lambda r: any(Path(W["tmp"], "p4").glob("*.png")))),
-    Attempt("plot metrics cut mid-line", cli("plot", "{cut_metrics}", "--out", "{tmp}/p5"), Err(r"metrics.jsonl")),
-    Attempt("plot metrics without test_acc", cli("plot", "{partial_metrics}", "--out", "{tmp}/p6"),
-            Err(r"metrics.jsonl")),
-    Attempt("plot --out a file", cli("plot", "{run}", "--out", "{afile}"), Err(r"afile"), keep=lambda: [W["afile"]]),
-    Attempt("plot --out under a file", cli("plot", "{run}", "--out", "{afile}/x"), Err(r"afile")),
-    Attempt("analyze --out a file", cli("analyze", "--out", "{afile}"), Err(r"afile"), keep=lambda: [W["afile"]]),
-    Attempt("analyze --run missing", cli("analyze", "--out", "{tmp}/an", "--run", "{tmp}/missing"), Err(r"missing")),
-    Attempt("analyze --run garbage checkpoint", cli("analyze", "--out", "{tmp}/an", "--run", "{garbage_ckpt}"),
-            Err(r"checkpoint")),
-    Attempt("analyze --run bad config", cli("analyze", "--out", "{tmp}/an", "--run", "{bad_config}"),
-            Err(r"config.json")),
-    Attempt("info unknown", cli("info", "resnet21"), Err(r"resnet21")),
-    Attempt("info --dataset nope", cli("info", "resnet20", "--dataset", "nope"), Err(r"nope")),
-    Attempt("info --solver rk5", cli("info", "resnet20", "--solver", "rk5"), Err(r"rk5")),
-    Attempt("info --solver dopri5 untied", cli("info", "resnet20", "--solver", "dopri5"), Err(r"tied|dopri5")),
-    Attempt("info lm_resnet20 correct", cli("info", "lm_resnet20", "--json"),
-            Ok(lambda r: json.loads(r.out)["coefficients"] > 0)),
-    Attempt("info correct", cli("info", "resnet20", "--json"),
-            Ok(lambda r: json.loads(r.out)["params"] == 269722 == sum(
-        p.numel() for p in __import__("odenets").create("resnet20").parameters()))),
-    Attempt("list bad kind", cli("list", "schemes"), Err(r"schemes")),
-    Attempt("list --pattern no match", cli("list", "models", "--pattern", "zzz*"), Err(r"zzz")),
-    Attempt("list lm_* names", cli("list", "models", "--pattern", "lm_*", "--names"),
-            Ok(lambda r: r.out.split() and all(n.startswith("lm_") for n in r.out.split()))),
-    Attempt("compare --models ''", cli("compare", "--models", "", "--out", "{tmp}/cmp1"), Err(r"models")),
-    Attempt("compare --models nope", cli("compare", "--models", "resnet20,nope", "--out", "{tmp}/cmp2"), Err(r"nope")),
-    Attempt("compare --models twice", cli("compare", "--models", "resnet20,resnet20", "--out", "{tmp}/cmp3", *TINY),
-            Err(r"resnet20")),
-    Attempt("compare --out a file", cli("compare", "--models", "resnet20", "--out", "{afile}", *TINY), Err(r"afile"),
-            keep=lambda: [W["afile"]]),
-    # a comparison beside a run's files: its own run directory and compare.json, the run untouched
-    Attempt("compare --out a run", cli("compare", "--models", "resnet20", "--out", "{cmp_run}", *TINY),
-            Ok(lambda r: Path(W["cmp_run"], "compare.json").is_file()), keep=kept(*RUN_FILES, run="cmp_run")),
-    Attempt("compare --out the same again", cli("compare", "--models", "resnet20", "--out", "{cmp_run}", *TINY),
-            Err(r"resnet20|exist|resume"), keep=kept(*RUN_FILES, "compare.json", run="cmp_run")),
-    Attempt("bench nope", cli("bench", "nope"), Err(r"nope")),
-    Attempt("bench report bad results dir", cli("bench", "report", "--results", "{afile}"), Err(r"afile|results")),
-    Attempt("list datasets names", cli("list", "datasets", "--names"), Ok(lambda r: "synthetic" in r.out.split())),
-    Attempt("no command", cli(), Err(r"usage|COMMAND")),
-    Attempt("unknown command", cli("trian"), Err(r"trian")),
-]
 
 
 # ---- benchmarks/converged.py --report-only on malformed results files ---------------------------
@@ -416,6 +188,8 @@ def workspace(tmp_path_factory):
                    partial_metrics=("metrics.jsonl", b'{"epoch": 1}\n'),
                    text_epochs=("config.json", json.dumps({**config, "epochs": "ten"}).encode()))
     W["cmp_run"] = str(_copy_run("cmp_run"))
+    W["cmp_again"] = str(tmp / "cmp_again")  # a comparison's folder holding its resnet20 run
+    shutil.copytree(W["run"], tmp / "cmp_again" / "resnet20")
     for name, (file, content) in damaged.items():
         target = _copy_run(name)
         W[name] = str(target)

@@ -122,7 +122,8 @@ def test_eval_cli_resolves_a_run(capsys, tmp_path):
     run = tmp_path / "run"
     args = ["--model", "preact_resnet20", "--model-arg", "depths=(2,3,3)", "--model-arg",
             "widths=(4,8,8)", "--model-arg", "tied=True", "--dataset", "synthetic", "--subset",
-            "64", "--test-subset", "32", "--batch-size", "32", "--epochs", "1", "--no-progress"]
+            "64", "--test-subset", "32", "--batch-size", "32", "--epochs", "1", "--no-progress",
+            "--amp", "off"]  # no start-up probe: not under test
     assert cli.main(["train", *args, "--run-dir", str(run)]) == 0
     capsys.readouterr()
     assert cli.main(["eval", str(run), "--subset", "32", "--json"]) == 0

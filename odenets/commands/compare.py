@@ -20,7 +20,7 @@ from ..train.checkpoint import NAME
 from ..train.loop import train_validated, validate
 from ..train.model import build_model, import_from_cwd
 from ..train.progress import format_eta
-from ..train.rundir import write_json
+from ..train.rundir import run_marker, write_json
 
 HELP = "train several models with the same recipe and seed and compare them"
 ORDER = 15
@@ -120,6 +120,18 @@ def format_coefficients(rows: list[dict]) -> list[str]:
     return lines
 
 
+def check_out(out: Path) -> None:
+    """Raise ValueError if ``out`` is, or lies inside, a training run directory (`run_marker`):
+    the comparison's runs and compare.json would land among another run's files."""
+    for directory in (out, *out.absolute().parents):
+        marker = run_marker(directory)
+        if marker is not None:
+            where = "is" if directory == out else f"lies inside {directory}, which is"
+            raise ValueError(f"--out {out} {where} a training run directory (it holds {marker}); "
+                             "pass a new or empty directory for the comparison, e.g. --out "
+                             "runs/compare-NAME")
+
+
 def run(args) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     for name in models:  # typed on the command line: import 'module:function' from ./ too
@@ -129,6 +141,7 @@ def run(args) -> int:
     if len(set(models)) != len(models):
         raise ValueError(f"--models lists a model twice: {args.models}")
     out = Path(args.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}")
+    check_out(out)
     configs, specs = [], []
     for name in models:  # check every name before training anything
         args.model, args.run_dir = name, str(out / name.replace(":", "_"))

@@ -4,6 +4,7 @@ A field computes f(u) only; the skip connection ``u + ...`` belongs to the schem
 """
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -11,15 +12,31 @@ from torch import nn
 NORMS = ("batch", "group")
 
 
+class GroupNorm(nn.GroupNorm):
+    """`nn.GroupNorm` that hands the CPU kernel a contiguous input when autograd needs the
+    weight's gradient but not the input's: torch 2.13's CPU GroupNorm backward segfaults on a
+    channels_last input that does not require grad (a pre-activation field applied to data,
+    e.g. ``build(PreActBasicField(16, norm="group"), ...)`` on channels_last images). The
+    output is the same (GroupNorm is layout-free: (x - mean_g) / sqrt(var_g + eps) w_c + b_c);
+    only the copy's memory format differs. tests/test_groupnorm_guard.py runs the crash in a
+    subprocess."""
+
+    def forward(self, x):
+        if (x.device.type == "cpu" and not x.requires_grad and torch.is_grad_enabled()
+                and not x.is_contiguous()):
+            x = x.contiguous()
+        return super().forward(x)
+
+
 def make_norm(norm: str, channels: int) -> nn.Module:
-    """A normalisation layer: ``"batch"`` = BatchNorm2d; ``"group"`` = GroupNorm with
+    """A normalisation layer: ``"batch"`` = BatchNorm2d; ``"group"`` = `GroupNorm` with
     min(32, C) groups (torchdiffeq's ODE-Net choice). GroupNorm keeps no running statistics, so
     a tied field evaluated at many t (continuous depth) normalises alike in train and eval mode;
     BatchNorm's one set of running statistics averages over every t the solver visited."""
     if norm == "batch":
         return nn.BatchNorm2d(channels)
     if norm == "group":
-        return nn.GroupNorm(min(32, channels), channels)
+        return GroupNorm(min(32, channels), channels)
     raise ValueError(f"unknown norm {norm!r}; available: {', '.join(NORMS)}")
 
 

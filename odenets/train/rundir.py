@@ -67,6 +67,19 @@ def check_run_dir(run_dir, resume: bool) -> None:
                          "refusing to overwrite its files: choose a new or empty --run-dir")
 
 
+def run_marker(directory) -> str | None:
+    """The file that shows ``directory`` is a training run: `MARKER`, `CHECKPOINT`, or
+    `CONFIG` beside `METRICS` or `SUMMARY` (a run from before the marker); None if it is not
+    a run directory (or does not exist). A lone config.json may be a file of the user's."""
+    directory = Path(directory)
+    for name in (MARKER, CHECKPOINT):
+        if (directory / name).is_file():
+            return name
+    if (directory / CONFIG).is_file() and any((directory / n).is_file() for n in (METRICS, SUMMARY)):
+        return CONFIG
+    return None
+
+
 def _our_lock(path: Path) -> bool:
     """Whether ``path`` (named `LOCK`) is a lock file odenets wrote: a regular file holding a
     PID line, or empty (just created by a process about to write its PID). Anything else is a
