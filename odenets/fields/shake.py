@@ -58,7 +58,7 @@ class ShakeBasicPair(nn.Module):
 
     def branch_outputs(self, u):
         z = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(u)))))
-        return z[:, :self.channels], z[:, self.channels:]
+        return z.split(self.channels, dim=1)  # one backward (cat), not two zero-filled slices
 
     @property
     def branches(self):
