@@ -361,12 +361,15 @@ def readme_section(results: Path = RESULTS) -> str:
         out += ["Short CPU smoke runs of every scheme (1-3 epochs; differences inside seed noise: "
                 "they show cost, not accuracy): " + ", ".join(
                     f"`{p['_file'].replace('.json', '.md')}`" for p in smoke) + " in RESULTS.md.", ""]
-    for p in load("speed_*.json", results):
-        out += [f"**Speed goals** ({p['env']['device']}, torch {p['env']['torch']}, "
-                f"{p['env'].get('torch_threads')} thread(s), modes "
-                f"{', '.join(sorted({k.split('/')[1] for k in p['results']}))}; "
-                f"`{p['_file'].replace('.json', '.md')}`):", "",
-                first_table(speed_markdown(p)), ""]
+    speed = load("speed_*.json", results)  # a setting's rows come from the file measuring it last
+    newest = {k: p["_file"] for p in sorted(speed, key=lambda p: p["env"].get("timestamp") or "") for k in p["results"]}
+    for p in speed:
+        goals = [g for g in p["goals"] if newest.get(g["setting"], p["_file"]) == p["_file"]]
+        moved = ", ".join(sorted({f"`{newest[g['setting']]}`" for g in p["goals"] if g not in goals}))
+        out += [] if not goals else [f"**Speed goals** ({p['env']['device']}, torch {p['env']['torch']}, "
+                f"{p['env'].get('torch_threads')} thread(s), modes {', '.join(sorted({k.split('/')[1] for k in p['results']}))}; "
+                f"`{p['_file'].replace('.json', '.md')}`" + (f"; settings measured again later: in {moved}" if moved else "")
+                + "):", "", _goals.markdown(goals), ""]
     more = _goals.more_goals(results)
     if more:
         out += ["**More speed goals** (solver_overhead_*.json, levers_cpu.json; the machines and "

@@ -35,6 +35,7 @@ Writes benchmarks/results/speed_<device>.{json,md} and speed_<device>_memory_vs_
 
     python benchmarks/speed.py                         # CPU: eager, fp32
     python benchmarks/speed.py --device cuda           # GPU: eager + compile, fp32 + bf16
+    python benchmarks/speed.py --groups noise --modes eager,compile --threads 1 --tag noise
 """
 from __future__ import annotations
 
@@ -96,7 +97,11 @@ def groups(args) -> dict:
         big = (3, 224, 224)
         out["resnet50"] = {"torchvision_resnet50": (lambda: torchvision.models.resnet50(), big, args.batch50),
                            "resnet50": (lambda: odenets.create("resnet50", num_classes=1000), big, args.batch50)}
-    return {g: v for g, v in out.items() if g in args.groups}
+    out = {g: v for g, v in out.items() if g in args.groups}
+    if args.cases:  # only these cases of the chosen groups
+        out = {g: {c: v for c, v in cases.items() if c in args.cases} for g, cases in out.items()}
+        out = {g: cases for g, cases in out.items() if cases}
+    return out
 
 
 # -- measuring ---------------------------------------------------------------------------------------
@@ -272,6 +277,9 @@ def main(argv=None) -> dict:
     p.add_argument("--batch50", type=int, default=None, help="resnet50 batch (default 4 CPU, 64 CUDA)")
     p.add_argument("--ode-steps", type=int, default=8, help="steps of the ODE group (a power of 2)")
     p.add_argument("--groups", default="resnet56,noise,ode,resnet50", help="groups to measure")
+    p.add_argument("--cases", default=None, help="only these cases of the groups, e.g. "
+                   "resnet20,gauss_resnet20 (default: all)")
+    p.add_argument("--tag", default=None, help="write speed_<tag>_<device>.json (default speed_<device>)")
     p.add_argument("--modes", default=None, help="eager,compile (default: both on CUDA, eager on CPU)")
     p.add_argument("--dtypes", default=None, help="fp32,bf16 (default: bf16,fp32 on CUDA, fp32 on CPU)")
     p.add_argument("--memory-depths", default="20,32,44,56,110", help="depths of the memory sweep ('none': skip)")
@@ -295,6 +303,7 @@ def main(argv=None) -> dict:
         if getattr(args, key) is None:
             setattr(args, key, gpu_value if gpu else cpu_value)
     args.groups = parse_list(args.groups)
+    args.cases = parse_list(args.cases) if args.cases else None
     bad = sorted(set(args.groups) - {"resnet56", "noise", "ode", "resnet50"})
     if bad:
         raise ValueError(f"unknown group(s) {bad}; available: noise, ode, resnet50, resnet56")
@@ -309,6 +318,11 @@ def main(argv=None) -> dict:
         _raise_recompile_limit()
     start = time.perf_counter()
     cases = groups(args)
+    chosen = {c for v in cases.values() for c in v}
+    if args.cases and set(args.cases) - chosen:
+        known = {c for v in groups(argparse.Namespace(**{**vars(args), "cases": None})).values() for c in v}
+        raise ValueError(f"unknown case(s) {sorted(set(args.cases) - chosen)} in groups "
+                         f"{','.join(args.groups)}; available: {', '.join(sorted(known))}")
     # eager first (bf16 before fp32 on CUDA), the memory sweep, then the slow compiled settings
     settings = [(g, m, d) for m in args.modes for d in args.dtypes for g in cases]
     payload = dict(benchmark="speed", env=env_info(device, 0), config=dict(vars(args)), results={},
@@ -317,7 +331,7 @@ def main(argv=None) -> dict:
                    skipped_settings={}, partial=True, plots=[])
     base_note = ("CPU run: no GPU was available for these numbers; the script is GPU-ready "
                  "(CUDA events, max_memory_allocated, bf16 autocast, torch.compile)." if not gpu else "GPU run.")
-    path = result_path("speed", device, args.out_dir)
+    path = result_path(f"speed_{args.tag}" if args.tag else "speed", device, args.out_dir)
     stem = path.with_suffix("")
 
     def save(final: bool) -> None:

@@ -63,6 +63,17 @@ class _TimeCall(_Call):
         return self.module(t, u)
 
 
+class _PairCall(_Call):
+    """Adapts a two-part field computed in one pass, ``module.branch_outputs(u) -> (f1, f2)``,
+    to ``f(t, u) -> (f1, f2)`` (`ShakeBasicPair`; the scheme takes either form of a pair)."""
+
+    returns_pair = True  # for `solvers.integrate.ShapeChecked`
+
+    def forward(self, t, u):
+        self._count()
+        return self.module.branch_outputs(u)
+
+
 def _wrap(module: nn.Module, call_index: CallIndex | None = None) -> nn.Module:
     return (_TimeCall if takes_time(module) else _Call)(module, call_index)
 
@@ -125,6 +136,8 @@ class Flow(SchemeCoefficients, nn.Module):
                 f"{PAIRS[want]}, but the field {type(module).__name__} is a pair {PAIRS[have]}: "
                 f"the meanings differ; solve it with {takes.get(have, 'its own scheme')} or a "
                 f"one-field scheme (euler, rk4, ...)")
+        if callable(getattr(module, "branch_outputs", None)):  # both parts in one call
+            return _PairCall(module, call_index)
         return tuple(_wrap(b, call_index) for b in module.branches)
 
     def _counting(self):

@@ -26,7 +26,8 @@ class EulerMaruyama(Scheme):
         ``"field"`` (g = f(t, u)) or a callable ``g(t, u)`` (diagonal noise: g * dW elementwise).
     ``noise="bernoulli"`` (stochastic depth)::  u_{n+1} = u_n + eta dt f,  eta ~ Bernoulli(p_n):
         drift p f, diffusion sqrt(p (1 - p)) f. ``p`` is a per-step coefficient (survival).
-    ``noise="shake"`` (shake-shake; the field is a pair (f1, f2))::
+    ``noise="shake"`` (shake-shake; the field is a pair (f1, f2) of callables, or one callable
+    returning the pair (f1(t, u), f2(t, u)), both parts in one pass)::
         u_{n+1} = u_n + dt (eta f1 + (1 - eta) f2),  eta ~ U(0, 1): drift (f1 + f2)/2, noise
         (eta - 1/2)(f1 - f2), variance (f1 - f2)^2 / 12. ``shake_backward=True`` backpropagates
         with an independent eta' ~ U(0, 1) (Gastaldi's Shake-Shake-Image, see `shake_mix`).
@@ -120,10 +121,15 @@ class EulerMaruyama(Scheme):
         return torch.addcmul(u, eta, drift, value=dt)
 
     def _shake(self, f, t, dt, u, training):
-        if not isinstance(f, (tuple, list)) or len(f) != 2:
-            raise ValueError("euler_maruyama: noise='shake' needs the field of a step to be a pair "
-                             "(f1, f2) of callables")
-        f1, f2 = f[0](t, u), f[1](t, u)
+        if isinstance(f, (tuple, list)) and len(f) == 2:
+            f1, f2 = f[0](t, u), f[1](t, u)
+        else:  # one callable computing both parts, f(t, u) -> (f1, f2)
+            out = f(t, u) if callable(f) and not isinstance(f, (tuple, list)) else None
+            if not isinstance(out, (tuple, list)) or len(out) != 2:
+                raise ValueError("euler_maruyama: noise='shake' needs the field of a step to be a "
+                                 "pair (f1, f2) of callables, or one callable returning the pair "
+                                 "(f1(t, u), f2(t, u))")
+            f1, f2 = out
         if not training:
             return torch.add(u, f1 + f2, alpha=dt / 2)
         shape, dtype = self._eta_shape(u), torch.promote_types(f1.dtype, f2.dtype)

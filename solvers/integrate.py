@@ -185,6 +185,18 @@ class ShapeChecked(torch.nn.Module):
 
     def forward(self, t, u):
         out = self.f(t, u)
+        if getattr(self.f, "returns_pair", False):  # one call computing both parts (f1, f2)
+            if not isinstance(out, (tuple, list)) or len(out) != 2:
+                raise ValueError(f"{self.name}: {self.what} must return a pair (f1, f2) of "
+                                 f"tensors shaped like u ({tuple(u.shape)}), but it returned "
+                                 f"{type(out).__name__}")
+            for part in out:
+                self._check(u, part)
+            return out
+        self._check(u, out)
+        return out
+
+    def _check(self, u, out):
         if not torch.is_tensor(out) or out.shape != u.shape:
             raise ValueError(shape_message(self.name, self.what, u, out))
         if (self.check_dtype and out.dtype != u.dtype
@@ -192,7 +204,6 @@ class ShapeChecked(torch.nn.Module):
             raise ValueError(f"{self.name}: {self.what} returned {out.dtype} for a {u.dtype} "
                              f"state; the solve would silently change precision: return "
                              f"{u.dtype} (or pass u0 in {out.dtype})")
-        return out
 
     @property
     def params_known(self) -> bool:  # see `reversible.params_known`

@@ -6,6 +6,9 @@ reseeds noise (a checkpoint, a distributed run) deals with one kind of object.
 """
 from __future__ import annotations
 
+import itertools
+import weakref
+
 import torch
 
 from . import checks
@@ -28,7 +31,15 @@ class Noise:
     so far, ``{"generator": state}`` for a user generator, ``{}`` for the global RNG;
     `load_state_dict` restores it (making seeded generators on their devices) and raises
     ValueError when the state comes from another kind of source.
+
+    Under ``torch.compile`` a draw from a seed or generator is the opaque op ``solvers::draw``
+    (`_draw`), which calls the same generator: the compiled graph does not break at each draw (dynamo cannot trace a
+    ``generator=`` argument) and draws what eager mode draws, in the same order (each draw
+    mutates ``_order``, a 0-dim tensor, so the compiler can neither reorder nor merge them).
+    Draws from the global RNG are left to the compiler (inductor's own generator, as before).
     """
+
+    _ids = itertools.count()
 
     def __init__(self, seed: int | None = None, generator: torch.Generator | None = None):
         if seed is not None and generator is not None:
@@ -40,6 +51,9 @@ class Noise:
         self.seed = None if seed is None else _seed(seed)
         self._generators: dict[str, torch.Generator] = {}  # device -> generator made from seed
         self._lookup: dict = {}  # the device object of a draw -> its generator (no str per draw)
+        self._id = next(Noise._ids)  # how a compiled draw finds this object (`_SOURCES`)
+        self._order = torch.zeros((), dtype=torch.int64)  # orders compiled draws (see above)
+        _SOURCES[self._id] = self
 
     @property
     def kind(self) -> str:
@@ -79,21 +93,35 @@ class Noise:
 
     # -- draws (on the CPU unless ``device`` says otherwise) --------------------------------
     def randn(self, shape, device="cpu", dtype=None) -> torch.Tensor:
+        if torch.compiler.is_compiling() and self.kind != "global":
+            return self._compiled("normal", shape, 1.0, None, device, dtype)
         return torch.randn(shape, generator=self.generator_for(device), device=device, dtype=dtype)
 
     def normal(self, shape, std: float, device="cpu", dtype=None) -> torch.Tensor:
         """N(0, std^2 I) in one pass (``randn(...) * std`` without the temporary): the same
         normal variates as `randn` from the same state, scaled (``torch.normal`` is
         ``empty(shape).normal_(0, std)`` in one call)."""
+        if torch.compiler.is_compiling() and self.kind != "global":
+            return self._compiled("normal", shape, std, None, device, dtype)
         return torch.normal(0.0, std, shape, generator=self.generator_for(device), device=device,
                             dtype=dtype)
 
     def rand(self, shape, device="cpu", dtype=None) -> torch.Tensor:
+        if torch.compiler.is_compiling() and self.kind != "global":
+            return self._compiled("rand", shape, 0.0, None, device, dtype)
         return torch.rand(shape, generator=self.generator_for(device), device=device, dtype=dtype)
 
     def bernoulli(self, shape, p, device="cpu", dtype=None) -> torch.Tensor:
+        if torch.compiler.is_compiling() and self.kind != "global":
+            if torch.is_tensor(p):
+                return self._compiled("bernoulli", shape, 0.0, p.detach(), device, dtype)
+            return self._compiled("bernoulli", shape, float(p), None, device, dtype)
         out = torch.empty(shape, device=device, dtype=dtype)
         return out.bernoulli_(p, generator=self.generator_for(device))
+
+    def _compiled(self, kind, shape, a, p, device, dtype) -> torch.Tensor:
+        return _draw(self._order, self._id, kind, list(shape), float(a), p,
+                     torch.device(device), dtype or torch.get_default_dtype())
 
     def randint(self, low: int, high: int, shape, device="cpu") -> torch.Tensor:
         return torch.randint(low, high, shape, generator=self.generator_for(device), device=device)
@@ -125,10 +153,38 @@ class Noise:
             gen = self.generator if key == "generator" else self.generator_for(key)
             gen.set_state(value)
 
+    def __setstate__(self, state: dict) -> None:
+        """A copy (``copy.deepcopy``, unpickling) is a source of its own for compiled draws."""
+        self.__dict__.update(state)
+        self._id, self._order = next(Noise._ids), torch.zeros((), dtype=torch.int64)
+        _SOURCES[self._id] = self
+
     def __repr__(self) -> str:
         if self.generator is not None:
             return f"Noise(generator on {self.generator.device})"
         return f"Noise(seed={self.seed})" if self.seed is not None else "Noise(global RNG)"
+
+
+_SOURCES: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # Noise._id -> Noise
+
+
+@torch.library.custom_op("solvers::draw", mutates_args=("order",))
+def _draw(order: torch.Tensor, source: int, kind: str, shape: list[int], a: float,
+          p: torch.Tensor | None, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """One draw of the `Noise` numbered ``source``, run as eager mode runs it: ``kind``
+    "normal" (std ``a``), "rand" or "bernoulli" (probability ``p``, else ``a``)."""
+    noise = _SOURCES[source]
+    order.add_(1)
+    if kind == "normal":
+        return noise.normal(shape, a, device, dtype)
+    if kind == "rand":
+        return noise.rand(shape, device, dtype)
+    return noise.bernoulli(shape, a if p is None else p, device, dtype)
+
+
+@_draw.register_fake
+def _(order, source, kind, shape, a, p, device, dtype):
+    return torch.empty(shape, device=device, dtype=dtype)
 
 
 def _seed(seed) -> int:

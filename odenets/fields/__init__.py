@@ -8,6 +8,7 @@ scheme does (``u + f(u)`` is forward Euler).
     ResNeXtField      grouped bottleneck (Xie et al. 2017)
     MLPField          an MLP for vector data, optionally time-aware f(t, u)
     TwoBranch         two branches for shake-shake; Coupled: the (F, G) pair of a reversible block
+    ShakeBasicPair    two basic shake-shake branches in one pass (a wide and a grouped conv)
 
 `BLOCKS` maps the block names the network builder accepts to a factory
 ``make(in_channels, out_channels, stride, **options)``.
@@ -18,6 +19,7 @@ from .basic import NORMS, BasicField, PreActBasicField, make_norm
 from .bottleneck import BottleneckField, ResNeXtField
 from .mlp import MLPField
 from .pair import Coupled, TwoBranch
+from .shake import ShakeBasicPair, merge_branch_state
 
 
 def _basic(cin, cout, stride=1, hidden=None, norm="batch"):
@@ -50,4 +52,5 @@ def make_block(name: str, in_channels: int, out_channels: int, stride: int = 1, 
 
 
 __all__ = ["BLOCKS", "NORMS", "BasicField", "BottleneckField", "Coupled", "MLPField", "PreActBasicField",
-           "ResNeXtField", "TwoBranch", "make_block", "make_norm"]
+           "ResNeXtField", "ShakeBasicPair", "TwoBranch", "make_block", "make_norm",
+           "merge_branch_state"]

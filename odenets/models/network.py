@@ -28,12 +28,14 @@ from solvers import checks
 
 from ..build import build_stage
 from ..flow import Flow
-from ..fields import BLOCKS, Coupled, TwoBranch, make_block
+from ..fields import BLOCKS, Coupled, ShakeBasicPair, TwoBranch, make_block
 from .features import call_leaf, check_images, feature_info, pretrained_cfg, weights_dtype
 from .head import ClassifierHead, check_head
 from .transitions import HISTORIES, SHORTCUTS, Transition, make_shortcut
 
 PAIRS = (None, "shake", "coupled")
+# blocks whose two shake branches are one field (`ShakeBasicPair`); others: `TwoBranch`
+MERGED_SHAKE_BLOCKS = ("basic",)
 
 
 @dataclass
@@ -140,6 +142,11 @@ def _flow_field(cfg: NetConfig, channels: int) -> nn.Module:
     """The field of one flow step: one block, or a pair for shake / reversible schemes."""
     if cfg.pair is None:
         return make_block(cfg.block, channels, channels, 1, **cfg.block_options)
+    if cfg.pair == "shake" and cfg.block in MERGED_SHAKE_BLOCKS:  # both in 2 convolutions, not 4
+        try:
+            return ShakeBasicPair(channels, channels // 2, **cfg.block_options)
+        except TypeError as e:
+            raise ValueError(f"invalid options {sorted(cfg.block_options)} for block 'basic': {e}") from None
     if cfg.pair == "shake":  # two branches of half the hidden width: ~ the parameters of one block
         return TwoBranch(*(make_block(cfg.block, channels, channels, 1, hidden=channels // 2,
                                       **cfg.block_options) for _ in range(2)))

@@ -25,7 +25,8 @@ rev_resnet: each flow step is a pair F, G acting on C/2 channels with hidden wid
 6C parameters instead of 4C; a ReLU after the addition would make the step non-invertible, so
 rev_resnet has none (post_activation=False: u + f(u) in every block, transitions included).
 shake_resnet: each flow step is two basic branches of hidden width C/2 (C -> C/2 -> C): the
-3x3 weights of one basic block and 6C BN parameters instead of 4C. Transitions are plain
+3x3 weights of one basic block and 6C BN parameters instead of 4C, computed in one pass
+(`odenets.fields.ShakeBasicPair`: one C -> C conv and one grouped C -> 2C conv). Transitions are plain
 single-branch blocks in both families.
 
 ImageNet: resnet50 / lm_resnet50 (bottleneck, [3, 4, 6, 3], projection shortcuts; resnet50 is

@@ -34,6 +34,7 @@ from .. import data as datasets
 from ..build import coefficients
 from ..continuous import reset_nfe, total_nfe
 from ..data import DatasetSpec, ImageData, Loader
+from ..fields.shake import merge_branch_optimizer_state
 from . import checkpoint, distributed, progress, rundir, tblog
 from .config import TrainConfig
 from .epoch import TrainingDivergedError, average_buffers, evaluate, precise_bn, train_epoch
@@ -294,7 +295,7 @@ def _restore(run: _Run) -> tuple[int, list]:
     state = checkpoint.load(ckpt_path, keys=checkpoint.KEYS)  # CPU: RNG states stay on CPU
     checkpoint.load_model_state(run.raw, state["model"], ckpt_path)
     try:
-        run.optimizer.load_state_dict(state["optimizer"])
+        run.optimizer.load_state_dict(merge_branch_optimizer_state(state["optimizer"], run.optimizer))
     except (ValueError, KeyError, TypeError, RuntimeError) as e:
         raise ValueError(f"{ckpt_path}: its optimizer state does not fit this model's "
                          f"optimizer: {checkpoint._first_line(e)}") from None
