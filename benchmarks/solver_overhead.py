@@ -219,6 +219,7 @@ def flow_costs(args) -> dict:
     import torchdiffeq
 
     import odenets
+    from odenets import _malloc
     from odenets.continuous import rk
     device = torch.device(args.device)
     x = torch.randn(args.flows, 16, 32, 32, device=device,
@@ -242,9 +243,12 @@ def flow_costs(args) -> dict:
         counters[key].reset_nfe()
         run()
         nfe[key] = counters[key].nfe["forward"]
+    faults = {key: _minor_faults(run) for key, run in runs.items()}
     times = rotated_rounds(runs, args.flow_repeats, args.clock, device)
     per_eval = {k: [1e3 * s / nfe[k] for s in v] for k, v in times.items()}
     out = {"batch": args.flows, "input": [args.flows, 16, 32, 32], "memory_format": "channels_last",
+           "malloc": "keep freed blocks (odenets/_malloc.py)" if _malloc.applied else "system",
+           "minor_faults_per_forward": faults,
            "nfe_forward": nfe, "ms_per_eval": {k: _quartiles(v) for k, v in per_eval.items()}}
     for solver in ("torchdiffeq", "ours"):
         out[f"hbode_over_ode_per_eval_{solver}"] = _quartiles(
@@ -254,6 +258,17 @@ def flow_costs(args) -> dict:
         out[f"{name}_ours_over_torchdiffeq"] = _quartiles(
             [a / b for a, b in zip(per_eval[f"{name}/ours"], per_eval[f"{name}/torchdiffeq"])])
     return out
+
+
+def _minor_faults(run):
+    """Minor page faults of one call of ``run`` (None where getrusage is missing)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    run()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 
 def _ratio(num, den, floor):
