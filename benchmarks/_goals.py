@@ -32,10 +32,11 @@ def solver_goals(payload: dict) -> list[dict]:
                         value=value, target=1.10))
     flows = payload.get("flows") or {}
     ratio = flows.get("hbode_over_ode_per_eval_ours")
+    threads = (payload.get("config") or {}).get("threads")
     if ratio:
         out.append(dict(goal="heavy-ball dopri5 flow within 20% of the plain one per field evaluation",
-                        setting=f"resnet20 stage 0, batch {flows.get('batch')}, {flows.get('memory_format')}"
-                                f", no_grad, 1 thread",
+                        setting=f"resnet20 stage 0, batch {flows.get('batch')}, "
+                                f"{flows.get('memory_format')}, no_grad, {threads} thread(s)",
                         measured=f"time ratio hbode/ode {ratio['median']:.3f} ({_iqr(ratio)}); "
                                  + _flow_detail(flows), value=ratio["median"], target=1.20))
     return out
