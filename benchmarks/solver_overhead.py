@@ -37,8 +37,11 @@ Euler-Maruyama (2-core Xeon with AMX, shared with a 2-worker training campaign, 
 rounds; results/solver_overhead_em_flows_cpu.json): ours / plain loop 0.82 forward (quartiles
 0.81-0.86), 0.90 forward+backward, overhead 8.1 vs 13.4 us/step. Flows, batch 128: per
 evaluation ours / torchdiffeq 0.27 (ode_resnet20) and 0.23 (hbode_resnet20); hbode / ode
-1.99 with torchdiffeq's step, 1.77 with ours (the goal of 1.2 is not met: the solver's passes
-over the doubled state, see docs/solver_layer.md section 6).
+1.99 with torchdiffeq's step, 1.77 with ours. Then, with glibc keeping freed blocks
+(odenets/_malloc.py: ~160,000 page faults per heavy-ball forward before, 0 after) and fewer
+passes (docs/solver_layer.md section 6), on a 2-core EPYC
+(results/solver_overhead_em_flows_cpu.json): hbode / ode 1.36 with ours (51.3 vs 37.2 ms per evaluation), 1.82 with torchdiffeq's step;
+the goal of 1.2 is still not met. The JSON records each forward's minor page faults.
 
     python benchmarks/solver_overhead.py [--steps 128] [--device cuda] [--repeats 60]
     python benchmarks/solver_overhead.py --flows 128 --flow-repeats 9   # + the dopri5 flows
@@ -219,6 +222,7 @@ def flow_costs(args) -> dict:
     import torchdiffeq
 
     import odenets
+    from odenets import _malloc
     from odenets.continuous import rk
     device = torch.device(args.device)
     x = torch.randn(args.flows, 16, 32, 32, device=device,
@@ -242,9 +246,12 @@ def flow_costs(args) -> dict:
         counters[key].reset_nfe()
         run()
         nfe[key] = counters[key].nfe["forward"]
+    faults = {key: _minor_faults(run) for key, run in runs.items()}
     times = rotated_rounds(runs, args.flow_repeats, args.clock, device)
     per_eval = {k: [1e3 * s / nfe[k] for s in v] for k, v in times.items()}
     out = {"batch": args.flows, "input": [args.flows, 16, 32, 32], "memory_format": "channels_last",
+           "malloc": "keep freed blocks (odenets/_malloc.py)" if _malloc.applied else "system",
+           "minor_faults_per_forward": faults,
            "nfe_forward": nfe, "ms_per_eval": {k: _quartiles(v) for k, v in per_eval.items()}}
     for solver in ("torchdiffeq", "ours"):
         out[f"hbode_over_ode_per_eval_{solver}"] = _quartiles(
@@ -254,6 +261,17 @@ def flow_costs(args) -> dict:
         out[f"{name}_ours_over_torchdiffeq"] = _quartiles(
             [a / b for a, b in zip(per_eval[f"{name}/ours"], per_eval[f"{name}/torchdiffeq"])])
     return out
+
+
+def _minor_faults(run):
+    """Minor page faults of one call of ``run`` (None where getrusage is missing)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    run()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 
 def _ratio(num, den, floor):

@@ -10,9 +10,10 @@ __version__ = "0.1.0"
 
 import sys as _sys
 
-from . import _openmp
+from . import _malloc, _openmp
 
 _openmp.choose(_sys.modules)  # before torch loads: passive OpenMP waits on a busy machine
+_malloc.choose()  # keep large freed blocks: no page faults on every state-sized tensor
 
 from . import fields
 from .build import available_solvers, build, coefficients

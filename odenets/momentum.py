@@ -122,7 +122,16 @@ class MomentumField(nn.Module):
         dim = split_dim(z, self.batch_split)
         u, v = z.chunk(2, dim)
         a = self.field(t, u) if self._field_takes_time else self.field(u)
-        return torch.cat((v, torch.addcmul(a, v, self.damping.value().to(v.dtype), value=-1)), dim)
+        gamma = self.damping.value().to(v.dtype)
+        if torch.is_grad_enabled() and (a.requires_grad or v.requires_grad or gamma.requires_grad) \
+                or a.dtype != z.dtype or a.shape != v.shape:
+            return torch.cat((v, torch.addcmul(a, v, gamma, value=-1)), dim)
+        # without a graph: written into its halves, no temporary for f - gamma v (same values)
+        out = torch.empty_like(z)
+        out_v, out_a = out.chunk(2, dim)
+        out_v.copy_(v)
+        torch.addcmul(a, v, gamma, value=-1, out=out_a)
+        return out
 
 
 class MomentumFlow(nn.Module):

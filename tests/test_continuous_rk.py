@@ -193,3 +193,52 @@ def test_adjoint_stage_flow_equals_before(monkeypatch):
     torch.testing.assert_close(y_new, y_old, rtol=0, atol=2e-5 * float(y_old.abs().max()))
     for a, b in zip(g_new, g_old):
         torch.testing.assert_close(a, b, rtol=0, atol=5e-2 * float(b.abs().max()))
+
+
+def test_interpolant_is_torchdiffeq_fit_evaluated():
+    """`LazyFit.evaluate` (one combination) gives torchdiffeq's fitted quartic at any x in
+    [0, 1] (float64, to rounding), y0 and y1 exactly at the ends, and gradients through dt."""
+    from torchdiffeq._impl.interp import _interp_evaluate, _interp_fit
+    g = torch.Generator().manual_seed(4)
+    y0, y1 = (torch.randn(3, 4, generator=g, dtype=torch.float64) for _ in range(2))
+    ks = [torch.randn(3, 4, generator=g, dtype=torch.float64) for _ in range(7)]
+    mid = rk.FAST["dopri5"].mid.to(torch.float64)
+    t0, t1 = torch.tensor(0.25, dtype=torch.float64), torch.tensor(0.75, dtype=torch.float64)
+    dt = t1 - t0
+    y_mid = y0 + sum(m * dt * k for m, k in zip(mid, ks))
+    coefficients = _interp_fit(y0, y1, y_mid, ks[0], ks[-1], dt)
+    for t in (0.25, 0.3, 0.5, 0.71, 0.75):
+        t = torch.tensor(t, dtype=torch.float64)
+        ref = _interp_evaluate(coefficients, t0, t1, t)
+        torch.testing.assert_close(rk.LazyFit(y0, y1, ks, mid, dt).evaluate(t0, t1, t), ref,
+                                   rtol=1e-12, atol=1e-12)
+    assert torch.equal(rk.LazyFit(y0, y1, ks, mid, dt).evaluate(t0, t1, t0), y0)
+    assert torch.equal(rk.LazyFit(y0, y1, ks, mid, dt).evaluate(t0, t1, t1), y1)
+    h = dt.clone().requires_grad_(True)
+    mine = rk.LazyFit(y0, y1, ks, mid, h).evaluate(t0, t0 + h, t0 + 0.3 * h).sum()
+    y_mid = y0 + sum(m * h * k for m, k in zip(mid, ks))
+    theirs = _interp_evaluate(_interp_fit(y0, y1, y_mid, ks[0], ks[-1], h), t0, t0 + h,
+                              t0 + 0.3 * h).sum()
+    torch.testing.assert_close(torch.autograd.grad(mine, h)[0], torch.autograd.grad(theirs, h)[0])
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_error_ratio_in_blocks_is_bit_for_bit(channels_last, monkeypatch):
+    """The blocked RMS error ratio equals the whole-tensor one bit for bit (same operations per
+    element, same reduction), contiguous and channels_last; mismatched layouts fall back."""
+    g = torch.Generator().manual_seed(5)
+    y0, y1, err = (torch.randn(4, 3, 8, 8, generator=g) for _ in range(3))
+    if channels_last:
+        y0, y1, err = (t.contiguous(memory_format=torch.channels_last) for t in (y0, y1, err))
+    from torchdiffeq._impl.misc import _rms_norm
+    solver = rk.FAST["dopri5"](func=lambda t, y: y, y0=y0, rtol=1e-3, atol=1e-4, norm=_rms_norm)
+    ratios = []
+    for block in (1 << 20, 100):  # whole tensor, then blocks of 100 elements (a ragged last one)
+        monkeypatch.setattr(rk, "BLOCK", block)
+        assert (rk._blocks(err, y0, y1) is None) == (block > err.numel())
+        ratios.append(solver._error_ratio(err.clone(), y0, y1))
+    assert torch.equal(ratios[0], ratios[1])
+    tol = torch.maximum(y0.abs(), y1.abs()) * solver.rtol.float() + solver.atol.float()
+    torch.testing.assert_close(ratios[0], (err / tol).pow(2).mean().sqrt())
+    assert rk._blocks(err, y0.contiguous(memory_format=torch.channels_last)
+                      if not channels_last else y0.contiguous(), y1) is None

@@ -7,6 +7,7 @@
   torchsde, torchode, scipy, matplotlib) and not ``odenets.continuous``.
 """
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -129,3 +130,26 @@ def test_openmp_wait_policy_is_set_before_torch_loads(code, env):
     else:  # the load read just before the import: the same side of the threshold (1.0) but for
         # a load crossing it within milliseconds
         assert got == ("PASSIVE" if float(load) >= 1.0 else "None")
+
+
+def test_malloc_thresholds_only_without_the_users_choice():
+    """Large freed blocks are kept (no page fault per state-sized tensor, odenets/_malloc.py)
+    unless the user set glibc's malloc variables or ODENETS_MALLOC=system; a bad value is a
+    one-line error naming the choices."""
+    import platform
+
+    from odenets._malloc import wanted
+    glibc = platform.libc_ver()[0] == "glibc"
+    assert wanted({}) == glibc and wanted({"ODENETS_MALLOC": "keep"}) == glibc
+    assert not wanted({"ODENETS_MALLOC": "system"})
+    assert not wanted({"MALLOC_TRIM_THRESHOLD_": "0"})
+    assert not wanted({"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=0"})
+    with pytest.raises(ValueError, match="keep, system"):
+        wanted({"ODENETS_MALLOC": "yes"})
+    script = "import odenets, odenets._malloc as m; print(m.applied)"
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith("MALLOC_") and k not in ("ODENETS_MALLOC", "GLIBC_TUNABLES")}
+    for env, expected in (({}, glibc), ({"ODENETS_MALLOC": "system"}, False)):
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                             env={**base, **env, "PYTHONPATH": str(ROOT)}, check=True)
+        assert out.stdout.split()[-1] == str(expected)

@@ -260,3 +260,24 @@ def test_lm_maps_to_a_momentum_flow():
     assert abs(lm_u - u1) < 0.05 * dt ** 2 * 100  # O(dt^2) with a modest constant
     with pytest.raises(ValueError, match=r"\(-1, 1\)"):
         lm_momentum(1.0)
+
+
+@pytest.mark.parametrize("batch_split", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_field_without_graph_equals_the_graph_one(batch_split, channels_last):
+    """(v, f(u) - gamma v) written into its halves under no_grad is the concatenation computed
+    with a graph, bit for bit, in the same memory format."""
+    from odenets.momentum import MomentumField
+    torch.manual_seed(0)
+    field = MomentumField(torch.nn.Conv2d(3, 3, 3, padding=1), damping=None)
+    z = torch.randn(4, 3, 5, 5) if batch_split else torch.randn(2, 6, 5, 5)  # (u, v) halves
+    if batch_split:
+        field.batch_split = True
+    if channels_last:
+        field, z = field.to(memory_format=torch.channels_last), \
+            z.contiguous(memory_format=torch.channels_last)
+    with_graph = field(torch.tensor(0.0), z)
+    with torch.no_grad():
+        without = field(torch.tensor(0.0), z)
+    assert with_graph.requires_grad and not without.requires_grad
+    assert torch.equal(without, with_graph.detach()) and without.stride() == with_graph.stride()

@@ -35,3 +35,21 @@ def test_solver_overhead_smoke(tmp_path, capsys):
         assert em["results_us_per_step"][mode]["integrate_em"]["evals_per_step"] == 1
         assert em["summary"][mode]["em_ours_over_plain_loop_per_round"]["n"] == 2
     assert "wrote" in capsys.readouterr().out
+
+
+def test_flow_costs_record_faults_and_the_goal_row(tmp_path):
+    """--flows: both stage flows stepped by both solvers, their page faults and the allocator
+    setting recorded, and the goal row (`_goals.solver_goals`) read from them."""
+    import sys
+    sys.path.insert(0, str(SCRIPT.parent))
+    spec = importlib.util.spec_from_file_location("solver_overhead", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    import _goals
+    args = module.argparse.Namespace(flows=1, flow_repeats=2, seed=0, device="cpu", clock="process")
+    flows = module.flow_costs(args)
+    assert set(flows["minor_faults_per_forward"]) == set(flows["nfe_forward"])
+    assert flows["malloc"] in ("system", "keep freed blocks (odenets/_malloc.py)")
+    rows = _goals.solver_goals({"flows": flows})
+    assert len(rows) == 1 and rows[0]["value"] == flows["hbode_over_ode_per_eval_ours"]["median"]
+    assert "page faults per forward" in rows[0]["measured"]
