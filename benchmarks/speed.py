@@ -96,7 +96,15 @@ def groups(args) -> dict:
         big = (3, 224, 224)
         out["resnet50"] = {"torchvision_resnet50": (lambda: torchvision.models.resnet50(), big, args.batch50),
                            "resnet50": (lambda: odenets.create("resnet50", num_classes=1000), big, args.batch50)}
-    return {g: v for g, v in out.items() if g in args.groups}
+    out = {g: v for g, v in out.items() if g in args.groups}
+    if args.models:  # a subset of the cases (the ratios need their baselines: name them too)
+        unknown = sorted(set(args.models) - {name for cases in out.values() for name in cases})
+        if unknown:
+            raise ValueError(f"--models: unknown case(s) {unknown}; the groups {list(out)} have "
+                             f"{sorted(name for cases in out.values() for name in cases)}")
+        out = {g: {n: c for n, c in cases.items() if n in args.models} for g, cases in out.items()}
+        out = {g: cases for g, cases in out.items() if cases}
+    return out
 
 
 # -- measuring ---------------------------------------------------------------------------------------
@@ -272,6 +280,8 @@ def main(argv=None) -> dict:
     p.add_argument("--batch50", type=int, default=None, help="resnet50 batch (default 4 CPU, 64 CUDA)")
     p.add_argument("--ode-steps", type=int, default=8, help="steps of the ODE group (a power of 2)")
     p.add_argument("--groups", default="resnet56,noise,ode,resnet50", help="groups to measure")
+    p.add_argument("--models", default=None, help="only these cases of the groups, e.g. "
+                   "resnet56,lm_resnet56 (default: all)")
     p.add_argument("--modes", default=None, help="eager,compile (default: both on CUDA, eager on CPU)")
     p.add_argument("--dtypes", default=None, help="fp32,bf16 (default: bf16,fp32 on CUDA, fp32 on CPU)")
     p.add_argument("--memory-depths", default="20,32,44,56,110", help="depths of the memory sweep ('none': skip)")
@@ -295,6 +305,7 @@ def main(argv=None) -> dict:
         if getattr(args, key) is None:
             setattr(args, key, gpu_value if gpu else cpu_value)
     args.groups = parse_list(args.groups)
+    args.models = parse_list(args.models) if args.models else None
     bad = sorted(set(args.groups) - {"resnet56", "noise", "ode", "resnet50"})
     if bad:
         raise ValueError(f"unknown group(s) {bad}; available: noise, ode, resnet50, resnet56")
@@ -311,7 +322,8 @@ def main(argv=None) -> dict:
     cases = groups(args)
     # eager first (bf16 before fp32 on CUDA), the memory sweep, then the slow compiled settings
     settings = [(g, m, d) for m in args.modes for d in args.dtypes for g in cases]
-    payload = dict(benchmark="speed", env=env_info(device, 0), config=dict(vars(args)), results={},
+    env = dict(env_info(device, 0), cpu_capability=torch.backends.cpu.get_cpu_capability())
+    payload = dict(benchmark="speed", env=env, config=dict(vars(args)), results={},
                    memory_vs_depth={}, torchvision_check=None, peak=peak_info(device), wall_seconds=None,
                    skipped={"torchvision": torchvision is None, "torchdiffeq": odeint is None},
                    skipped_settings={}, partial=True, plots=[])

@@ -362,3 +362,14 @@ def test_configuration_label_names_what_a_run_changed_of_its_preset():
     changed = Recipe.preset("quick", epochs=3, subset=20000, device="cpu").to_dict()
     assert configuration_label("quick", changed) == "quick with epochs=3, subset=20000"
     assert configuration_label("custom", quick) == "custom"  # unknown preset: the name alone
+
+
+def test_speed_models_measures_only_the_named_cases(tmp_path):
+    payload = speed.main(["--groups", "ode,resnet56", "--models", "ours_euler,ours_rk4_38",
+                          "--ode-steps", "2", "--batch", "2", "--rounds", "1", "--warmup", "1",
+                          "--memory-depths", "none", "--out-dir", str(tmp_path)])
+    assert list(payload["results"]) == ["ode/eager/fp32"]  # resnet56 has none of them
+    assert set(payload["results"]["ode/eager/fp32"]) == {"ours_euler", "ours_rk4_38"}
+    assert payload["env"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    with pytest.raises(ValueError, match="unknown case"):
+        speed.main(["--groups", "ode", "--models", "lm_resnet57", "--out-dir", str(tmp_path)])
