@@ -113,50 +113,48 @@ def test_coefficient_gradient_of_bf16_activations_is_summed_in_float32(channels_
 
 
 @pytest.fixture
-def small_chunks(monkeypatch):
-    """Chunks of 8 elements, so that small test tensors take the chunked batch-norm-backward
-    path of `solvers.fused._scale_and_dot` (its size must be a multiple of the chunk)."""
+def compiled():
     import solvers.fused as fused
-    monkeypatch.setattr(fused, "CHUNK", 8)
-    calls, norm_backward = [], fused._NORM_BACKWARD
-
-    def counted(*args):
-        calls.append(args[0].shape)
-        return norm_backward(*args)
-
-    monkeypatch.setattr(fused, "_NORM_BACKWARD", counted)
-    return calls
+    before = fused.compiled_kernels()
+    fused.compiled_kernels(True)
+    yield fused
+    fused.compiled_kernels(before)
 
 
-@pytest.mark.parametrize("d", [1, 2, 3])
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_chunked_path_matches_the_formula_in_float64(small_chunks, d, channels_last):
-    u, history, f, b = _inputs(d, channels_last=channels_last, shape=(2, 4, 3, 2))  # 48 = 6 x 8
-    upstream = torch.randn(u.shape, dtype=u.dtype).to(
-        memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+@pytest.mark.parametrize("d", [1, 3])
+def test_compiled_backward_matches_the_formula_in_float64(compiled, d):
+    u, history, f, b = _inputs(d, channels_last=True, shape=(2, 4, 3, 2))
+    upstream = torch.randn(u.shape, dtype=u.dtype).to(memory_format=torch.channels_last)
     out, grads = _grads(multistep_update, u, history, f, b, upstream)
+    assert type(out.grad_fn).__name__ == "_CompiledUpdateBackward" and compiled.compiled_kernels()
     want, want_grads = _grads(_by_formula, u, history, f, b, upstream)
     torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-12)
     for got, expected in zip(grads, want_grads):
         assert got.stride() == expected.stride() or got.dim() == 0  # no layout change
         torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
-    assert len(small_chunks) == d + 1  # one pass per state h_0..h_d, 6 chunks each
-    assert all(shape == (1, 6, 8) for shape in small_chunks)
 
 
-def test_chunked_path_gradcheck_and_second_derivatives(small_chunks):
-    u, history, f, b = _inputs(2, shape=(2, 2, 2, 2))  # 16 elements: two chunks
-    b = [c.detach().double().requires_grad_() for c in b]
-    fn = lambda u, h1, h2, f, b1, b2: multistep_update(u, (h1, h2), f, (b1, b2), 0.25)  # noqa: E731
-    args = (u, *history, f, *b)
-    assert torch.autograd.gradcheck(fn, args)
-    assert torch.autograd.gradgradcheck(fn, args)
+def test_compiled_backward_falls_back_with_a_warning_when_compiling_fails(compiled, monkeypatch):
+    def no_compiler(fn):
+        raise RuntimeError("no C++ compiler")
+    monkeypatch.setattr(compiled, "_kernel", no_compiler)
+    u, history, f, b = _inputs(1)
+    upstream = torch.randn_like(u)
+    out = multistep_update(u, history, f, b, 0.25)
+    with pytest.warns(UserWarning, match="compiled kernels turned off"):
+        grads = torch.autograd.grad(out, [u, *history, f, *b], upstream)
+    want = torch.autograd.grad(_by_formula(u, history, f, b, 0.25), [u, *history, f, *b], upstream)
+    for got, expected in zip(grads, want):
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+    assert not compiled.compiled_kernels()
+    with pytest.raises(ValueError, match="True, False or None"):
+        compiled.compiled_kernels("yes")
 
 
 @pytest.mark.parametrize("dt", [1.0, 0.5])
 def test_real_sizes_equal_the_plain_ops_in_float32(dt):
-    """A ResNet-56 stage-1 activation (32, 16, 32, 32), channels_last, as the benchmark trains:
-    the default chunks; the field gradient is g itself when dt = 1 (no copy), g dt otherwise."""
+    """A ResNet-56 stage-1 activation (32, 16, 32, 32), channels_last, as the benchmark trains;
+    the field gradient is g itself when dt = 1 (no copy), g dt otherwise."""
     u, history, f, b = _inputs(1, dtype=torch.float32, channels_last=True, shape=(32, 16, 32, 32))
     upstream = torch.randn(u.shape).to(memory_format=torch.channels_last)
     out = multistep_update(u, history, f, b, dt)
@@ -167,17 +165,3 @@ def test_real_sizes_equal_the_plain_ops_in_float32(dt):
     for got, expected in zip(grads, want_grads):
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * u.numel() ** 0.5)
     assert torch.equal(grads[2], upstream * dt)
-
-
-def test_chunked_coefficient_gradient_of_bf16_activations_is_summed_in_float32():
-    """As above, for a size that the default chunks divide (the batch-norm-backward path)."""
-    u, history, f, b = _inputs(1, dtype=torch.bfloat16, channels_last=True, shape=(64, 16, 8, 8))
-    upstream = torch.randn(u.shape, generator=torch.Generator().manual_seed(1)).to(
-        torch.bfloat16).to(memory_format=torch.channels_last)
-    out = multistep_update(u, history, f, b, 0.25)
-    grad_u, grad_h, grad_b = torch.autograd.grad(out, [u, history[0], *b], upstream)
-    want = (upstream.double() * (history[0].double() - u.double())).sum()
-    assert grad_b.dtype == torch.float32 and grad_u.dtype == torch.bfloat16
-    assert abs(grad_b.double() - want) <= 1e-3 * abs(want) + 1e-3
-    torch.testing.assert_close(grad_h, upstream * b[0].to(torch.bfloat16))
-    torch.testing.assert_close(grad_u, upstream * (1 - b[0]).to(torch.bfloat16))
