@@ -373,3 +373,17 @@ def test_speed_models_measures_only_the_named_cases(tmp_path):
     assert payload["env"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     with pytest.raises(ValueError, match="unknown case"):
         speed.main(["--groups", "ode", "--models", "lm_resnet57", "--out-dir", str(tmp_path)])
+
+
+def test_speed_merge_keeps_the_settings_it_does_not_measure(tmp_path):
+    tiny = ["--batch", "2", "--rounds", "1", "--warmup", "1", "--memory-depths", "none",
+            "--out-dir", str(tmp_path)]
+    first = speed.main(["--groups", "ode", "--ode-steps", "2", *tiny])
+    second = speed.main(["--groups", "noise", "--models", "resnet20", "--merge", *tiny])
+    assert list(second["results"]) == ["ode/eager/fp32", "noise/eager/fp32"]
+    assert second["results"]["ode/eager/fp32"] == first["results"]["ode/eager/fp32"]
+    assert list(second["kept_settings"]) == ["ode/eager/fp32"]
+    assert second["kept_settings"]["ode/eager/fp32"]["timestamp"] == first["env"]["timestamp"]
+    assert "Kept from an earlier run (--merge; not re-measured here): ode/eager/fp32" in second["note"]
+    third = speed.main(["--groups", "ode", "--ode-steps", "2", *tiny])  # no --merge: only its own
+    assert list(third["results"]) == ["ode/eager/fp32"] and not third["kept_settings"]
