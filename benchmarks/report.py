@@ -346,9 +346,13 @@ def readme_section(results: Path = RESULTS) -> str:
                 "they show cost, not accuracy): " + ", ".join(
                     f"`{p['_file'].replace('.json', '.md')}`" for p in smoke) + " in RESULTS.md.", ""]
     for p in load("speed_*.json", results):
+        kept = p.get("kept_settings") or {}
+        kept_note = "; ".join(f"{k} from {e.get('device')} ({str(e.get('timestamp'))[:10]})"
+                              for k, e in kept.items())
         out += [f"**Speed goals** ({p['env']['device']}, torch {p['env']['torch']}, "
                 f"{p['env'].get('torch_threads')} thread(s), modes "
-                f"{', '.join(sorted({k.split('/')[1] for k in p['results']}))}; "
+                f"{', '.join(sorted({k.split('/')[1] for k in p['results']}))}"
+                f"{'; kept from an earlier run: ' + kept_note if kept else ''}; "
                 f"`{p['_file'].replace('.json', '.md')}`):", "",
                 first_table(speed_markdown(p)), ""]
     more = _goals.more_goals(results)
