@@ -100,10 +100,10 @@ def groups(args) -> dict:
                            "resnet50": (lambda: odenets.create("resnet50", num_classes=1000), big, args.batch50)}
     out = {g: v for g, v in out.items() if g in args.groups}
     if args.models:  # a subset of the cases (the ratios need their baselines: name them too)
-        unknown = sorted(set(args.models) - {name for cases in out.values() for name in cases})
-        if unknown:
-            raise ValueError(f"--models: unknown case(s) {unknown}; the groups {list(out)} have "
-                             f"{sorted(name for cases in out.values() for name in cases)}")
+        names = sorted(name for cases in out.values() for name in cases)
+        if set(args.models) - set(names):
+            raise ValueError(f"--models: unknown case(s) {sorted(set(args.models) - set(names))}; "
+                             f"the groups {list(out)} have {names}")
         out = {g: {n: c for n, c in cases.items() if n in args.models} for g, cases in out.items()}
         out = {g: cases for g, cases in out.items() if cases}
     return out
@@ -251,22 +251,17 @@ def measure_extras(payload: dict, args, device, cases: dict, stem: Path) -> None
 
 
 def keep_earlier(payload: dict, path: Path, measuring: set) -> None:
-    """``--merge``: copy into ``payload`` the results of ``path``'s settings that this run does not
-    measure, each with the machine and time it came from (``kept_settings``); its memory sweep too
-    when this run makes none."""
-    if not path.is_file():
-        return
-    earlier = json.loads(path.read_text())
-    env = earlier.get("env", {})
-    origin = {k: env.get(k) for k in ("device", "cpu_capability", "torch", "torch_threads",
-                                      "timestamp", "git_commit", "command")}
-    for key, rows in earlier.get("results", {}).items():
-        if key not in measuring:
-            payload["results"][key] = rows
-            payload["kept_settings"][key] = dict(earlier.get("kept_settings", {}).get(key, origin))
+    """``--merge``: copy into ``payload`` the settings of ``path`` this run does not measure (and
+    its memory sweep if this run makes none), each noted in ``kept_settings`` with its origin."""
+    earlier = json.loads(path.read_text()) if path.is_file() else {}
+    env, kept = earlier.get("env", {}), earlier.get("kept_settings", {})
+    origin = {k: env.get(k) for k in ("device", "cpu_capability", "torch", "timestamp", "git_commit")}
+    for key in (k for k in earlier.get("results", {}) if k not in measuring):
+        payload["results"][key] = earlier["results"][key]
+        payload["kept_settings"][key] = dict(kept.get(key, origin))
     if not payload["config"]["memory_depths"] and earlier.get("memory_vs_depth"):
         payload["memory_vs_depth"] = earlier["memory_vs_depth"]
-        payload["kept_settings"]["memory_vs_depth"] = origin
+        payload["kept_settings"]["memory_vs_depth"] = dict(kept.get("memory_vs_depth", origin))
 
 
 def status_note(payload: dict, settings: list, base: str, final: bool, gpu: bool) -> str:
@@ -314,9 +309,8 @@ def main(argv=None) -> dict:
     p.add_argument("--rounds", type=int, default=None, help="timed rounds (default 30)")
     p.add_argument("--iters", type=int, default=None, help="steps per round (default 1 CPU, 10 CUDA)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up steps per model (default 2 CPU, 10 CUDA)")
-    p.add_argument("--fused-kernels", choices=("eager", "compiled"), default="eager",
-                   help="LM/LMM update's backward: eager ops, or one generated kernel "
-                   "(solvers.fused.compiled_kernels; compiled on first use)")
+    p.add_argument("--fused-kernels", choices=("eager", "compiled"), default="eager", help="LM/LMM "
+                   "backward: eager ops or one generated kernel (solvers.fused.compiled_kernels)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--skip-resnet50", action="store_true", help="skip the torchvision comparison")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
