@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -32,55 +31,6 @@ PAPER = "Lu, Zhong, Li, Dong, ICML 2018, Table (CIFAR-10, basic blocks)"
 
 
 # -- speed: goals and markdown ---------------------------------------------------------------------
-def slope(xs, ys) -> float:
-    """Least-squares slope of ys against xs."""
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    den = sum((x - mx) ** 2 for x in xs)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den if den else 0.0
-
-
-def speed_goals(results: dict, memory: dict) -> list[dict]:
-    """The issue's speed/memory goals, each with the measured value and met / not met."""
-    out = []
-
-    def ratio(key, num, den, target, goal):
-        rows = results[key]
-        a, b = rows.get(num, {}), rows.get(den, {})
-        if "s_per_step" not in a or "s_per_step" not in b:
-            return
-        pairs = [x / y for x, y in zip(a.get("times_s", []), b.get("times_s", []))]
-        if len(pairs) > 1:  # rounds interleave the models: per-round ratios are paired samples
-            value, q = statistics.median(pairs), statistics.quantiles(pairs, n=4)
-            spread = f" (median of {len(pairs)} per-round ratios, IQR {q[0]:.3f}-{q[2]:.3f})"
-        else:
-            value, spread = a["s_per_step"] / b["s_per_step"], ""
-        out.append(dict(goal=goal, setting=key, measured=f"time ratio {num}/{den} = {value:.3f}{spread}",
-                        value=value, target=target, met=value <= target))
-    for key in results:
-        if key.startswith("resnet56/"):
-            ratio(key, "resnet56", "hand_resnet56", 1.02, "unrolled resnet56 within 2% of hand-written")
-            ratio(key, "lm_resnet56", "resnet56", 1.05, "lm_resnet56 within 5% of resnet56")
-            ratio(key, "lmm3_resnet56", "resnet56", 1.08, "lmm3_resnet56 within 8% of resnet56")
-        elif key.startswith("noise/"):
-            ratio(key, "gauss_resnet20", "resnet20", 1.25, "Gaussian noise injection within 25% of resnet20")
-            ratio(key, "sd_resnet20", "resnet20", 1.10, "stochastic depth within 10% of resnet20")
-            ratio(key, "shake_resnet20", "resnet20", 1.20, "shake-shake within 20% of resnet20")
-        elif key.startswith("ode/"):
-            ratio(key, "ours_euler", "torchdiffeq_euler", 1.0, "faster than torchdiffeq fixed-grid (euler)")
-            ratio(key, "ours_rk4_38", "torchdiffeq_rk4", 1.0, "faster than torchdiffeq fixed-grid (rk4)")
-        elif key.startswith("resnet50/"):
-            ratio(key, "resnet50", "torchvision_resnet50", 1.02, "our resnet50 within 2% of torchvision")
-    if memory.get("resnet") and memory.get("rev_resnet"):
-        fit = {f: slope([m["blocks"] for m in memory[f].values()],
-                        [m["saved_tensor_bytes"] for m in memory[f].values()]) for f in ("resnet", "rev_resnet")}
-        value = fit["rev_resnet"] / fit["resnet"] if fit["resnet"] else None
-        out.append(dict(goal="reversible activation memory flat in depth (slope < 10% of Euler's)",
-                        setting="saved tensors, fp32, eager",
-                        measured=f"bytes/block: euler {fit['resnet']:.0f}, reversible {fit['rev_resnet']:.0f}",
-                        value=value, target=0.1, met=value is not None and value < 0.1))
-    return out
-
-
 def plot_memory(memory: dict, stem: Path) -> str:
     """memory-vs-depth PNG beside ``stem``; returns its file name."""
     plt = pyplot()
@@ -361,15 +311,7 @@ def readme_section(results: Path = RESULTS) -> str:
         out += ["Short CPU smoke runs of every scheme (1-3 epochs; differences inside seed noise: "
                 "they show cost, not accuracy): " + ", ".join(
                     f"`{p['_file'].replace('.json', '.md')}`" for p in smoke) + " in RESULTS.md.", ""]
-    speed = load("speed_*.json", results)  # a setting's rows come from the file measuring it last
-    newest = {k: p["_file"] for p in sorted(speed, key=lambda p: p["env"].get("timestamp") or "") for k in p["results"]}
-    for p in speed:
-        goals = [g for g in p["goals"] if newest.get(g["setting"], p["_file"]) == p["_file"]]
-        moved = ", ".join(sorted({f"`{newest[g['setting']]}`" for g in p["goals"] if g not in goals}))
-        out += [] if not goals else [f"**Speed goals** ({p['env']['device']}, torch {p['env']['torch']}, "
-                f"{p['env'].get('torch_threads')} thread(s), modes {', '.join(sorted({k.split('/')[1] for k in p['results']}))}; "
-                f"`{p['_file'].replace('.json', '.md')}`" + (f"; settings measured again later: in {moved}" if moved else "")
-                + "):", "", _goals.markdown(goals), ""]
+    out += _goals.readme_speed(load("speed_*.json", results))
     more = _goals.more_goals(results)
     if more:
         out += ["**More speed goals** (solver_overhead_*.json, levers_cpu.json; the machines and "

@@ -40,6 +40,7 @@ Writes benchmarks/results/speed_<device>.{json,md} and speed_<device>_memory_vs_
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -55,9 +56,11 @@ from _case import Case  # noqa: E402
 from _common import HelpFormatter, env_info, result_path, synchronize, write_json  # noqa: E402
 from _peaks import peak_flops, peak_info  # noqa: E402
 from _train_common import parse_list, set_threads  # noqa: E402
-from report import plot_memory, speed_goals, speed_markdown  # noqa: E402
+from _goals import speed_goals  # noqa: E402
+from report import plot_memory, speed_markdown  # noqa: E402
 
 import odenets  # noqa: E402
+import solvers.fused  # noqa: E402
 from odenets.fields import BasicField  # noqa: E402
 from odenets.models.torchvision_map import load_torchvision  # noqa: E402
 from odenets.train.distributed import resolve_device  # noqa: E402
@@ -245,6 +248,20 @@ def measure_extras(payload: dict, args, device, cases: dict, stem: Path) -> None
             payload["torchvision_check"] = _error(e)
 
 
+def keep_earlier(payload: dict, path: Path, measuring: set) -> None:
+    """``--merge``: copy into ``payload`` the settings of ``path`` this run does not measure (and
+    its memory sweep if this run makes none), each noted in ``kept_settings`` with its origin."""
+    earlier = json.loads(path.read_text()) if path.is_file() else {}
+    env, kept = earlier.get("env", {}), earlier.get("kept_settings", {})
+    origin = {k: env.get(k) for k in ("device", "cpu_capability", "torch", "timestamp", "git_commit")}
+    for key in (k for k in earlier.get("results", {}) if k not in measuring):
+        payload["results"][key] = earlier["results"][key]
+        payload["kept_settings"][key] = dict(kept.get(key, origin))
+    if not payload["config"]["memory_depths"] and earlier.get("memory_vs_depth"):
+        payload["memory_vs_depth"] = earlier["memory_vs_depth"]
+        payload["kept_settings"]["memory_vs_depth"] = dict(kept.get("memory_vs_depth", origin))
+
+
 def status_note(payload: dict, settings: list, base: str, final: bool, gpu: bool) -> str:
     """The payload's note: ``base``, then what is not measured yet, skipped or failed."""
     note = [base]
@@ -253,6 +270,11 @@ def status_note(payload: dict, settings: list, base: str, final: bool, gpu: bool
                 if k not in payload["results"] and k not in payload["skipped_settings"]]
         note.append(f"PARTIAL: still running or stopped by a time limit; not measured yet: "
                     f"{', '.join(left) or 'none'}.")
+    kept = payload.get("kept_settings") or {}
+    if kept:
+        note.append("Kept from an earlier run (--merge; not re-measured here): " + "; ".join(
+            f"{k} ({e.get('device')}, {str(e.get('timestamp'))[:10]}, commit {e.get('git_commit')})"
+            for k, e in kept.items()) + ".")
     if payload["skipped_settings"]:
         note.append("Skipped for the time budget: " + "; ".join(
             f"{k} ({why})" for k, why in payload["skipped_settings"].items()) + ".")
@@ -286,16 +308,21 @@ def main(argv=None) -> dict:
     p.add_argument("--rounds", type=int, default=None, help="timed rounds (default 30)")
     p.add_argument("--iters", type=int, default=None, help="steps per round (default 1 CPU, 10 CUDA)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up steps per model (default 2 CPU, 10 CUDA)")
+    p.add_argument("--fused-kernels", choices=("eager", "compiled"), default="eager", help="LM/LMM "
+                   "backward: eager ops or one generated kernel (solvers.fused.compiled_kernels)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--skip-resnet50", action="store_true", help="skip the torchvision comparison")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     p.add_argument("--clock", choices=sorted(CLOCKS), default="wall", help="CPU timing: elapsed time, "
                    "or this process's CPU time (a shared machine; with 1 thread)")
     p.add_argument("--out-dir", default=None, help="directory for the results (default benchmarks/results)")
+    p.add_argument("--merge", action="store_true", help="keep the settings of the existing "
+                   "result file that this run does not measure (noted with their machine and date)")
     p.add_argument("--budget-s", type=float, default=None, help="skip settings predicted to end after "
                    "this many seconds (default: no limit)")
     args = p.parse_args(argv)
     set_threads(args.threads)
+    solvers.fused.compiled_kernels(args.fused_kernels == "compiled")
     device = resolve_device(args.device)
     gpu = device.type == "cuda"
     for key, cpu_value, gpu_value in (("batch", 32, 128), ("batch50", 4, 64), ("rounds", 30, 30),
@@ -325,14 +352,17 @@ def main(argv=None) -> dict:
                          f"{','.join(args.groups)}; available: {', '.join(sorted(known))}")
     # eager first (bf16 before fp32 on CUDA), the memory sweep, then the slow compiled settings
     settings = [(g, m, d) for m in args.modes for d in args.dtypes for g in cases]
-    payload = dict(benchmark="speed", env=env_info(device, 0), config=dict(vars(args)), results={},
+    env = dict(env_info(device, 0), cpu_capability=torch.backends.cpu.get_cpu_capability())
+    payload = dict(benchmark="speed", env=env, config=dict(vars(args)), results={},
                    memory_vs_depth={}, torchvision_check=None, peak=peak_info(device), wall_seconds=None,
                    skipped={"torchvision": torchvision is None, "torchdiffeq": odeint is None},
-                   skipped_settings={}, partial=True, plots=[])
+                   skipped_settings={}, kept_settings={}, partial=True, plots=[])
     base_note = ("CPU run: no GPU was available for these numbers; the script is GPU-ready "
                  "(CUDA events, max_memory_allocated, bf16 autocast, torch.compile)." if not gpu else "GPU run.")
     path = result_path(f"speed_{args.tag}" if args.tag else "speed", device, args.out_dir)
     stem = path.with_suffix("")
+    if args.merge:
+        keep_earlier(payload, path, {f"{g}/{m}/{d}" for g, m, d in settings})
 
     def save(final: bool) -> None:
         """(Re)write the JSON and markdown with what has been measured so far."""

@@ -365,3 +365,18 @@ def test_configuration_label_names_what_a_run_changed_of_its_preset():
     changed = Recipe.preset("quick", epochs=3, subset=20000, device="cpu").to_dict()
     assert configuration_label("quick", changed) == "quick with epochs=3, subset=20000"
     assert configuration_label("custom", quick) == "custom"  # unknown preset: the name alone
+
+
+def test_speed_merge_keeps_the_settings_it_does_not_measure(tmp_path):
+    tiny = ["--batch", "2", "--rounds", "1", "--warmup", "1", "--memory-depths", "none",
+            "--out-dir", str(tmp_path)]
+    first = speed.main(["--groups", "ode", "--ode-steps", "2", *tiny])
+    second = speed.main(["--groups", "noise", "--cases", "resnet20", "--merge", *tiny])
+    assert second["env"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert list(second["results"]) == ["ode/eager/fp32", "noise/eager/fp32"]
+    assert second["results"]["ode/eager/fp32"] == first["results"]["ode/eager/fp32"]
+    assert list(second["kept_settings"]) == ["ode/eager/fp32"]
+    assert second["kept_settings"]["ode/eager/fp32"]["timestamp"] == first["env"]["timestamp"]
+    assert "Kept from an earlier run (--merge; not re-measured here): ode/eager/fp32" in second["note"]
+    third = speed.main(["--groups", "ode", "--ode-steps", "2", *tiny])  # no --merge: only its own
+    assert list(third["results"]) == ["ode/eager/fp32"] and not third["kept_settings"]

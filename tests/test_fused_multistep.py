@@ -110,3 +110,58 @@ def test_coefficient_gradient_of_bf16_activations_is_summed_in_float32(channels_
     want = (upstream.double() * (history[0].double() - u.double())).sum()
     assert grad_b.dtype == torch.float32
     assert abs(grad_b.double() - want) <= 1e-3 * abs(want) + 1e-3
+
+
+@pytest.fixture
+def compiled():
+    import solvers.fused as fused
+    before = fused.compiled_kernels()
+    fused.compiled_kernels(True)
+    yield fused
+    fused.compiled_kernels(before)
+
+
+@pytest.mark.parametrize("d", [1, 3])
+def test_compiled_backward_matches_the_formula_in_float64(compiled, d):
+    u, history, f, b = _inputs(d, channels_last=True, shape=(2, 4, 3, 2))
+    upstream = torch.randn(u.shape, dtype=u.dtype).to(memory_format=torch.channels_last)
+    out, grads = _grads(multistep_update, u, history, f, b, upstream)
+    assert type(out.grad_fn).__name__ == "_CompiledUpdateBackward" and compiled.compiled_kernels()
+    want, want_grads = _grads(_by_formula, u, history, f, b, upstream)
+    torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-12)
+    for got, expected in zip(grads, want_grads):
+        assert got.stride() == expected.stride() or got.dim() == 0  # no layout change
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_compiled_backward_falls_back_with_a_warning_when_compiling_fails(compiled, monkeypatch):
+    def no_compiler(fn):
+        raise RuntimeError("no C++ compiler")
+    monkeypatch.setattr(compiled, "_kernel", no_compiler)
+    u, history, f, b = _inputs(1)
+    upstream = torch.randn_like(u)
+    out = multistep_update(u, history, f, b, 0.25)
+    with pytest.warns(UserWarning, match="compiled kernels turned off"):
+        grads = torch.autograd.grad(out, [u, *history, f, *b], upstream)
+    want = torch.autograd.grad(_by_formula(u, history, f, b, 0.25), [u, *history, f, *b], upstream)
+    for got, expected in zip(grads, want):
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+    assert not compiled.compiled_kernels()
+    with pytest.raises(ValueError, match="True, False or None"):
+        compiled.compiled_kernels("yes")
+
+
+@pytest.mark.parametrize("dt", [1.0, 0.5])
+def test_real_sizes_equal_the_plain_ops_in_float32(dt):
+    """A ResNet-56 stage-1 activation (32, 16, 32, 32), channels_last, as the benchmark trains;
+    the field gradient is g itself when dt = 1 (no copy), g dt otherwise."""
+    u, history, f, b = _inputs(1, dtype=torch.float32, channels_last=True, shape=(32, 16, 32, 32))
+    upstream = torch.randn(u.shape).to(memory_format=torch.channels_last)
+    out = multistep_update(u, history, f, b, dt)
+    grads = torch.autograd.grad(out, [u, *history, f, *b], upstream)
+    want = reference(u, history, f, b, dt)
+    want_grads = torch.autograd.grad(want, [u, *history, f, *b], upstream)
+    assert torch.equal(out, want)
+    for got, expected in zip(grads, want_grads):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * u.numel() ** 0.5)
+    assert torch.equal(grads[2], upstream * dt)
