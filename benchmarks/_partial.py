@@ -19,6 +19,11 @@ pieces.json is named in one line and the run restarts from epoch 0.
 Seconds: a piece counts from its start to its last checkpoint (the file's mtime); the work a
 killed piece did after its last checkpoint is lost and cannot be timed afterwards, so it is not
 counted. The epochs' own ``train_seconds`` live in the checkpoint's history and add up exactly.
+
+A work directory lives on one machine. To continue on another one (a later session gets a
+fresh clone), `park` closes its open piece at the last checkpoint, while the file's mtime still
+tells when that was, and names the files that carry the run (`PARKED`), for committing them
+(benchmarks/park.py).
 """
 from __future__ import annotations
 
@@ -37,6 +42,9 @@ from odenets.train import checkpoint
 from odenets.train.optim import build_optimizer
 
 RUN, PIECES = "run", "pieces.json"
+# what a parked run carries to another machine (its run directory's other files are rewritten)
+PARKED = (PIECES, f"{RUN}/{checkpoint.NAME}", f"{RUN}/config.json", f"{RUN}/metrics.jsonl",
+          f"{RUN}/.odenets-run")
 # config fields that may differ between the pieces of one run (where it runs, how it reports)
 MAY_DIFFER = ("run_dir", "device", "data_dir", "threads", "progress", "log_every", "tensorboard")
 
@@ -154,3 +162,25 @@ def finish(state: dict, epochs_done: int, seconds: float) -> dict:
               for p in pieces]
     return dict(resumed_from_epoch=pieces[-1]["from_epoch"], pieces=pieces,
                 discarded=list(state.get("discarded", [])))
+
+
+def park(work_dir) -> tuple[int, list[Path]]:
+    """Close the open piece of the run in ``work_dir`` at its last checkpoint and return
+    ``(completed epochs, files that carry it)``; ``(0, [])`` when it has no usable checkpoint
+    (nothing to carry: it restarts wherever it runs next). Run it after the run's process has
+    stopped: a piece still training would go on past the checkpoint parked here."""
+    work_dir = Path(work_dir)
+    ckpt = work_dir / RUN / checkpoint.NAME
+    try:
+        epoch = int(checkpoint.load(ckpt, keys=checkpoint.KEYS)["epoch"]) if ckpt.is_file() else 0
+    except ValueError as e:
+        print(f"{work_dir.name}: not parked: {e}", flush=True)
+        return 0, []
+    state, why = read_pieces(work_dir)
+    if not epoch or why:
+        print(f"{work_dir.name}: not parked: " + (why or "no checkpoint yet"), flush=True)
+        return 0, []
+    state["pieces"] = [close_piece(p, epoch, ckpt) for p in state["pieces"]]
+    atomic.write_atomic(work_dir / PIECES, lambda f: f.write(json.dumps(state, indent=1)),
+                        sync=True)
+    return epoch, [work_dir / name for name in PARKED if (work_dir / name).is_file()]

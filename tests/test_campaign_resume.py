@@ -207,3 +207,36 @@ def test_a_claim_from_before_the_last_boot_is_stale(tmp_path):
     assert claims.stale(path) == (claims.boot_id() is not None)
     path.write_text(json.dumps(dict(host=socket.gethostname(), pid=os.getpid(), boot=claims.boot_id())))
     assert not claims.stale(path)  # this process: alive, this boot
+
+
+def test_a_parked_run_continues_from_a_copy_of_its_parked_files_only(uninterrupted, tmp_path,
+                                                                      monkeypatch):
+    import park
+    here, there = tmp_path / "here", tmp_path / "there"
+    with monkeypatch.context() as m:
+        stop_after_epoch(m, 1)
+        run_campaign(here)
+    ((work, epochs, files),) = park.park_all(here)
+    assert epochs == 1 and {f.name for f in files} == {
+        "pieces.json", "checkpoint.pt", "config.json", "metrics.jsonl", ".odenets-run"}
+    (piece,) = json.loads((work / "pieces.json").read_text())["pieces"]
+    assert piece["to_epoch"] == 1 and 0 <= piece["seconds"] < 600  # closed at its checkpoint
+    for f in files:  # what a commit carries, checked out later (a checkout sets new mtimes)
+        copy = there / f.relative_to(here)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(f.read_bytes())
+        os.utime(copy, (piece["started"] + 7200, piece["started"] + 7200))
+    run_campaign(there)
+    record, weights = result(there)
+    assert_same_training(record, weights, uninterrupted)
+    assert record["pieces"][0]["seconds"] == piece["seconds"]  # not the two hours of the checkout
+    assert not (there / FOLDER / "partial").exists()
+
+
+def test_park_names_runs_without_a_checkpoint_and_parks_nothing(tmp_path, capsys):
+    import park
+    work = tmp_path / FOLDER / "partial" / "resnet20__s0__abc"
+    (work / "run").mkdir(parents=True)
+    assert park.main(["--out-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "resnet20__s0__abc: not parked: no checkpoint yet" in out and "no unfinished run" in out
