@@ -39,9 +39,8 @@ rounds; results/solver_overhead_em_flows_cpu.json): ours / plain loop 0.82 forwa
 evaluation ours / torchdiffeq 0.27 (ode_resnet20) and 0.23 (hbode_resnet20); hbode / ode
 1.99 with torchdiffeq's step, 1.77 with ours. Then, with glibc keeping freed blocks
 (odenets/_malloc.py: ~160,000 page faults per heavy-ball forward before, 0 after) and fewer
-passes (docs/solver_layer.md section 6), on a 2-core EPYC
-(results/solver_overhead_em_flows_cpu.json): hbode / ode 1.36 with ours (51.3 vs 37.2 ms per evaluation), 1.82 with torchdiffeq's step;
-the goal of 1.2 is still not met. The JSON records each forward's minor page faults.
+passes (docs/solver_layer.md section 6), on a 2-core EPYC: hbode / ode 1.36 with ours (51.3 vs
+37.2 ms per evaluation), 1.82 with torchdiffeq's step (goal 1.2 not met; page faults in the JSON).
 
     python benchmarks/solver_overhead.py [--steps 128] [--device cuda] [--repeats 60]
     python benchmarks/solver_overhead.py --flows 128 --flow-repeats 9   # + the dopri5 flows

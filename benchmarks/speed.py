@@ -102,6 +102,10 @@ def groups(args) -> dict:
                            "resnet50": (lambda: odenets.create("resnet50", num_classes=1000), big, args.batch50)}
     out = {g: v for g, v in out.items() if g in args.groups}
     if args.cases:  # only these cases of the chosen groups
+        known = sorted(c for cases in out.values() for c in cases)
+        if set(args.cases) - set(known):
+            raise ValueError(f"unknown case(s) {sorted(set(args.cases) - set(known))} in groups "
+                             f"{','.join(args.groups)}; available: {', '.join(known)}")
         out = {g: {c: v for c, v in cases.items() if c in args.cases} for g, cases in out.items()}
         out = {g: cases for g, cases in out.items() if cases}
     return out
@@ -292,15 +296,13 @@ def status_note(payload: dict, settings: list, base: str, final: bool, gpu: bool
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--batch", type=int, default=None, help="batch (default 32 CPU, 128 CUDA)")
     p.add_argument("--batch50", type=int, default=None, help="resnet50 batch (default 4 CPU, 64 CUDA)")
     p.add_argument("--ode-steps", type=int, default=8, help="steps of the ODE group (a power of 2)")
     p.add_argument("--groups", default="resnet56,noise,ode,resnet50", help="groups to measure")
-    p.add_argument("--cases", default=None, help="only these cases of the groups, e.g. "
-                   "resnet20,gauss_resnet20 (default: all)")
+    p.add_argument("--cases", default=None, help="only these cases of the groups (default: all)")
     p.add_argument("--tag", default=None, help="write speed_<tag>_<device>.json (default speed_<device>)")
     p.add_argument("--modes", default=None, help="eager,compile (default: both on CUDA, eager on CPU)")
     p.add_argument("--dtypes", default=None, help="fp32,bf16 (default: bf16,fp32 on CUDA, fp32 on CPU)")
@@ -318,8 +320,7 @@ def main(argv=None) -> dict:
     p.add_argument("--out-dir", default=None, help="directory for the results (default benchmarks/results)")
     p.add_argument("--merge", action="store_true", help="keep the settings of the existing "
                    "result file that this run does not measure (noted with their machine and date)")
-    p.add_argument("--budget-s", type=float, default=None, help="skip settings predicted to end after "
-                   "this many seconds (default: no limit)")
+    p.add_argument("--budget-s", type=float, default=None, help="skip settings predicted to end late")
     args = p.parse_args(argv)
     set_threads(args.threads)
     solvers.fused.compiled_kernels(args.fused_kernels == "compiled")
@@ -345,11 +346,6 @@ def main(argv=None) -> dict:
         _raise_recompile_limit()
     start = time.perf_counter()
     cases = groups(args)
-    chosen = {c for v in cases.values() for c in v}
-    if args.cases and set(args.cases) - chosen:
-        known = {c for v in groups(argparse.Namespace(**{**vars(args), "cases": None})).values() for c in v}
-        raise ValueError(f"unknown case(s) {sorted(set(args.cases) - chosen)} in groups "
-                         f"{','.join(args.groups)}; available: {', '.join(sorted(known))}")
     # eager first (bf16 before fp32 on CUDA), the memory sweep, then the slow compiled settings
     settings = [(g, m, d) for m in args.modes for d in args.dtypes for g in cases]
     env = dict(env_info(device, 0), cpu_capability=torch.backends.cpu.get_cpu_capability())
@@ -357,8 +353,8 @@ def main(argv=None) -> dict:
                    memory_vs_depth={}, torchvision_check=None, peak=peak_info(device), wall_seconds=None,
                    skipped={"torchvision": torchvision is None, "torchdiffeq": odeint is None},
                    skipped_settings={}, kept_settings={}, partial=True, plots=[])
-    base_note = ("CPU run: no GPU was available for these numbers; the script is GPU-ready "
-                 "(CUDA events, max_memory_allocated, bf16 autocast, torch.compile)." if not gpu else "GPU run.")
+    base_note = "GPU run." if gpu else ("CPU run: no GPU was available for these numbers; the script "
+                                         "is GPU-ready (CUDA events, max_memory_allocated, bf16 autocast, torch.compile).")
     path = result_path(f"speed_{args.tag}" if args.tag else "speed", device, args.out_dir)
     stem = path.with_suffix("")
     if args.merge:
