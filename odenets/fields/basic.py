@@ -22,8 +22,8 @@ class GroupNorm(nn.GroupNorm):
     subprocess."""
 
     def forward(self, x):
-        if (x.device.type == "cpu" and not x.requires_grad and torch.is_grad_enabled()
-                and not x.is_contiguous()):
+        if (isinstance(x, torch.Tensor) and x.device.type == "cpu" and not x.requires_grad
+                and torch.is_grad_enabled() and not x.is_contiguous()):  # (not an fx Proxy)
             x = x.contiguous()
         return super().forward(x)
 
