@@ -113,6 +113,11 @@ def read_pieces(work_dir: Path) -> tuple[dict, str | None]:
     return dict(empty, **stored), None
 
 
+def _write_pieces(work_dir: Path, state: dict) -> None:
+    atomic.write_atomic(Path(work_dir) / PIECES, lambda f: f.write(json.dumps(state, indent=1)),
+                        sync=True, parents=True)
+
+
 def close_piece(piece: dict, epoch: int, ckpt: Path) -> dict:
     """A piece killed earlier, closed at its last checkpoint (``epoch`` completed epochs)."""
     if "to_epoch" in piece:
@@ -147,8 +152,7 @@ def prepare(work_dir, cfg, model: torch.nn.Module, label: str) -> tuple[bool, di
     closed = [close_piece(p, epoch, run_dir / checkpoint.NAME) for p in state["pieces"]]
     state["pieces"] = [p for p in closed if p["to_epoch"] > p["from_epoch"]] + [
         dict(from_epoch=epoch, host=socket.gethostname(), pid=os.getpid(), started=time.time())]
-    atomic.write_atomic(work_dir / PIECES, lambda f: f.write(json.dumps(state, indent=1)),
-                        sync=True, parents=True)
+    _write_pieces(work_dir, state)
     return bool(epoch), state
 
 
@@ -181,6 +185,5 @@ def park(work_dir) -> tuple[int, list[Path]]:
         print(f"{work_dir.name}: not parked: " + (why or "no checkpoint yet"), flush=True)
         return 0, []
     state["pieces"] = [close_piece(p, epoch, ckpt) for p in state["pieces"]]
-    atomic.write_atomic(work_dir / PIECES, lambda f: f.write(json.dumps(state, indent=1)),
-                        sync=True)
+    _write_pieces(work_dir, state)
     return epoch, [work_dir / name for name in PARKED if (work_dir / name).is_file()]

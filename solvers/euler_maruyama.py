@@ -124,7 +124,7 @@ class EulerMaruyama(Scheme):
         if isinstance(f, (tuple, list)) and len(f) == 2:
             f1, f2 = f[0](t, u), f[1](t, u)
         else:  # one callable computing both parts, f(t, u) -> (f1, f2)
-            out = f(t, u) if callable(f) and not isinstance(f, (tuple, list)) else None
+            out = f(t, u) if callable(f) else None
             if not isinstance(out, (tuple, list)) or len(out) != 2:
                 raise ValueError("euler_maruyama: noise='shake' needs the field of a step to be a "
                                  "pair (f1, f2) of callables, or one callable returning the pair "
