@@ -6,7 +6,7 @@ A resumable campaign's run checkpoints after every epoch in
 machine. Parking closes each unfinished run's open piece at its last checkpoint (while the
 checkpoint's mtime still says when that was: a checkout rewrites mtimes) and stages the few
 files that carry it (pieces.json, the checkpoint, config.json, metrics.jsonl, the run marker;
-~3 MB for a resnet20). Commit them; the same campaign command, run from a clone that holds
+~2 MB for a resnet20). Commit them; the same campaign command, run from a clone that holds
 them, continues each run where it stopped, and removes its folder once the record is written
 (commit that removal with the record).
 
